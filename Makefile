@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Each creates .venv from nothing when it is missing (idempotent: re-installs only when
+# pyproject.toml or constraints.txt change).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.workbench-installed
+# torch must be pinned in the same pip call as everything that depends on it (../shared/FINDINGS.md)
+TORCH  := "torch==2.14.1" "torchvision==0.29.1"
+
+.PHONY: install demo demo-quick test test-fast teacher clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt $(TORCH) -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/workbench run --out runs/demo
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/workbench run --quick --out runs/demo-quick
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# re-train the reference teacher committed in models/ (reproduces models/digits-resnet.card.json)
+teacher: $(STAMP)
+	$(VENV)/bin/workbench train --task digits --arch resnet --seed 0 --out models/digits-resnet.safetensors
+
+clean:
+	rm -rf runs/ .pytest_cache

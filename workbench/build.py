@@ -1,0 +1,228 @@
+"""Making the candidate artifacts: teacher export, student training (labels-only and KD twins over
+seeds and regimes), student export, and quantization. Every unit is cached in the run directory."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .distill.trainer import TrainConfig
+from .recipe import Recipe, StudentSpec
+from .rundir import RunDir, content_key
+from .types import Artifact
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    student: StudentSpec
+    regime: str  # "full" or "few-N"
+    seed: int
+    method: str  # "labels" or "kd"
+
+    @property
+    def name(self) -> str:
+        return f"{self.student.name}.{self.regime}.{self.method}.s{self.seed}"
+
+
+def train_jobs(recipe: Recipe) -> list[TrainJob]:
+    return [TrainJob(st, regime, seed, method) for regime in recipe.distill.regimes for st in recipe.students
+            for seed in recipe.distill.seeds for method in ("labels", "kd")]
+
+
+def job_config(recipe: Recipe, job: TrainJob) -> TrainConfig:
+    d = recipe.distill
+    return TrainConfig(steps=d.steps if job.regime == "full" else d.few_steps, batch_size=d.batch_size, lr=d.lr,
+                       weight_decay=d.weight_decay, augment_shift=d.augment_shift, seed=job.seed, method=job.method,
+                       temperature=d.temperature, alpha=d.alpha)
+
+
+class Builder:
+    """Holds the loaded task and teacher for one run; each method makes (or reuses) one kind of unit."""
+
+    def __init__(self, recipe: Recipe, rd: RunDir, task, teacher, teacher_sha: str, progress):
+        self.recipe, self.rd, self.task, self.teacher, self.teacher_sha = recipe, rd, task, teacher, teacher_sha
+        self.progress = progress
+        self.fp = task.fingerprint()
+        self._views = None
+        self._logits = None
+        self.models: dict[str, object] = {}  # job name -> trained nn.Module (only those trained or loaded this run)
+
+    # -- shared inputs ------------------------------------------------------------------------
+    @property
+    def sample(self) -> np.ndarray:
+        return self.task.x_test[:1]
+
+    @property
+    def parity_inputs(self) -> np.ndarray:
+        return self.task.x_test[: self.recipe.export.parity_samples]
+
+    def views(self):
+        if self._views is None:
+            import torch
+
+            from .distill.views import ShiftViews
+
+            self._views = ShiftViews(torch.from_numpy(self.task.x_train), self.recipe.distill.augment_shift)
+        return self._views
+
+    def teacher_logits(self):
+        if self._logits is None:
+            from .distill.cache import cache_key, teacher_logits
+
+            key = cache_key(self.teacher_sha, self.fp, self.recipe.distill.augment_shift)
+            n = self.views().n_views * len(self.task.y_train)
+            with self.progress.bar(f"teacher-output cache ({self.views().n_views} views x {len(self.task.y_train)} images)",
+                                   n) as update:
+                self._logits = teacher_logits(self.teacher, self.views(), self.rd.cache, key,
+                                              progress=lambda f: update(round(f * n)))
+        return self._logits
+
+    # -- teacher ---------------------------------------------------------------------------------
+    def teacher_fp32(self) -> tuple[Artifact, bool]:
+        from .export import export_onnx
+        from .zoo.models import count_params
+
+        ex = self.recipe.export
+        key = content_key("export-onnx", self.teacher_sha, self.fp, ex.parity_atol, ex.parity_rtol)
+
+        def make(path: Path) -> dict:
+            t0 = time.perf_counter()
+            diff = export_onnx(self.teacher, self.sample, path, self.task.input_name, self.parity_inputs,
+                               atol=ex.parity_atol, rtol=ex.parity_rtol)
+            return dict(params=count_params(self.teacher), precision="fp32",
+                        lineage=(f"teacher {self.recipe.teacher.source}", "export(onnx, fp32)"),
+                        made_in_s=round(time.perf_counter() - t0, 2), parity_max_abs=diff,
+                        extra={"role": "teacher", "family": "teacher"})
+
+        return self.rd.artifact("teacher.fp32", key, make)
+
+    # -- students --------------------------------------------------------------------------------
+    def job_key(self, job: TrainJob) -> str:
+        cfg = job_config(self.recipe, job)
+        return content_key("train", job.student.to_toml(), job.regime, cfg.to_json(), self.fp,
+                           self.teacher_sha if job.method == "kd" else None)
+
+    def weights_path(self, job: TrainJob) -> Path:
+        d = self.rd.work / "train"
+        d.mkdir(exist_ok=True)
+        return d / f"{job.name}.{self.job_key(job)}.safetensors"
+
+    def run_training(self, jobs: list[TrainJob]) -> dict[str, dict]:
+        """Train every job not already done; returns job name -> result (test accuracy, seconds, ...)."""
+        results, todo = {}, []
+        for job in jobs:
+            path = self.rd.unit("train", job.name, self.job_key(job))
+            if path.is_file() and self.weights_path(job).is_file():
+                from .fileio import read_json
+
+                results[job.name] = read_json(path)
+            else:
+                todo.append(job)
+        if not todo:
+            return results
+        if any(j.method == "kd" for j in todo):
+            self.teacher_logits()
+        total = sum(job_config(self.recipe, j).steps for j in todo)
+        done = 0
+        with self.progress.bar(f"training {len(todo)} students ({len(jobs) - len(todo)} reused)", total) as update:
+            for job in todo:
+                def on_step(step, loss, _job=job, _base=done):
+                    update(_base + step, f"{_job.name} loss {loss:.3f}")
+
+                results[job.name] = self._train_one(job, on_step)
+                done += job_config(self.recipe, job).steps
+        return results
+
+    def _train_one(self, job: TrainJob, on_step) -> dict:
+        import torch
+
+        from .distill.trainer import accuracy, train
+        from .fileio import write_json
+        from .zoo import build_arch
+        from .zoo.models import count_params
+        from .zoo.weights import save_weights
+
+        cfg = job_config(self.recipe, job)
+        torch.manual_seed(cfg.seed)
+        model = build_arch(job.student.arch, self.task.sample_shape[0], self.task.num_classes, **dict(job.student.options))
+        per_class = None if job.regime == "full" else int(job.regime[4:])
+        subset = None if per_class is None else self.task.labelled_subset(per_class, job.seed)
+        logits = self.teacher_logits() if job.method == "kd" else None
+        res = train(model, self.views(), self.task.y_train, cfg, subset=subset, teacher_logits=logits,
+                    val=(self.task.x_val, self.task.y_val), progress=on_step)
+        out = {"job": job.name, "student": job.student.name, "regime": job.regime, "seed": job.seed,
+               "method": job.method, "params": count_params(model), "n_train": int(len(subset) if subset is not None
+                                                                                    else len(self.task.y_train)),
+               "steps": cfg.steps, "seconds": round(res.seconds, 2), "final_loss": res.final_loss,
+               "val_accuracy": res.val_accuracy, "test_accuracy": accuracy(model, self.task.x_test, self.task.y_test),
+               "test_accuracy_source": "PyTorch model on the test split", "config": cfg.to_json()}
+        save_weights(model, self.weights_path(job))
+        write_json(self.rd.unit("train", job.name, self.job_key(job)), out)
+        self.models[job.name] = model
+        return out
+
+    def load_student(self, job: TrainJob):
+        if job.name not in self.models:
+            from .zoo import build_arch
+            from .zoo.weights import load_weights
+
+            model = build_arch(job.student.arch, self.task.sample_shape[0], self.task.num_classes, **dict(job.student.options))
+            load_weights(model, self.weights_path(job))
+            model.eval()
+            self.models[job.name] = model
+        return self.models[job.name]
+
+    def student_fp32(self, job: TrainJob, train_result: dict) -> tuple[Artifact, bool]:
+        from .export import export_onnx
+
+        ex = self.recipe.export
+        d = self.recipe.distill
+        key = content_key("export-onnx", self.job_key(job), ex.parity_atol, ex.parity_rtol)
+        how = (f"distill(kd, T={d.temperature:g}, alpha={d.alpha:g})" if job.method == "kd" else "train(labels only)")
+
+        def make(path: Path) -> dict:
+            model = self.load_student(job)
+            t0 = time.perf_counter()
+            diff = export_onnx(model, self.sample, path, self.task.input_name, self.parity_inputs,
+                               atol=ex.parity_atol, rtol=ex.parity_rtol)
+            spec = ", ".join(f"{k}={v}" for k, v in job.student.options)
+            return dict(params=train_result["params"], precision="fp32",
+                        lineage=(f"teacher {self.recipe.teacher.source}", f"student {job.student.arch}({spec})",
+                                 f"{how} [{train_result['steps']} steps, seed {job.seed}, full data]", "export(onnx, fp32)"),
+                        made_in_s=round(train_result["seconds"] + time.perf_counter() - t0, 2), parity_max_abs=diff,
+                        extra={"role": "student", "family": "distilled" if job.method == "kd" else "labels-only",
+                               "student": job.student.name})
+
+        return self.rd.artifact(f"{job.student.name}.{job.method}.fp32", key, make)
+
+    # -- quantization ----------------------------------------------------------------------------
+    def quantized(self, src: Artifact, method_name: str, source_model) -> tuple[Artifact, bool]:
+        from .export import onnx_parity
+        from .quantize import METHODS
+
+        method = METHODS.get(method_name)
+        q = self.recipe.quantize
+        calib = self.task.x_train[: q.calib_samples] if method.needs_calibration else None
+        key = content_key("quantize", src.sha256, method_name, q.calib_samples if method.needs_calibration else None, self.fp)
+        base = src.id.rsplit(".", 1)[0]
+        art_id = f"{base}.{method.precision}-{method_name}" if method.precision == "int8" else f"{base}.{method.precision}"
+
+        def make(path: Path) -> dict:
+            t0 = time.perf_counter()
+            if calib is not None:
+                with self.progress.bar(f"calibrating {art_id} ({len(calib)} training images)", len(calib)) as update:
+                    method.apply(self.rd.abspath(src), path, calib, self.task.input_name,
+                                 progress=lambda f: update(round(f * len(calib))))
+            else:
+                method.apply(self.rd.abspath(src), path, None, self.task.input_name)
+            took = time.perf_counter() - t0
+            diff = onnx_parity(source_model, path, self.parity_inputs, self.task.input_name, atol=None)
+            role = src.extra.get("role", "student")
+            return dict(params=src.params, precision=method.precision, lineage=(*src.lineage, method.describe),
+                        made_in_s=round(src.made_in_s + took, 2), parity_max_abs=diff,
+                        extra={**src.extra, "family": "quantized-teacher" if role == "teacher" else "distilled+quantized",
+                               "quantize_s": round(took, 2)})
+
+        return self.rd.artifact(art_id, key, make)

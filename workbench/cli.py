@@ -1,0 +1,165 @@
+"""The `workbench` command: a thin click group. Builds a Recipe, calls the pipeline, converts errors.
+
+Only this module turns WorkbenchErrors into messages and exit codes: one line on stderr, exit 2.
+Heavy libraries are imported inside the commands so `workbench --help` stays fast.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import WorkbenchError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="workbench")
+def cli():
+    """Distil, quantize, export, benchmark and report: compressed variants of one model on one chart."""
+
+
+@cli.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<recipe name>). "
+              "Running again into the same directory reuses finished work.")
+@click.option("--quick", is_flag=True, help="Small budget: 2 seeds, fewer steps, 1 thread, short measurements.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the plan; do nothing.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def run(recipe, out, quick, dry_run, quiet):
+    """Run a recipe (default: the built-in digits demo) and write results.json, report.md, report.html.
+
+    Example: workbench run --quick --out runs/first
+    """
+    from .recipe import load_recipe
+
+    r = load_recipe(recipe)
+    if quick:
+        r = r.quick()
+    out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))
+    if dry_run:
+        from .build import train_jobs
+
+        click.echo(r.to_toml())
+        n_art = 1 + len(r.quantize.teacher) + len(r.students) * (2 + len(r.quantize.students))
+        click.echo(f"# plan: {len(train_jobs(r))} training runs, {n_art} artifacts, "
+                   f"{n_art * len(r.measure.runtimes) * len(r.measure.resolved_threads())} measurements -> {out}")
+        return
+    from .pipeline import run as run_pipeline
+    from .progress import Progress
+    from .report import load_results, print_summary
+
+    progress = Progress(quiet=quiet)
+    command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results_path = run_pipeline(r, out, command=command, progress=progress)
+    if not quiet:
+        print_summary(load_results(results_path), console=progress.console)
+    click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")
+
+
+@cli.command()
+@click.option("--task", default="digits", show_default=True, help="Task to train on.")
+@click.option("--arch", default="resnet", show_default=True, help="Architecture (resnet, cnn).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file (a .card.json is written beside it).")
+def train(task, arch, seed, steps, out):
+    """Train a reference model from labels (how models/digits-resnet.safetensors was made).
+
+    Example: workbench train --task digits --arch resnet --seed 0 --steps 1000 --out models/digits-resnet.safetensors
+    """
+    from .fileio import ensure_writable_dir
+    from .progress import Progress
+    from .train import TrainSpec, train_reference
+    from .zoo import ARCHS
+
+    ARCHS.get(arch)
+    ensure_writable_dir(Path(out).parent)
+    progress = Progress()
+    with progress.bar(f"training {arch} on {task}", steps) as update:
+        card = train_reference(TrainSpec(task=task, arch=arch, seed=seed, steps=steps), out,
+                               progress=lambda s, loss: update(s, f"loss {loss:.4f}"))
+    click.echo(f"{out}: {card['architecture']['params']:,} params, test accuracy {card['metrics']['test_accuracy']:.4f}, "
+               f"sha256 {card['sha256'][:12]}... (card: {Path(out).with_suffix('.card.json')})")
+
+
+@cli.command()
+def doctor():
+    """Versions, CPU ISA flags that decide int8 speed, and which runtimes are installed."""
+    from .measure import collect_environment
+    from .runtimes import RUNTIMES
+
+    env = collect_environment(list(RUNTIMES.names()))
+    click.echo(f"cpu:     {env.get('cpu')}  ({env.get('cores', '?')} cores)")
+    isa = env.get("isa", {})
+    click.echo("isa:     " + "  ".join(f"{k}={'yes' if v else 'no'}" for k, v in isa.items()))
+    if not (isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx_int8")):
+        click.echo("         no VNNI/AMX: int8 speed-ups are modest and model-dependent here; measure, never assume")
+    click.echo(f"os:      {env.get('os')}   python {env.get('python')}")
+    for name, ver in sorted((env.get("versions") or {}).items()):
+        click.echo(f"  {name:<14} {ver or 'not installed'}")
+    click.echo("runtimes:")
+    for name in RUNTIMES.names():
+        rt = RUNTIMES.get(name)
+        ok = rt.available()
+        click.echo(f"  {name:<14} {'installed ' + (rt.version() or '') if ok else 'missing: ' + rt.install_hint}")
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md/report.html (default: beside results.json).")
+def report(results, out):
+    """Re-render report.md and report.html from results.json without recomputing.
+
+    Example: workbench report runs/digits-demo/results.json
+    """
+    from .report import load_results, print_summary, write_reports
+
+    for path in results:
+        doc = load_results(path)
+        paths = write_reports(path, out)
+        print_summary(doc)
+        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--runtime", default="ort", show_default=True)
+@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2.")
+@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz of input name -> array (default: generated).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the measurements as JSON.")
+def bench(models, runtime, threads, inputs, json_out):
+    """Measure ONNX models through the harness (median and p90 with 95% CIs; ratios vs the first model).
+
+    Example: workbench bench runs/digits-demo/artifacts/teacher.fp32.onnx runs/digits-demo/artifacts/teacher.int8-static.onnx
+    """
+    from .bench import bench_models
+
+    try:
+        thread_list = [int(t) for t in threads.split(",") if t.strip()]
+    except ValueError:
+        raise WorkbenchError(f"--threads must be comma-separated integers such as 1,2; got {threads!r}") from None
+    bench_models(list(models), runtime, thread_list, inputs, json_out)
+
+
+def main(argv=None) -> int:
+    try:
+        cli.main(args=argv, prog_name="workbench", standalone_mode=False)
+    except WorkbenchError as e:
+        click.echo(f"error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return 2 if e.exit_code == 1 else e.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished steps are kept and a re-run resumes from them", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

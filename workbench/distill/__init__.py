@@ -1,0 +1,1 @@
+"""Distillation: losses, augmentation views, the teacher-output cache and the trainer."""

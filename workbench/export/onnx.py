@@ -1,0 +1,80 @@
+"""PyTorch -> ONNX via torch.onnx.export (dynamo exporter), with a parity check through ONNX Runtime."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError, ParityError
+from ..fileio import atomic_path
+
+OPSET = 18
+
+
+def export_onnx(model, sample: np.ndarray, path: str | Path, input_name: str = "input",
+                check_inputs: np.ndarray | None = None, atol: float = 1e-4, rtol: float = 1e-3) -> float:
+    """Export ``model`` (eval mode, dynamic batch) to a single-file ONNX model at ``path``.
+
+    The outputs of the ONNX model under ONNX Runtime are compared with PyTorch's on
+    ``check_inputs`` (default: ``sample``); raises ParityError naming the max difference when
+    |onnx - torch| > atol + rtol * |torch| anywhere. Returns the max abs difference.
+    """
+    import torch
+
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(sample))
+    path = Path(path)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    model, (x,), str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
+                    input_names=[input_name], output_names=["logits"],
+                    dynamic_shapes={"x": {0: torch.export.Dim("batch", max=4096)}},
+                    optimize=True, verbose=False,
+                )
+        except Exception as e:
+            raise ExportError(f"torch.onnx.export failed for {path.name}: {str(e).splitlines()[0][:300]}") from None
+        diff = onnx_parity(model, tmp, check_inputs if check_inputs is not None else sample, input_name,
+                           atol=atol, rtol=rtol, what=f"ONNX export {path.name}")
+    return diff
+
+
+def onnx_parity(model, onnx_path, inputs: np.ndarray, input_name: str = "input", atol: float | None = 1e-4,
+                rtol: float = 1e-3, what: str = "ONNX model") -> float:
+    """Max |ORT(onnx_path)(inputs) - model(inputs)|; raises ParityError when out of tolerance (atol=None: never)."""
+    import onnxruntime as ort
+    import torch
+
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(np.ascontiguousarray(inputs))).numpy()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {input_name: np.ascontiguousarray(inputs, dtype=np.float32)})[0]
+    diff = np.abs(out.astype(np.float64) - ref)
+    max_abs = float(diff.max())
+    if atol is not None and np.any(diff > atol + rtol * np.abs(ref)):
+        raise ParityError(what, max_abs, atol)
+    return max_abs
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The dynamo exporter prints progress lines and warnings; keep the terminal for our own progress."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)

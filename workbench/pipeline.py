@@ -1,0 +1,172 @@
+"""run(recipe) -> results.json: the only orchestrator.
+
+teacher -> export; students trained labels-only and with KD over seeds and regimes; deployed
+students exported; teacher and students quantized; every artifact evaluated through the runtime
+and measured through the one harness; results.json, report.md, report.html.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .build import Builder, TrainJob, train_jobs
+from .errors import MeasurementError, WorkbenchError
+from .fileio import write_json
+from .recipe import Recipe
+from .results import document, record
+from .rundir import RunDir, content_key
+from .study import paired_difference
+from .types import Artifact, sha256_file
+
+
+def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None) -> Path:
+    from .progress import Progress
+    from .tasks import get_task
+    from .zoo import resolve_teacher
+
+    progress = progress or Progress()
+    t_start = time.perf_counter()
+    rd = RunDir(out)
+    (rd.root / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
+    for rt in recipe.measure.runtimes:  # fail early, before any work, if a runtime is missing
+        from .runtimes import get_runtime
+
+        get_runtime(rt)
+    progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
+    task = get_task(recipe.task.name, image_size=recipe.task.image_size)
+    teacher, teacher_path = resolve_teacher(recipe.teacher.source, recipe.teacher.weights, task.sample_shape[0],
+                                            task.num_classes, Path(recipe.base_dir) if recipe.base_dir else None)
+    teacher.eval()
+    b = Builder(recipe, rd, task, teacher, sha256_file(teacher_path), progress)
+    inputs_path = rd.root / "inputs.npz"
+    np.savez(inputs_path, **{task.input_name: np.ascontiguousarray(b.sample)})
+
+    # 1. variants and artifacts
+    progress.info("[bold]1/4 distil[/bold]: students from labels only and with KD, same budget")
+    teacher_art, _ = b.teacher_fp32()
+    jobs = train_jobs(recipe)
+    trained = b.run_training(jobs)
+    progress.info("[bold]2/4 export and quantize[/bold]")
+    arts: list[tuple[Artifact, object]] = [(teacher_art, teacher)]
+    for method in recipe.quantize.teacher:
+        arts.append((b.quantized(teacher_art, method, teacher)[0], teacher))
+    deploy_seed = recipe.distill.seeds[0]
+    for st in recipe.students:
+        for m in ("labels", "kd"):
+            job = TrainJob(st, "full", deploy_seed, m)
+            art, _ = b.student_fp32(job, trained[job.name])
+            arts.append((art, b.load_student(job)))
+            if m == "kd":
+                for method in recipe.quantize.students:
+                    arts.append((b.quantized(art, method, b.load_student(job))[0], b.load_student(job)))
+
+    # 2. accuracy of each artifact through each runtime
+    progress.info("[bold]3/4 evaluate and measure[/bold] every artifact through the runtime and the harness")
+    qualities = _evaluate(recipe, rd, task, [a for a, _ in arts], progress)
+
+    # 3. latency and memory through the harness
+    records = _measure(recipe, rd, [a for a, _ in arts], inputs_path, qualities, progress)
+
+    # 4. results.json and the reports
+    studies = {"distillation": _study(recipe, trained)}
+    from .measure import collect_environment
+
+    doc = document(rd.root.name, command, recipe.to_dict(), collect_environment(list(recipe.measure.runtimes)),
+                   task.summary(), records, studies, time.perf_counter() - t_start)
+    results_path = write_json(rd.root / "results.json", doc)
+    from .report import write_reports
+
+    write_reports(results_path)
+    return results_path
+
+
+def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) -> dict:
+    from .evaluate import evaluate_accuracy
+
+    out = {}
+    with progress.bar("evaluating on the test split", len(arts) * len(recipe.measure.runtimes)) as update:
+        i = 0
+        for rt in recipe.measure.runtimes:
+            for art in arts:
+                key = content_key("evaluate", art.sha256, rt, task.fingerprint())
+                q, _ = rd.cached("eval", f"{art.id}@{rt}", key, lambda: evaluate_accuracy(
+                    str(rd.abspath(art)), rt, task.x_test, task.y_test, task.input_name)[0].to_json())
+                q["parity_max_abs"] = art.parity_max_abs
+                out[(art.id, rt)] = q
+                i += 1
+                update(i, art.id)
+        for rt in recipe.measure.runtimes:
+            ref = out.get(("teacher.fp32", rt))
+            for art in arts:
+                if ref is not None:
+                    out[(art.id, rt)]["vs_reference"] = out[(art.id, rt)]["value"] - ref["value"]
+    return out
+
+
+def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path, qualities: dict,
+             progress) -> list[dict]:
+    from .measure import Protocol, compare, measure_latency, measure_memory
+
+    m = recipe.measure
+    protocol = Protocol(warmup_runs=m.warmup_runs, warmup_s=m.warmup_s, min_runs=m.min_runs, min_s=m.min_s,
+                        max_s=m.max_s, target_ci=m.target_ci, memory_runs=m.memory_runs, timeout_s=m.timeout_s)
+    inputs_sha = sha256_file(inputs_path)
+    units = [(rt, th, art) for rt in m.runtimes for th in m.resolved_threads() for art in arts]
+    # shuffled order, so slow drift of the machine does not always hit the same variants
+    random.Random(0).shuffle(units)
+    by_id: dict[str, dict] = {}
+    samples: dict[str, list] = {}
+    with progress.bar(f"measuring {len(units)} (artifact, runtime, threads)", len(units)) as update:
+        for i, (rt, th, art) in enumerate(units):
+            key = content_key("measure", art.sha256, rt, th, protocol.to_json(), inputs_sha)
+            update(i, f"{art.id} {rt} t{th}")
+
+            def compute(art=art, rt=rt, th=th):
+                path = str(rd.abspath(art))
+                try:
+                    lat = measure_latency(path, rt, th, str(inputs_path), protocol)
+                    mem = measure_memory(path, rt, th, str(inputs_path), protocol)
+                    return {"latency": lat.to_json(), "memory": mem.to_json(), "error": None}
+                except MeasurementError as e:
+                    return {"latency": None, "memory": None, "error": str(e)}
+
+            res, _ = rd.cached("measure", f"{art.id}@{rt}.t{th}", key, compute)
+            if res["error"]:  # a failed measurement is retried next run, not cached as final
+                rd.unit("measure", f"{art.id}@{rt}.t{th}", key).unlink(missing_ok=True)
+            rec = record(art, rt, th, "digits test split (first image, batch 1)", qualities.get((art.id, rt)),
+                         res["latency"], res["memory"], res["error"])
+            by_id[rec["id"]] = rec
+            if res["latency"]:
+                samples[rec["id"]] = res["latency"]["latency"]["samples"]
+        update(len(units))
+    records = [by_id[f"{a.id}@{rt}/t{th}"] for rt in m.runtimes for th in m.resolved_threads() for a in arts]
+    for rec in records:
+        base = f"teacher.fp32@{rec['runtime']['name']}/t{rec['runtime']['options']['threads']}"
+        if rec["id"] != base and rec["id"] in samples and base in samples:
+            c = compare(samples[base], samples[rec["id"]]).to_json()
+            c["against"] = base
+            rec["comparisons"].append(c)
+    return records
+
+
+def _study(recipe: Recipe, trained: dict) -> list[dict]:
+    d = recipe.distill
+    out = []
+    for regime in d.regimes:
+        for st in recipe.students:
+            rows = {m: [trained[TrainJob(st, regime, s, m).name] for s in d.seeds] for m in ("labels", "kd")}
+            labels = [r["test_accuracy"] for r in rows["labels"]]
+            kd = [r["test_accuracy"] for r in rows["kd"]]
+            first = rows["labels"][0]
+            label = ("full training split" if regime == "full" else f"{regime[4:]} labelled images per class") + \
+                    f" ({first['n_train']} images)"
+            out.append({"regime": regime, "regime_label": label, "student": st.name, "params": first["params"],
+                        "n_train": first["n_train"], "seeds": list(d.seeds), "labels_acc": labels, "kd_acc": kd,
+                        **paired_difference(labels, kd), "temperature": d.temperature, "alpha": d.alpha,
+                        "steps": first["steps"], "eval": "PyTorch model of each seed on the test split",
+                        "train_seconds": {"labels": sum(r["seconds"] for r in rows["labels"]),
+                                          "kd": sum(r["seconds"] for r in rows["kd"])}})
+    return out

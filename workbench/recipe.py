@@ -1,0 +1,260 @@
+"""Recipe: everything a run needs. Validated, frozen, versioned; TOML in and out.
+
+Every section is a frozen dataclass; unknown keys and wrong types raise a RecipeError that names
+the key and lists the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import RecipeError
+
+SCHEMA_VERSION = 1
+BUILTIN_DIR = Path(__file__).parent / "recipes"
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    name: str = "digits"
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class TeacherSection:
+    source: str = "zoo:digits-resnet"
+    weights: str | None = None  # default: the zoo model's file in models/
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    name: str
+    arch: str = "cnn"
+    options: tuple = ()  # sorted (key, value) pairs passed to the architecture (width, depth, ...)
+
+    def to_toml(self) -> dict:
+        return {"name": self.name, "arch": self.arch, **dict(self.options)}
+
+
+@dataclass(frozen=True)
+class DistillSection:
+    temperature: float = 4.0
+    alpha: float = 0.9  # weight of the soft-target term
+    seeds: tuple = (0, 1, 2)
+    regimes: tuple = ("full", "few-5", "few-10")  # full training split; few-N = N labelled images per class
+    steps: int = 300  # optimiser steps, full-data regime (same budget for both twins)
+    few_steps: int = 200  # optimiser steps, few-label regimes
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    augment_shift: int = 1  # random integer shifts of up to N pixels (discrete views -> exact teacher cache)
+
+
+@dataclass(frozen=True)
+class QuantizeSection:
+    teacher: tuple = ("static", "dynamic", "fp16")
+    students: tuple = ("static",)  # applied to the KD student of every size
+    calib_samples: int = 256
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    parity_atol: float = 1e-4
+    parity_rtol: float = 1e-3
+    parity_samples: int = 64
+
+
+@dataclass(frozen=True)
+class MeasureSection:
+    runtimes: tuple = ("ort",)
+    threads: tuple = (1, "all")  # "all" = every core of this machine
+    warmup_runs: int = 10
+    warmup_s: float = 0.5
+    min_runs: int = 50
+    min_s: float = 2.0
+    max_s: float = 10.0
+    target_ci: float = 0.02
+    memory_runs: int = 20
+    timeout_s: float = 120.0
+
+    def resolved_threads(self) -> tuple[int, ...]:
+        out = []
+        for t in self.threads:
+            n = (os.cpu_count() or 1) if t == "all" else int(t)
+            if n not in out:
+                out.append(n)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "digits-demo"
+    schema_version: int = SCHEMA_VERSION
+    task: TaskSection = field(default_factory=TaskSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    students: tuple = ()
+    distill: DistillSection = field(default_factory=DistillSection)
+    quantize: QuantizeSection = field(default_factory=QuantizeSection)
+    export: ExportSection = field(default_factory=ExportSection)
+    measure: MeasureSection = field(default_factory=MeasureSection)
+    base_dir: str | None = field(default=None, compare=False)  # folder of the recipe file (resolves relative paths)
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"schema_version": self.schema_version, "name": self.name}
+        for sec in ("task", "teacher", "distill", "quantize", "export", "measure"):
+            d[sec] = {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in dataclasses.asdict(getattr(self, sec)).items() if v is not None}
+        d["students"] = [s.to_toml() for s in self.students]
+        return d
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def quick(self) -> "Recipe":
+        """A smaller budget for a fast look (`--quick`): 2 seeds, fewer steps, 1 thread, shorter measurements."""
+        return replace(
+            self,
+            distill=replace(self.distill, seeds=tuple(self.distill.seeds[:2]) or (0, 1),
+                            regimes=tuple(r for r in self.distill.regimes if r in ("full", "few-5")) or ("full",),
+                            steps=min(self.distill.steps, 150), few_steps=min(self.distill.few_steps, 100)),
+            quantize=replace(self.quantize, calib_samples=min(self.quantize.calib_samples, 64)),
+            measure=replace(self.measure, threads=(1,), warmup_s=0.2, min_runs=30, min_s=0.5, max_s=2.0,
+                            memory_runs=10),
+        )
+
+
+SECTIONS = {"task": TaskSection, "teacher": TeacherSection, "distill": DistillSection,
+            "quantize": QuantizeSection, "export": ExportSection, "measure": MeasureSection}
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Load and validate a recipe file; None gives the built-in demo recipe."""
+    path = Path(path) if path is not None else BUILTIN_DIR / "demo.toml"
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} not found; give a path to a .toml recipe or omit it for the demo")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RecipeError(f"recipe {path.name} is not valid TOML: {e}") from None
+    return recipe_from_dict(data, base_dir=path.resolve().parent)
+
+
+def recipe_from_dict(data: dict, base_dir: Path | None = None) -> Recipe:
+    data = dict(data)
+    version = data.pop("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise RecipeError(f"recipe schema_version {version!r} is not supported; this workbench reads version {SCHEMA_VERSION}")
+    valid = ["schema_version", "name", "students", *SECTIONS]
+    for key in data:
+        if key not in valid:
+            raise RecipeError(f"unknown recipe key {key!r}; valid keys: {', '.join(valid)}")
+    kwargs: dict[str, Any] = {"base_dir": str(base_dir) if base_dir else None}
+    if "name" in data:
+        kwargs["name"] = _check_type("name", data["name"], str)
+    for sec, cls in SECTIONS.items():
+        if sec in data:
+            if not isinstance(data[sec], dict):
+                raise RecipeError(f"[{sec}] must be a table of keys, got {type(data[sec]).__name__}")
+            kwargs[sec] = _section(sec, cls, data[sec])
+    students = data.get("students", [])
+    if not isinstance(students, list) or not students:
+        raise RecipeError("the recipe needs at least one [[students]] table (name, arch, and architecture options)")
+    kwargs["students"] = tuple(_student(i, s) for i, s in enumerate(students))
+    names = [s.name for s in kwargs["students"]]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"student names must be unique, got {names}")
+    recipe = Recipe(**kwargs)
+    _check_values(recipe)
+    return recipe
+
+
+def _section(name: str, cls, values: dict):
+    valid = {f.name: f for f in fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in valid:
+            raise RecipeError(f"unknown key {key!r} in [{name}]; valid keys: {', '.join(valid)}")
+        default = valid[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise RecipeError(f"[{name}] {key} must be a list, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            value = _check_type(f"[{name}] {key}", value, bool)
+        elif isinstance(default, float):
+            value = float(_check_type(f"[{name}] {key}", value, (int, float)))
+        elif isinstance(default, int):
+            value = _check_type(f"[{name}] {key}", value, int)
+        elif isinstance(default, str) or default is None:
+            value = _check_type(f"[{name}] {key}", value, str)
+        out[key] = value
+    return cls(**out)
+
+
+def _student(i: int, s) -> StudentSpec:
+    from .zoo import ARCHS
+
+    if not isinstance(s, dict) or "name" not in s:
+        raise RecipeError(f"[[students]] #{i + 1} needs a name, e.g. name = \"cnn-s\"")
+    s = dict(s)
+    name = _check_type("student name", s.pop("name"), str)
+    arch = _check_type(f"student {name} arch", s.pop("arch", "cnn"), str)
+    params = [p for p in inspect.signature(ARCHS.get(arch)).parameters if p not in ("self", "in_channels", "num_classes")]
+    for key in s:
+        if key not in params:
+            raise RecipeError(f"unknown key {key!r} in student {name!r}; valid keys: name, arch, {', '.join(params)}")
+    return StudentSpec(name=name, arch=arch, options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                                  for k, v in s.items())))
+
+
+def _check_type(what: str, value, types):
+    if isinstance(value, bool) and types is not bool and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise RecipeError(f"{what} must be {_tname(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise RecipeError(f"{what} must be {_tname(types)}, got {value!r}")
+    return value
+
+
+def _tname(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "bool": "true/false"}.get(t.__name__, t.__name__) for t in types)
+
+
+def _check_values(r: Recipe) -> None:
+    from .quantize import METHODS
+    from .runtimes import RUNTIMES
+    from .tasks import TASKS
+
+    TASKS.get(r.task.name)
+    for m in (*r.quantize.teacher, *r.quantize.students):
+        METHODS.get(m)
+    for rt in r.measure.runtimes:
+        RUNTIMES.get(rt)
+    d = r.distill
+    if not d.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in d.seeds):
+        raise RecipeError(f"[distill] seeds must be a non-empty list of integers, got {list(d.seeds)}")
+    for reg in d.regimes:
+        if reg != "full" and not (reg.startswith("few-") and reg[4:].isdigit() and int(reg[4:]) > 0):
+            raise RecipeError(f"[distill] regime {reg!r} is not valid; use \"full\" or \"few-N\" (N labelled images per class)")
+    if "full" not in d.regimes:
+        raise RecipeError("[distill] regimes must include \"full\": the deployed students are trained on the full split")
+    checks = [(d.temperature > 0, "[distill] temperature must be > 0"), (0 <= d.alpha <= 1, "[distill] alpha must be in [0, 1]"),
+              (d.steps > 0 and d.few_steps > 0, "[distill] steps and few_steps must be > 0"),
+              (d.batch_size > 0, "[distill] batch_size must be > 0"), (0 <= d.augment_shift <= 4, "[distill] augment_shift must be 0-4"),
+              (r.quantize.calib_samples > 0, "[quantize] calib_samples must be > 0"),
+              (r.measure.min_runs > 0 and r.measure.min_s >= 0 and r.measure.max_s >= r.measure.min_s,
+               "[measure] needs min_runs > 0 and 0 <= min_s <= max_s"),
+              (0 < r.measure.target_ci < 1, "[measure] target_ci must be a fraction such as 0.02")]
+    for ok, msg in checks:
+        if not ok:
+            raise RecipeError(msg)
+    for t in r.measure.threads:
+        if not (t == "all" or (isinstance(t, int) and not isinstance(t, bool) and t > 0)):
+            raise RecipeError(f"[measure] threads must be positive integers or \"all\", got {t!r}")

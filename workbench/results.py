@@ -1,0 +1,58 @@
+"""Assembling result records (one per artifact x runtime x threads) and the results.json document."""
+from __future__ import annotations
+
+import datetime as dt
+
+from . import __version__
+from .types import Artifact
+
+SCHEMA_VERSION = 1
+
+
+def artifact_json(art: Artifact) -> dict:
+    d = art.to_json()
+    extra = d.pop("extra", {})
+    d["quantize_s"] = extra.get("quantize_s")
+    return d
+
+
+def record(art: Artifact, runtime: str, threads: int, input_source: str, quality: dict | None,
+           latency: dict | None = None, memory: dict | None = None, error: str | None = None) -> dict:
+    """One row of results.json. ``latency`` is the harness's LatencyMeasurement.to_json()."""
+    lat = latency or {}
+    rec = {
+        "id": f"{art.id}@{runtime}/t{threads}",
+        "variant": art.id,
+        "role": art.extra.get("role", "student"),
+        "family": art.extra.get("family", "teacher"),
+        "status": "failed" if error else "ok",
+        "error": error,
+        "artifact": artifact_json(art),
+        "runtime": lat.get("runtime", {"name": runtime, "version": None, "options": {"threads": threads}}),
+        "input": lat.get("input", {"source": input_source}),
+        "protocol": lat.get("protocol"),
+        "phases": lat.get("phases"),
+        "latency": lat.get("latency"),
+        "memory": memory,
+        "quality": quality,
+        "profile": lat.get("profile", []),
+        "stability": lat.get("stability", {"warnings": [], "sentinel_drift_pct": None}),
+        "comparisons": [],
+    }
+    if rec["input"] is not None:
+        rec["input"]["source"] = input_source
+    if rec["protocol"] is not None:
+        rec["protocol"].setdefault("processes", "fresh worker process per measurement; memory in another")
+    return rec
+
+
+def document(run_id: str, command: str, recipe: dict, environment: dict, task: dict, records: list[dict],
+             studies: dict, duration_s: float) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {"run_id": run_id, "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "workbench_version": __version__, "command": command, "recipe": recipe, "environment": environment,
+                "task": task, "duration_s": round(duration_s, 1)},
+        "results": records,
+        "studies": studies,
+    }

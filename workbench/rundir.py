@@ -1,0 +1,75 @@
+"""The run directory: every step's output is a file here, keyed by a content hash, so a second run
+(or a run killed half-way) reuses finished work instead of recomputing it.
+
+    runs/<id>/recipe.toml        the resolved recipe
+    runs/<id>/inputs.npz         the real input the harness feeds (one test image, batch 1)
+    runs/<id>/artifacts/         exported and quantized models (what you would ship)
+    runs/<id>/work/              cached unit results (training, evaluation, measurement) as JSON
+    runs/<id>/cache/             the teacher-output cache
+    runs/<id>/results.json, report.md, report.html
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from . import __version__
+from .fileio import ensure_writable_dir, read_json, write_json
+from .types import Artifact, sha256_file
+
+
+def content_key(*parts) -> str:
+    """A stable hash of JSON-able parts (recipe sections, upstream sha256s, code version)."""
+    raw = json.dumps([__version__, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = ensure_writable_dir(root)
+        self.artifacts = self.root / "artifacts"
+        self.work = self.root / "work"
+        self.cache = self.root / "cache"
+        for d in (self.artifacts, self.work, self.cache):
+            d.mkdir(exist_ok=True)
+
+    def unit(self, kind: str, name: str, key: str) -> Path:
+        d = self.work / kind
+        d.mkdir(exist_ok=True)
+        return d / f"{name}.{key}.json"
+
+    def cached(self, kind: str, name: str, key: str, compute):
+        """Return the stored result of a unit of work, computing and storing it (atomically) if absent."""
+        path = self.unit(kind, name, key)
+        if path.is_file():
+            try:
+                return read_json(path), True
+            except (OSError, json.JSONDecodeError):
+                path.unlink(missing_ok=True)  # a damaged entry is recomputed
+        value = compute()
+        write_json(path, value)
+        return value, False
+
+    def artifact(self, art_id: str, key: str, make) -> tuple[Artifact, bool]:
+        """Reuse artifact ``art_id`` if its record matches ``key`` and its file is intact; else ``make(path)``.
+
+        ``make(path) -> dict`` writes the file and returns the Artifact fields other than path/sha/size.
+        """
+        path = self.artifacts / f"{art_id}.onnx"
+        meta_path = self.unit("artifacts", art_id, key)
+        if meta_path.is_file() and path.is_file():
+            try:
+                art = Artifact.from_json(read_json(meta_path))
+                if art.sha256 == sha256_file(path):
+                    return art, True
+            except (OSError, json.JSONDecodeError, TypeError):
+                pass
+        fields = make(path)
+        art = Artifact(id=art_id, path=str(path.relative_to(self.root)), format="onnx", sha256=sha256_file(path),
+                       size_bytes=path.stat().st_size, **fields)
+        write_json(meta_path, art.to_json())
+        return art, False
+
+    def abspath(self, art: Artifact) -> Path:
+        return self.root / art.path
