@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .build import Builder, TrainJob, train_jobs
-from .errors import MeasurementError, WorkbenchError
-from .fileio import write_json
+from .errors import MeasurementError
+from .fileio import write_json, write_text
 from .recipe import Recipe
 from .results import document, record
 from .rundir import RunDir, content_key
@@ -27,19 +27,20 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     from .tasks import get_task
     from .zoo import resolve_teacher
 
+    from .runtimes import get_runtime
+
     progress = progress or Progress()
     t_start = time.perf_counter()
-    rd = RunDir(out)
-    (rd.root / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
-    for rt in recipe.measure.runtimes:  # fail early, before any work, if a runtime is missing
-        from .runtimes import get_runtime
-
+    # check every input before writing anything: a bad recipe leaves no half-made run directory
+    for rt in recipe.measure.runtimes:
         get_runtime(rt)
-    progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
     task = get_task(recipe.task.name, image_size=recipe.task.image_size)
     teacher, teacher_path = resolve_teacher(recipe.teacher.source, recipe.teacher.weights, task.sample_shape[0],
                                             task.num_classes, Path(recipe.base_dir) if recipe.base_dir else None)
     teacher.eval()
+    rd = RunDir(out)
+    write_text(rd.root / "recipe.toml", recipe.to_toml())
+    progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
     b = Builder(recipe, rd, task, teacher, sha256_file(teacher_path), progress)
     inputs_path = rd.root / "inputs.npz"
     np.savez(inputs_path, **{task.input_name: np.ascontiguousarray(b.sample)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def export_onnx(model, sample: np.ndarray, path: str | Path, input_name: str = "
                     optimize=True, verbose=False,
                 )
         except Exception as e:
-            raise ExportError(f"torch.onnx.export failed for {path.name}: {str(e).splitlines()[0][:300]}") from None
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0][:300]
+            raise ExportError(f"torch.onnx.export failed for {path.name}: {first}; "
+                              "simplify the model's forward or report the unsupported operator") from None
         diff = onnx_parity(model, tmp, check_inputs if check_inputs is not None else sample, input_name,
                            atol=atol, rtol=rtol, what=f"ONNX export {path.name}")
     return diff

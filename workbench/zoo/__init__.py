@@ -69,8 +69,9 @@ def find_file(name: str, base_dir: Path | None = None, default_dir: Path | None 
             candidates.append(base_dir / p)
         if default_dir is not None:
             candidates += [default_dir / p, default_dir / p.name]
+    candidates = list(dict.fromkeys(candidates))
     for c in candidates:
         if c.is_file():
             return c.resolve()
-    raise SourceError(f"weights file {name!r} not found (looked in: {', '.join(str(c.parent) for c in candidates)}); "
+    raise SourceError(f"weights file {name!r} not found (looked in: {', '.join(dict.fromkeys(str(c.parent) for c in candidates))}); "
                       "give an existing path or run `make teacher` to re-create the reference teacher")

@@ -1,0 +1,77 @@
+"""End to end: a tiny recipe through the whole pipeline, then a second run that reuses everything."""
+import json
+import time
+
+import pytest
+
+from workbench.pipeline import run
+from workbench.progress import Progress
+from workbench.recipe import recipe_from_dict
+
+TINY = {
+    "name": "tiny",
+    "students": [{"name": "a", "arch": "cnn", "width": 4, "depth": 1},
+                 {"name": "b", "arch": "cnn", "width": 6, "depth": 1}],
+    "distill": {"seeds": [0, 1], "regimes": ["full", "few-3"], "steps": 25, "few_steps": 15, "augment_shift": 0},
+    "quantize": {"teacher": ["static", "dynamic", "fp16"], "students": ["static"], "calib_samples": 16},
+    "export": {"parity_samples": 8},
+    "measure": {"threads": [1], "warmup_runs": 2, "warmup_s": 0.02, "min_runs": 10, "min_s": 0.05, "max_s": 0.3,
+                "memory_runs": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    recipe = recipe_from_dict(TINY)
+    t0 = time.perf_counter()
+    path = run(recipe, out, command="pytest tiny", progress=Progress(quiet=True))
+    first = time.perf_counter() - t0
+    return recipe, out, path, first
+
+
+@pytest.mark.slow
+def test_results_json_has_every_variant_with_numbers(tiny_run):
+    _, out, path, _ = tiny_run
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == 1 and doc["run"]["command"] == "pytest tiny"
+    variants = {r["variant"] for r in doc["results"]}
+    assert variants == {"teacher.fp32", "teacher.int8-static", "teacher.int8-dynamic", "teacher.fp16",
+                        "a.labels.fp32", "a.kd.fp32", "a.kd.int8-static", "b.labels.fp32", "b.kd.fp32", "b.kd.int8-static"}
+    for r in doc["results"]:
+        assert r["status"] == "ok", r["error"]
+        lat, q, art = r["latency"], r["quality"], r["artifact"]
+        assert lat["n"] == len(lat["samples"]) >= 10 and lat["ci95_median"][0] <= lat["median"] <= lat["ci95_median"][1]
+        assert lat["ci95_p90"][0] <= lat["p90"] <= lat["ci95_p90"][1]
+        assert 0 <= q["ci95"][0] <= q["value"] <= q["ci95"][1] <= 1 and q["n"] == 360
+        assert r["memory"]["peak_mb"] > 0 and art["size_bytes"] > 0 and art["made_in_s"] > 0
+        assert art["sha256"] and (out / art["path"]).is_file()
+        assert r["runtime"]["options"]["threads"] == 1
+        if r["variant"] != "teacher.fp32":
+            assert r["comparisons"][0]["against"] == "teacher.fp32@ort/t1"
+            assert r["comparisons"][0]["verdict"] in ("faster", "slower", "equivalent", "inconclusive")
+    by = {r["variant"]: r for r in doc["results"]}
+    assert by["teacher.fp32"]["quality"]["value"] > 0.98  # the committed reference teacher, through ORT
+    assert by["teacher.fp32"]["artifact"]["parity_max_abs"] < 1e-3
+    assert by["teacher.int8-static"]["artifact"]["precision"] == "int8"
+    assert by["a.kd.int8-static"]["family"] == "distilled+quantized"
+    assert doc["run"]["environment"]["versions"]["onnxruntime"]
+    studies = doc["studies"]["distillation"]
+    assert {(s["regime"], s["student"]) for s in studies} == {("full", "a"), ("full", "b"), ("few-3", "a"), ("few-3", "b")}
+    for s in studies:
+        assert len(s["labels_acc"]) == len(s["kd_acc"]) == 2 and len(s["diff_ci95"]) == 2
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert "KD" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_second_run_reuses_everything(tiny_run):
+    recipe, out, path, first = tiny_run
+    before = json.loads(path.read_text())
+    t0 = time.perf_counter()
+    run(recipe, out, command="pytest tiny", progress=Progress(quiet=True))
+    second = time.perf_counter() - t0
+    after = json.loads(path.read_text())
+    assert second < 0.35 * first, (first, second)
+    # the same measurements (raw samples) were reused, not re-measured
+    assert [r["latency"]["samples"] for r in before["results"]] == [r["latency"]["samples"] for r in after["results"]]

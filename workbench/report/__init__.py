@@ -1,0 +1,68 @@
+"""Reports: results.json -> report.md / report.html / a terminal summary.
+
+Reports read ONLY results.json. Importing this package pulls in no torch, onnxruntime, plotly
+or rich: plotly loads only when HTML is rendered, rich only when the summary is printed.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from workbench.errors import OutputError
+from workbench.report.load import load_results
+from workbench.report.markdown import render_markdown
+
+__all__ = ["load_results", "render_markdown", "render_html", "print_summary", "write_reports"]
+
+
+def render_html(results: dict) -> str:
+    """One self-contained HTML file (plotly.js inline, no network references)."""
+    from workbench.report.html import render_html as _render
+
+    return _render(results)
+
+
+def print_summary(results: dict, console=None) -> None:
+    """A rich table of every measurement plus the recommendation, on `console` (default: stdout)."""
+    from workbench.report.terminal import print_summary as _print
+
+    _print(results, console)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_reports(results_path, out_dir=None) -> dict[str, Path]:
+    """Write report.md and report.html next to results.json (or into out_dir); return their paths.
+
+    Both reports are rendered before anything is written, and each file is replaced atomically
+    (temp file + os.replace), so a failure never leaves a half-written or mixed report behind.
+    """
+    src = Path(results_path)
+    if src.is_dir():
+        src = src / "results.json"
+    results = load_results(src)
+    texts = {"md": render_markdown(results), "html": render_html(results)}
+    out = Path(out_dir) if out_dir is not None else src.parent
+    paths = {"md": out / "report.md", "html": out / "report.html"}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for key, path in paths.items():
+            _write_atomic(path, texts[key])
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write the reports ({e.strerror or e})") from e
+    return paths

@@ -1,0 +1,99 @@
+"""Plotly figures for report.html, drawn from analysis.Report (imported only when rendering HTML)."""
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from workbench.report.analysis import Report, fmt_acc, fmt_ms, fmt_pts, fmt_speedup, fmt_threads
+
+FAMILY_STYLE = {  # family -> (marker symbol, colour)
+    "teacher": ("star", "#222222"),
+    "quantized-teacher": ("diamond", "#d62728"),
+    "distilled": ("circle", "#1f77b4"),
+    "labels-only": ("circle-open", "#7f7f7f"),
+    "distilled+quantized": ("square", "#2ca02c"),
+}
+_OTHER = ("x", "#9467bd")
+_LAYOUT = dict(template="plotly_white", font=dict(family="system-ui, sans-serif", size=13),
+               margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.18))
+
+
+def _err(v, ci):
+    return (max(0.0, ci[1] - v), max(0.0, v - ci[0])) if ci else (0.0, 0.0)
+
+
+def accuracy_latency_figures(rep: Report) -> list[tuple[int, go.Figure]]:
+    """One figure per thread count: accuracy vs median latency (log x), CI whiskers, Pareto step line."""
+    figs = []
+    for th in sorted({r.threads for r in rep.rows if r.plottable and r.threads is not None}):
+        rows = [r for r in rep.rows if r.plottable and r.threads == th]
+        fig = go.Figure()
+        for fam in [f for f in FAMILY_STYLE if any(r.family == f for r in rows)] + \
+                sorted({r.family for r in rows} - set(FAMILY_STYLE)):
+            pts = [r for r in rows if r.family == fam]
+            symbol, colour = FAMILY_STYLE.get(fam, _OTHER)
+            ex = [_err(r.median, r.median_ci) for r in pts]
+            ey = [_err(r.accuracy * 100, tuple(c * 100 for c in r.accuracy_ci) if r.accuracy_ci else None) for r in pts]
+            fig.add_trace(go.Scatter(
+                x=[r.median for r in pts], y=[r.accuracy * 100 for r in pts], mode="markers", name=fam,
+                marker=dict(symbol=symbol, color=colour, size=13 if fam == "teacher" else 10,
+                            line=dict(width=1.5, color=colour)),
+                error_x=dict(type="data", array=[e[0] for e in ex], arrayminus=[e[1] for e in ex], thickness=1),
+                error_y=dict(type="data", array=[e[0] for e in ey], arrayminus=[e[1] for e in ey], thickness=1),
+                text=[f"{r.variant}@{r.runtime}<br>median {fmt_ms(r.median, r.median_ci)}<br>"
+                      f"accuracy {fmt_acc(r.accuracy, r.accuracy_ci)}<br>speed-up "
+                      f"{fmt_speedup(r.ratio, r.ratio_ci, r.verdict)}" + ("<br>Pareto front" if r.pareto else "")
+                      for r in pts],
+                hovertemplate="%{text}<extra></extra>"))
+        front = sorted((r for r in rows if r.pareto), key=lambda r: (r.median, r.accuracy))
+        fig.add_trace(go.Scatter(x=[r.median for r in front], y=[r.accuracy * 100 for r in front],
+                                 mode="lines", line=dict(shape="hv", dash="dot", color="#ff7f0e"),
+                                 name="Pareto front", hoverinfo="skip"))
+        if rep.recommended is not None and rep.recommended.threads == th:
+            r = rep.recommended
+            fig.add_annotation(x=math.log10(r.median), y=r.accuracy * 100, text="recommended",  # log axis: log10(x)
+                               showarrow=True, arrowhead=2, ax=40, ay=40)
+        fig.update_layout(title=f"Accuracy vs median latency, {fmt_threads(th)}", **_LAYOUT)
+        fig.update_xaxes(type="log", title="median latency per inference (ms, log scale)")
+        fig.update_yaxes(title="accuracy (%)")
+        figs.append((th, fig))
+    return figs
+
+
+def distillation_figure(rep: Report) -> go.Figure | None:
+    """KD minus labels-only accuracy per regime/student, with the CI over seeds."""
+    studies = [s for s in rep.studies if s.diff is not None]
+    if not studies:
+        return None
+    labels = [f"{s.student} · {s.regime_label}" for s in studies]
+    colours = {"KD helps": "#2ca02c", "KD hurts": "#d62728"}
+    fig = go.Figure(go.Scatter(
+        x=[s.diff * 100 for s in studies], y=labels, mode="markers",
+        marker=dict(size=11, color=[colours.get(s.verdict, "#7f7f7f") for s in studies]),
+        error_x=dict(type="data", array=[(s.diff_ci[1] - s.diff) * 100 if s.diff_ci else 0 for s in studies],
+                     arrayminus=[(s.diff - s.diff_ci[0]) * 100 if s.diff_ci else 0 for s in studies]),
+        text=[f"{fmt_pts(s.diff, s.diff_ci)}: {s.verdict}" for s in studies],
+        hovertemplate="%{y}<br>%{text}<extra></extra>", showlegend=False))
+    fig.add_vline(x=0, line=dict(color="#444", width=1))
+    fig.update_layout(title="What distillation bought: KD − labels-only accuracy (points, 95% CI)",
+                      height=120 + 45 * len(studies), **_LAYOUT)
+    fig.update_xaxes(title="accuracy difference (percentage points)")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def latency_distribution_figure(rep: Report) -> go.Figure | None:
+    """Raw latency samples per variant at the answer's thread count (box plots, log x)."""
+    rows = [r for r in rep.rows if r.ok and r.samples and r.threads == rep.threads]
+    if not rows:
+        return None
+    fig = go.Figure()
+    for r in rows:
+        colour = FAMILY_STYLE.get(r.family, _OTHER)[1]
+        fig.add_trace(go.Box(x=list(r.samples), name=f"{r.variant}@{r.runtime}", marker_color=colour,
+                             boxpoints="outliers", showlegend=False))
+    fig.update_layout(title=f"Latency samples, {fmt_threads(rep.threads)} (every timed run)",
+                      height=120 + 40 * len(rows), **_LAYOUT)
+    fig.update_xaxes(type="log", title="latency (ms, log scale)")
+    return fig

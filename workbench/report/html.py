@@ -1,0 +1,200 @@
+"""results.json -> one self-contained report.html (plotly.js inline; no network references).
+
+Same sections and the same text as report.md (both lay out analysis.Report), plus charts and a
+sortable table. plotly is imported here, so only when HTML is rendered.
+"""
+from __future__ import annotations
+
+import html as _html
+
+from workbench.report.analysis import (COLUMNS, DASH, Report, analyse, fmt_acc, fmt_mb, fmt_ms,
+                                       fmt_params, fmt_pts, fmt_speedup, fmt_threads, table_cells)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;
+padding:1rem 2rem;color:#1a1a1a;line-height:1.45}
+h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+.disclaimer{background:#fff4e5;border-left:4px solid #f0a020;padding:.4rem .8rem}
+.meta,.note{color:#555;font-size:.9rem}
+.answer{background:#eef6ee;border-left:4px solid #2ca02c;padding:.6rem 1rem;font-size:1.1rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f5f5f5}table.sortable th{cursor:pointer;user-select:none}
+table.sortable th[data-dir=asc]::after{content:" ▲"}table.sortable th[data-dir=desc]::after{content:" ▼"}
+tr.failed td{background:#fde8e8;color:#8b0000}tr.recommended td{background:#eef6ee;font-weight:bold}tr.pareto td:last-child{font-weight:bold;color:#ff7f0e}
+code,pre{background:#f5f5f5;padding:.1rem .3rem;border-radius:3px}pre{padding:.6rem}
+.kd-helps{color:#1e7b1e}.kd-hurts{color:#b22222}
+"""
+
+_SORT_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, i) {
+    th.addEventListener("click", function () {
+      var asc = th.dataset.dir !== "asc", body = table.tBodies[0];
+      table.querySelectorAll("th").forEach(function (h) { h.dataset.dir = ""; });
+      th.dataset.dir = asc ? "asc" : "desc";
+      Array.from(body.rows).sort(function (a, b) {
+        var x = a.cells[i].dataset.v, y = b.cells[i].dataset.v, nx = parseFloat(x), ny = parseFloat(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? (nx === ny ? 0 : (nx < ny ? -1 : 1)) : x.localeCompare(y);
+        return asc ? c : -c;
+      }).forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _e(text) -> str:
+    return _html.escape(str(text), quote=True)
+
+
+def _table(header, rows, cls="", row_classes=None, row_titles=None) -> str:
+    """rows: lists of str cells, or of (text, sort key) cells for a sortable table."""
+    out = [f'<table class="{cls}">' if cls else "<table>", "<thead><tr>"]
+    out += [f"<th>{_e(h)}</th>" for h in header]
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(rows):
+        attrs = ""
+        if row_classes and row_classes[i]:
+            attrs += f' class="{row_classes[i]}"'
+        if row_titles and row_titles[i]:
+            attrs += f' title="{_e(row_titles[i])}"'
+        cells = []
+        for c in row:
+            if not isinstance(c, tuple):
+                cells.append(f"<td>{_e(c)}</td>")
+                continue
+            text, key = c
+            cells.append(f'<td data-v="{_e("Infinity" if key == float("inf") else key)}">{_e(text)}</td>')
+        out.append(f"<tr{attrs}>" + "".join(cells) + "</tr>")
+    return "\n".join(out) + "\n</tbody></table>"
+
+
+def _figure(fig, div_id: str) -> str:
+    import plotly.io as pio
+
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _answer(rep: Report) -> list[str]:
+    out = ['<section id="answer"><h2>The answer</h2>', f'<p class="answer">{_e(rep.answer)}</p>',
+           f"<p>Rule: {_e(rep.rule)}.</p>"]
+    if rep.beyond_budget:
+        out.append("<p>Faster, but outside the accuracy budget: " + _e("; ".join(
+            f"{r.variant} ({fmt_speedup(r.ratio, r.ratio_ci)}, {fmt_pts(r.vs_ref)})" for r in rep.beyond_budget)) + ".</p>")
+    out.append(f"<h3>Distillation vs quantization vs both ({_e(fmt_threads(rep.threads))})</h3>")
+    rows = [[p.approach, "none measured"] + [DASH] * 6 if p.row is None else
+            [p.approach, p.row.variant, p.row.runtime, fmt_speedup(p.row.ratio, p.row.ratio_ci, p.row.verdict),
+             fmt_acc(p.row.accuracy, p.row.accuracy_ci), fmt_pts(p.row.vs_ref), fmt_mb(p.row.size_bytes),
+             "yes" if p.within_budget else "no"] for p in rep.picks]
+    out.append(_table(["approach", "best variant", "runtime", "speed-up vs teacher fp32 [95% CI]",
+                       "accuracy [95% CI]", "Δ accuracy vs teacher", "size", "within budget"], rows))
+    out.append('<p class="note">Best = the family\'s fastest variant within the accuracy budget, '
+               "else its most accurate one.</p></section>")
+    return out
+
+
+def _distillation(rep: Report) -> list[str]:
+    out = ['<section id="distillation"><h2>What distillation bought</h2>', f"<p>{_e(rep.study_summary)}</p>"]
+    if rep.studies:
+        rows = [[s.student, s.regime_label, fmt_params(s.params), DASH if s.n_train is None else str(s.n_train),
+                 str(s.n_seeds), fmt_acc(s.labels_mean), fmt_acc(s.kd_mean), fmt_pts(s.diff, s.diff_ci), s.verdict]
+                for s in rep.studies]
+        out.append(_table(["student", "training data", "params", "train images", "seeds", "labels-only mean",
+                           "KD mean", "KD − labels-only [95% CI]", "verdict"], rows))
+        cls = {"KD helps": "kd-helps", "KD hurts": "kd-hurts"}
+        out.append("<ul>" + "".join(f'<li class="{cls.get(s.verdict, "")}">{_e(s.sentence)}</li>'
+                                    for s in rep.studies) + "</ul>")
+        from workbench.report.charts import distillation_figure
+        fig = distillation_figure(rep)
+        if fig is not None:
+            out.append(_figure(fig, "chart-distillation"))
+    return out + ["</section>"]
+
+
+def _vs_quantized(rep: Report) -> list[str]:
+    out = [f'<section id="vs-quantized"><h2>Students vs the quantized teacher ({_e(fmt_threads(rep.threads))})</h2>']
+    if not rep.vs_quantized:
+        return out + ["<p>No successful student and quantized-teacher measurements to compare.</p></section>"]
+    rows = [[c.student.variant, c.quantized.variant, c.student.runtime, fmt_speedup(c.student.ratio, c.student.ratio_ci),
+             DASH if c.ratio is None else f"{c.ratio:.2f}" + (f" [{c.ratio_ci[0]:.2f}, {c.ratio_ci[1]:.2f}]" if c.ratio_ci else ""),
+             c.verdict + ("" if c.direct else " (combined CIs)"),
+             fmt_acc(c.student.accuracy, c.student.accuracy_ci), fmt_acc(c.quantized.accuracy, c.quantized.accuracy_ci),
+             fmt_pts(c.acc_diff), c.acc_verdict] for c in rep.vs_quantized]
+    out.append(_table(["student", "quantized teacher", "runtime", "student speed-up vs teacher fp32",
+                       "latency ratio student/quantized [95% CI]", "speed verdict", "student accuracy",
+                       "quantized-teacher accuracy", "Δ accuracy", "accuracy verdict"], rows))
+    out.append('<p class="note">A ratio &lt; 1 means the student is faster. "Combined CIs": no paired '
+               "student-vs-quantized measurement was made, so the interval joins the extremes of both CIs "
+               "vs the fp32 teacher (conservative).</p></section>")
+    return out
+
+
+def _charts(rep: Report) -> list[str]:
+    from workbench.report.charts import accuracy_latency_figures
+
+    out = ['<section id="chart"><h2>Accuracy vs latency</h2>',
+           '<p class="note">Whiskers: 95% CIs on both axes. Dotted step line: the Pareto front on point '
+           "estimates. Markers: one shape per family.</p>"]
+    figs = accuracy_latency_figures(rep)
+    out += [_figure(fig, f"chart-pareto-t{th}") for th, fig in figs] or ["<p>No successful measurement to plot.</p>"]
+    for th in sorted({r.threads for r in rep.rows if r.pareto}):
+        front = sorted((r for r in rep.rows if r.pareto and r.threads == th), key=lambda r: (r.median, r.id))
+        out.append(f"<p>Pareto front, {_e(fmt_threads(th))}: " + _e(" → ".join(
+            f"{r.variant}@{r.runtime} ({fmt_ms(r.median)}, {fmt_acc(r.accuracy)})" for r in front)) + "</p>")
+    return out + ["</section>"]
+
+
+def _all(rep: Report) -> list[str]:
+    out = ['<section id="all"><h2>All measurements</h2>', '<p class="note">Click a column header to sort.</p>']
+    out.append(_table(COLUMNS, [table_cells(r) for r in rep.rows], "sortable",
+                      [" ".join(c for c, on in (("failed", not r.ok), ("pareto", r.pareto),
+                                                ("recommended", r is rep.recommended)) if on) for r in rep.rows],
+                      [r.error if not r.ok else "" for r in rep.rows]))
+    out.append('<p class="note">★ = on the Pareto front (accuracy vs median latency) of its thread count. '
+               "Speed-up = teacher fp32 median / variant median at the same thread count, with the verdict of "
+               "the interleaved comparison. Peak mem Δ = peak RSS minus the pre-load baseline.</p>")
+    from workbench.report.charts import latency_distribution_figure
+    fig = latency_distribution_figure(rep)
+    if fig is not None:
+        out.append(_figure(fig, "chart-samples"))
+    return out + ["</section>"]
+
+
+def _context(rep: Report) -> list[str]:
+    out = []
+    if rep.failed:
+        out += ['<section id="failed"><h2>Failed measurements</h2><ul>']
+        out += [f"<li><code>{_e(r.id)}</code>: FAILED: {_e(r.error)}</li>" for r in rep.failed] + ["</ul></section>"]
+    profiled = [r for r in rep.rows if r.profile and r.threads == rep.threads]
+    if profiled:
+        out += [f'<section id="profile"><h2>Where the time goes (operator profile, {_e(fmt_threads(rep.threads))})</h2><ul>']
+        out += [f"<li>{_e(r.variant)}@{_e(r.runtime)}: " + _e(", ".join(f"{op} {pct:.1f}%" for op, pct in r.profile[:5]))
+                + "</li>" for r in profiled] + ["</ul></section>"]
+    out.append('<section id="warnings"><h2>Stability warnings</h2>')
+    out += (["<ul>"] + [f"<li><code>{_e(rid)}</code> {_e(code)}: {_e(msg)}. What to do: {_e(advice)}</li>"
+                        for rid, code, msg, advice in rep.warnings] + ["</ul>"]) if rep.warnings else ["<p>None.</p>"]
+    out += ["</section>", '<section id="environment"><h2>Environment</h2>', f'<p class="disclaimer">{_e(rep.disclaimer)}</p>',
+            _table(["", ""], rep.environment) if rep.environment else "<p>Not recorded.</p>", "</section>",
+            '<section id="protocol"><h2>Protocol</h2>',
+            _table(["", ""], rep.protocol) if rep.protocol else "<p>Not recorded.</p>", "</section>",
+            f'<section id="reproduce"><h2>Reproduce</h2><pre><code>{_e(rep.command)}</code></pre></section>']
+    return out
+
+
+def render_html(results: dict) -> str:
+    from plotly.offline import get_plotlyjs
+
+    rep = analyse(results)
+    body = [f"<h1>{_e(rep.title)}</h1>", f'<p class="disclaimer">{_e(rep.disclaimer)}</p>',
+            f'<p class="meta">{_e(rep.task_line)}</p>']
+    for section in (_answer, _distillation, _vs_quantized, _charts, _all, _context):
+        body += section(rep)
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(rep.title)}</title>", f"<style>{_CSS}</style>",
+        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>",
+        f"<script>{get_plotlyjs()}</script>", "</head>", "<body>", *body,
+        f"<script>{_SORT_JS}</script>", "</body>", "</html>", ""])

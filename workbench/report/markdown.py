@@ -1,0 +1,118 @@
+"""results.json -> report.md. Lays out analysis.Report; computes nothing of its own."""
+from __future__ import annotations
+
+from workbench.report.analysis import (COLUMNS, DASH, Report, analyse, fmt_acc, fmt_mb, fmt_ms,
+                                       fmt_params, fmt_pts, fmt_speedup, fmt_threads, table_cells)
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header, rows) -> list[str]:
+    out = ["| " + " | ".join(_cell(h) for h in header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def answer_section(rep: Report) -> list[str]:
+    out = ["## The answer", "", f"**{rep.answer}**", "", f"Rule: {rep.rule}.", ""]
+    if rep.beyond_budget:
+        out += ["Faster, but outside the accuracy budget: " + "; ".join(
+            f"{r.variant} ({fmt_speedup(r.ratio, r.ratio_ci)}, {fmt_pts(r.vs_ref)})" for r in rep.beyond_budget) + ".", ""]
+    out += [f"### Distillation vs quantization vs both ({fmt_threads(rep.threads)})", ""]
+    rows = []
+    for p in rep.picks:
+        r = p.row
+        if r is None:
+            rows.append([p.approach, "none measured", DASH, DASH, DASH, DASH, DASH, DASH])
+            continue
+        rows.append([p.approach, r.variant, r.runtime, fmt_speedup(r.ratio, r.ratio_ci, r.verdict),
+                     fmt_acc(r.accuracy, r.accuracy_ci), fmt_pts(r.vs_ref), fmt_mb(r.size_bytes),
+                     "yes" if p.within_budget else "no"])
+    out += _table(["approach", "best variant", "runtime", "speed-up vs teacher fp32 [95% CI]",
+                   "accuracy [95% CI]", "Δ accuracy vs teacher", "size", "within budget"], rows)
+    out += ["Best = the family's fastest variant within the accuracy budget, else its most accurate one.", ""]
+    return out
+
+
+def distillation_section(rep: Report) -> list[str]:
+    out = ["## What distillation bought", "", rep.study_summary, ""]
+    if not rep.studies:
+        return out
+    rows = [[s.student, s.regime_label, fmt_params(s.params), DASH if s.n_train is None else str(s.n_train),
+             str(s.n_seeds), fmt_acc(s.labels_mean), fmt_acc(s.kd_mean), fmt_pts(s.diff, s.diff_ci), s.verdict]
+            for s in rep.studies]
+    out += _table(["student", "training data", "params", "train images", "seeds", "labels-only mean",
+                   "KD mean", "KD − labels-only [95% CI]", "verdict"], rows)
+    out += [f"- {s.sentence}" for s in rep.studies] + [""]
+    return out
+
+
+def vs_quantized_section(rep: Report) -> list[str]:
+    out = [f"## Students vs the quantized teacher ({fmt_threads(rep.threads)})", ""]
+    if not rep.vs_quantized:
+        return out + ["No successful student and quantized-teacher measurements to compare.", ""]
+    rows = [[c.student.variant, c.quantized.variant, c.student.runtime,
+             fmt_speedup(c.student.ratio, c.student.ratio_ci),
+             DASH if c.ratio is None else f"{c.ratio:.2f}" + (f" [{c.ratio_ci[0]:.2f}, {c.ratio_ci[1]:.2f}]" if c.ratio_ci else ""),
+             c.verdict + ("" if c.direct else " (combined CIs)"),
+             fmt_acc(c.student.accuracy, c.student.accuracy_ci), fmt_acc(c.quantized.accuracy, c.quantized.accuracy_ci),
+             fmt_pts(c.acc_diff), c.acc_verdict] for c in rep.vs_quantized]
+    out += _table(["student", "quantized teacher", "runtime", "student speed-up vs teacher fp32",
+                   "latency ratio student/quantized [95% CI]", "speed verdict", "student accuracy",
+                   "quantized-teacher accuracy", "Δ accuracy", "accuracy verdict"], rows)
+    out += ["A ratio < 1 means the student is faster. \"Combined CIs\": no paired student-vs-quantized "
+            "measurement was made, so the interval joins the extremes of both CIs vs the fp32 teacher "
+            "(conservative).", ""]
+    return out
+
+
+def pareto_section(rep: Report) -> list[str]:
+    out = ["## Accuracy vs latency", "",
+           "The chart (accuracy vs median latency, CI whiskers, Pareto step line) is in report.html. "
+           "Pareto fronts on point estimates, fastest first:", ""]
+    for th in sorted({r.threads for r in rep.rows if r.pareto}):
+        front = sorted((r for r in rep.rows if r.pareto and r.threads == th), key=lambda r: (r.median, r.id))
+        out.append(f"- {fmt_threads(th)}: " + " → ".join(
+            f"{r.variant}@{r.runtime} ({fmt_ms(r.median)}, {fmt_acc(r.accuracy)})" for r in front))
+    return out + [""]
+
+
+def table_section(rep: Report) -> list[str]:
+    out = ["## All measurements", ""]
+    out += _table(COLUMNS, [[t for t, _ in table_cells(r)] for r in rep.rows])
+    out += ["★ = on the Pareto front (accuracy vs median latency) of its thread count. Speed-up = "
+            "teacher fp32 median / variant median at the same thread count, with the verdict of the "
+            "interleaved comparison. Peak mem Δ = peak RSS minus the pre-load baseline.", ""]
+    return out
+
+
+def context_sections(rep: Report) -> list[str]:
+    out = []
+    if rep.failed:
+        out += ["## Failed measurements", ""]
+        out += [f"- `{r.id}`: FAILED: {r.error}" for r in rep.failed] + [""]
+    profiled = [r for r in rep.rows if r.profile and r.threads == rep.threads]
+    if profiled:
+        out += [f"## Where the time goes (operator profile, {fmt_threads(rep.threads)})", ""]
+        out += [f"- {r.variant}@{r.runtime}: " + ", ".join(f"{op} {pct:.1f}%" for op, pct in r.profile[:5])
+                for r in profiled] + [""]
+    out += ["## Stability warnings", ""]
+    out += [f"- `{rid}` {code}: {msg}. What to do: {advice}" for rid, code, msg, advice in rep.warnings] or ["None."]
+    out += ["", "## Environment", "", rep.disclaimer, ""]
+    out += _table(["", ""], rep.environment) if rep.environment else ["Not recorded.", ""]
+    out += ["## Protocol", ""]
+    out += _table(["", ""], rep.protocol) if rep.protocol else ["Not recorded.", ""]
+    out += ["## Reproduce", "", "```", rep.command, "```", ""]
+    return out
+
+
+def render_markdown(results: dict) -> str:
+    rep = analyse(results)
+    out = [f"# {rep.title}", "", f"> {rep.disclaimer}", "", rep.task_line, ""]
+    for section in (answer_section, distillation_section, vs_quantized_section, pareto_section,
+                    table_section, context_sections):
+        out += section(rep)
+    return "\n".join(out).rstrip("\n") + "\n"
