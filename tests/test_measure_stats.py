@@ -188,3 +188,14 @@ def test_guards_fire_with_advice():
                      "below_timer_resolution", "ci_target_missed"}
     for x in w:
         assert x.message and x.advice and "\n" not in x.message + x.advice
+
+
+def test_busy_machine_uses_measured_other_load_over_load_average():
+    s = _stats(rng(17).normal(10, 0.2, 500))
+    common = dict(sentinel_drift_pct=0.0, timer_resolution_s=1e-9, stop_reason="ci_target", target_ci=0.02)
+    # a stale load average (e.g. our own training a minute ago) does not fire when other load was measured idle
+    assert assess_stability(s, threads=1, cores=2, loadavg_1m=1.9, other_load=0.02, **common) == ()
+    # one busy core beside a 1-thread measurement on 2 cores leaves the measured core free
+    assert assess_stability(s, threads=1, cores=2, loadavg_1m=0.0, other_load=1.0, **common) == ()
+    w = assess_stability(s, threads=2, cores=2, loadavg_1m=0.0, other_load=1.0, **common)
+    assert [x.code for x in w] == ["busy_machine"] and "1.00 cores" in w[0].message

@@ -44,10 +44,12 @@ class Stability:
     sentinel_drift_pct: float | None
     loadavg_1m: float | None
     sentinel_ms: tuple[float, float] | None = None
+    other_load: float | None = None  # cores used by other processes during the timed runs
 
     def to_json(self) -> dict:
         return {"warnings": [w.to_json() for w in self.warnings], "sentinel_drift_pct": self.sentinel_drift_pct,
-                "loadavg_1m": self.loadavg_1m, "sentinel_ms": list(self.sentinel_ms) if self.sentinel_ms else None}
+                "loadavg_1m": self.loadavg_1m, "sentinel_ms": list(self.sentinel_ms) if self.sentinel_ms else None,
+                "other_load": self.other_load}
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class LatencyMeasurement:
             phases=Phases(**{k: v for k, v in d["phases"].items() if k in Phases.__dataclass_fields__}),
             samples=tuple(lat["samples"]), stats=LatencyStats.from_json(lat),
             stability=Stability(tuple(StabilityWarning(**w) for w in st["warnings"]), st.get("sentinel_drift_pct"),
-                                st.get("loadavg_1m"), tuple(st["sentinel_ms"]) if st.get("sentinel_ms") else None),
+                                st.get("loadavg_1m"), tuple(st["sentinel_ms"]) if st.get("sentinel_ms") else None,
+                                st.get("other_load")),
             stop_reason=lat.get("stop_reason", "max_s"), processes=d["protocol"].get("processes", 1))
 
 
@@ -267,14 +270,15 @@ def measure_latency(model_path: str, runtime, threads: int, inputs_path: str | N
     drift = (after - before) / before * 100 if before > 0 else None
     warnings = assess_stability(stats, threads=threads, cores=res.get("cores"), loadavg_1m=res.get("loadavg_1m"),
                                 sentinel_drift_pct=drift, timer_resolution_s=res.get("timer_resolution_s"),
-                                stop_reason=res["stop_reason"], target_ci=protocol.target_ci)
+                                stop_reason=res["stop_reason"], target_ci=protocol.target_ci,
+                                other_load=res.get("other_load"))
     ph = res["phases"]
     return LatencyMeasurement(
         model_path=model_path, runtime=res["runtime"]["name"], runtime_version=res["runtime"]["version"],
         runtime_options=res["runtime"]["options"], threads=threads, input=res["input"], protocol=protocol,
         phases=Phases(ph["load_ms"], ph["process_to_ready_ms"], ph["first_ms"], ph.get("import_ms")),
         samples=samples, stats=stats,
-        stability=Stability(warnings, drift, res.get("loadavg_1m"), (before, after)),
+        stability=Stability(warnings, drift, res.get("loadavg_1m"), (before, after), res.get("other_load")),
         stop_reason=res["stop_reason"])
 
 
@@ -304,13 +308,15 @@ def combine(measurements: Sequence[LatencyMeasurement]) -> LatencyMeasurement:
     stats = LatencyStats.from_samples(samples, resamples=first.protocol.bootstrap_resamples, seed=0)
     drifts = [m.stability.sentinel_drift_pct for m in measurements if m.stability.sentinel_drift_pct is not None]
     loads = [m.stability.loadavg_1m for m in measurements if m.stability.loadavg_1m is not None]
+    others = [m.stability.other_load for m in measurements if m.stability.other_load is not None]
     drift = max(drifts, key=abs) if drifts else None
     lo, hi = stats.ci95_median or (float("-inf"), float("inf"))
     stop = "ci_target" if (hi - lo) / 2 <= first.protocol.target_ci * stats.median else "max_s"
     warnings = assess_stability(stats, threads=first.threads, cores=usable_cores(),
                                 loadavg_1m=max(loads) if loads else None, sentinel_drift_pct=drift,
                                 timer_resolution_s=time.get_clock_info("perf_counter").resolution,
-                                stop_reason=stop, target_ci=first.protocol.target_ci)
+                                stop_reason=stop, target_ci=first.protocol.target_ci,
+                                other_load=max(others) if others else None)
 
     def med(attr):
         vals = [getattr(m.phases, attr) for m in measurements if getattr(m.phases, attr) is not None]
@@ -320,5 +326,6 @@ def combine(measurements: Sequence[LatencyMeasurement]) -> LatencyMeasurement:
         model_path=first.model_path, runtime=first.runtime, runtime_version=first.runtime_version,
         runtime_options=first.runtime_options, threads=first.threads, input=first.input, protocol=first.protocol,
         phases=Phases(med("load_ms"), med("process_to_ready_ms"), med("first_ms"), med("import_ms")),
-        samples=samples, stats=stats, stability=Stability(warnings, drift, max(loads) if loads else None),
+        samples=samples, stats=stats,
+        stability=Stability(warnings, drift, max(loads) if loads else None, None, max(others) if others else None),
         stop_reason=stop, processes=sum(m.processes for m in measurements))

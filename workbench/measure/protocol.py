@@ -119,6 +119,9 @@ TIMER_RESOLUTION_FACTOR = 100
 _QUIET = "close other programs, use --threads 1 and re-run"
 
 
+OTHER_LOAD_SLACK = 0.15  # cores of background activity tolerated beyond the free ones (daemons, the parent)
+
+
 def assess_stability(
     stats,
     *,
@@ -129,6 +132,7 @@ def assess_stability(
     timer_resolution_s: float | None,
     stop_reason: str,
     target_ci: float,
+    other_load: float | None = None,
 ) -> tuple[StabilityWarning, ...]:
     """The noise guards, as data: each warning says what was seen and what to do about it."""
     w: list[StabilityWarning] = []
@@ -149,10 +153,19 @@ def assess_stability(
         w.append(StabilityWarning(
             "oversubscribed", f"{threads} threads on {cores} cores",
             f"use at most {cores} threads; more threads than cores only adds contention"))
-    if loadavg_1m is not None and cores and loadavg_1m > max(cores - threads, 0):
+    free = max((cores or 0) - threads, 0)
+    if other_load is not None:
+        # measured during the timed runs: CPU used by other processes, in cores. Preferred to the load
+        # average, which lags by a minute and counts work (such as our own training) that already ended.
+        if cores and other_load > max(free, 0.0) + OTHER_LOAD_SLACK:
+            w.append(StabilityWarning(
+                "busy_machine",
+                f"other processes used {other_load:.2f} cores during the timed runs; {free} core(s) were left free",
+                "other work shares these cores: close other programs or wait for the machine to settle, then re-run"))
+    elif loadavg_1m is not None and cores and loadavg_1m > free:
         w.append(StabilityWarning(
             "busy_machine",
-            f"1-min load average {loadavg_1m:.2f} before timing exceeds the {max(cores - threads, 0)} core(s) left free",
+            f"1-min load average {loadavg_1m:.2f} before timing exceeds the {free} core(s) left free",
             "other work shares these cores: close other programs or wait for the machine to settle, then re-run"))
     if sentinel_drift_pct is not None and abs(sentinel_drift_pct) > SENTINEL_DRIFT_LIMIT_PCT:
         w.append(StabilityWarning(

@@ -153,8 +153,10 @@ def make_feeds(specs, raw: dict | None, inputs_path: str | None):
     return feeds, info
 
 
-def sentinel_ms(reps: int = 5) -> float:
-    """A fixed single-threaded numpy kernel (~20 ms): median of ``reps`` timings, in ms.
+def sentinel_ms(reps: int = 7) -> float:
+    """A fixed single-threaded numpy kernel (~4 ms a rep): the fastest of ``reps`` timings, in ms.
+
+    The minimum, not the median: a few interrupted reps must not look like a machine that slowed down.
 
     Deliberately not a BLAS matmul: numpy's OpenBLAS honours the thread env vars (and on a
     busy 2-core machine a 2-thread 128x128 matmul ran 100x slower), so it would not be fixed.
@@ -170,7 +172,26 @@ def sentinel_ms(reps: int = 5) -> float:
             np.sin(x, out=y)
             np.multiply(y, x, out=y)
         times.append(time.perf_counter_ns() - t0)
-    return float(np.median(times)) / 1e6
+    return float(np.min(times)) / 1e6
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall s, busy CPU-seconds of the whole machine, CPU-seconds of this process) — None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields[:3]) + sum(fields[5:8])  # user nice system (skip idle iowait) irq softirq steal
+    own = os.times()
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_load(before, after) -> float | None:
+    """Cores' worth of CPU used by OTHER processes between two snapshots (the machine's busy time minus ours)."""
+    if before is None or after is None or after[0] - before[0] < 0.2:
+        return None
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0]))
 
 
 # --------------------------------------------------------------------------- latency
@@ -243,7 +264,9 @@ def run_latency(job: dict, chan: Channel) -> dict:
             n_warm += 1
         warm_s = time.perf_counter() - w0
         chan.message("timing")
+        cpu_before = cpu_snapshot()
         samples, stop, timed_s = _timed_runs(run, feeds, proto, chan)
+        cpu_after = cpu_snapshot()
         sentinel_after = sentinel_ms()
     finally:
         gc.enable()
@@ -256,6 +279,7 @@ def run_latency(job: dict, chan: Channel) -> dict:
         "samples_ns": samples,
         "stop_reason": stop,
         "loadavg_1m": loadavg_1m,
+        "other_load": other_load(cpu_before, cpu_after),
         "sentinel_ms": [sentinel_before, sentinel_after],
         "timer_resolution_s": time.get_clock_info("perf_counter").resolution,
         "cores": usable_cores(),
