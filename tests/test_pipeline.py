@@ -75,3 +75,37 @@ def test_second_run_reuses_everything(tiny_run):
     assert second < 0.35 * first, (first, second)
     # the same measurements (raw samples) were reused, not re-measured
     assert [r["latency"]["samples"] for r in before["results"]] == [r["latency"]["samples"] for r in after["results"]]
+
+
+@pytest.mark.slow
+def test_cli_quick_run_killed_half_way_resumes(tmp_path):
+    """`workbench run --quick` on a tiny recipe, killed during training, then run again: finished units are kept."""
+    import signal
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tomli_w.dumps({**TINY, "distill": {**TINY["distill"], "steps": 60}}))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "workbench.cli", "run", str(recipe), "--quick", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    done = []
+    while time.time() < deadline and proc.poll() is None:
+        done = sorted((out / "work" / "train").glob("*.json")) if (out / "work" / "train").is_dir() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "work" / "train").glob("*.json")}
+    assert len(kept) >= 2 and not list((out / "work" / "train").glob(".*.tmp"))  # no half-written unit left visible
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "results:" in res.stdout and (out / "results.json").is_file() and (out / "report.html").is_file()
+    for name, mtime in kept.items():  # finished training units were reused, not redone
+        assert (out / "work" / "train" / name).stat().st_mtime_ns == mtime

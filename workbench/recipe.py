@@ -125,8 +125,9 @@ class Recipe:
                             regimes=tuple(r for r in self.distill.regimes if r in ("full", "few-5")) or ("full",),
                             steps=min(self.distill.steps, 150), few_steps=min(self.distill.few_steps, 100)),
             quantize=replace(self.quantize, calib_samples=min(self.quantize.calib_samples, 64)),
-            measure=replace(self.measure, threads=(1,), warmup_s=0.2, min_runs=30, min_s=0.5, max_s=2.0,
-                            memory_runs=10),
+            measure=replace(self.measure, threads=(1,), warmup_s=min(self.measure.warmup_s, 0.2),
+                            min_runs=min(self.measure.min_runs, 30), min_s=min(self.measure.min_s, 0.5),
+                            max_s=min(self.measure.max_s, 2.0), memory_runs=min(self.measure.memory_runs, 10)),
         )
 
 
