@@ -238,6 +238,160 @@ def test_terminal_summary(results):
     assert "99.2% [97.6, 99.7]" in out and "1.52 ms [1.51, 1.53]" in out
 
 
+def test_terminal_compact_table_fits_80_columns(results):
+    from rich.console import Console
+
+    console = Console(record=True, width=80)
+    print_summary(results, console=console)
+    out = console.export_text()
+    assert "…" not in out, "a cell was truncated"
+    assert max(len(line) for line in out.splitlines()) <= 80
+    header = "\n".join(out.splitlines()[:4])
+    for word in ("variant", "thr", "accuracy", "median ms", "speed-up", "size", "MB", "★"):
+        assert word in header, f"column {word!r} missing (cropped?)"
+    for wide_only in ("runtime", "peak mem", "p90", "family"):
+        assert wide_only not in header
+    for variant in _variants(results):  # long names may break after a '.', but every part is shown
+        assert all(part in out for part in variant.split("."))
+    # the recommended row, every number whole: accuracy [CI], median ms [CI], speed-up and verdict, size
+    for text in ("99.2%", "[97.6, 99.7]", "0.35", "[0.35, 0.36]", "4.32×", "faster", "reference", "0.85"):
+        assert text in out
+    rep = analyse(results)
+    assert out.count("★") == sum(r.pareto for r in rep.rows) + 2  # + the header and the legend line
+    assert "FAILED" in out and "Recommended: student.cnn-m.kd" in out
+
+
+def test_terminal_compact_table_real_names_unbroken(results):
+    from rich.console import Console
+
+    res = copy.deepcopy(results)
+    for r in res["results"]:  # the names a real run uses (no "student." prefix)
+        r["variant"] = r["variant"].removeprefix("student.")
+    console = Console(record=True, width=80)
+    print_summary(res, console=console)
+    out = console.export_text()
+    assert "…" not in out
+    for variant in _variants(res):
+        assert variant in out
+
+
+# ---------------------------------------------------------------- environment
+def test_environment_real_shape(results):
+    env = results["run"]["environment"]
+    assert isinstance(env["cores"], dict) and "cpu_model" in env  # the shape environment.py writes
+    rep = analyse(results)
+    assert rep.disclaimer.startswith("Measured on AMD EPYC 7B13 64-Core Processor (2 logical cores), not on a phone")
+    md = render_markdown(results)
+    assert f"Machine: {env['description']}" in md
+    assert "| cores | logical 2, affinity 2, physical 1 |" in md
+    assert "| runtimes | ort 1.32.0 (formats: onnx, ort) |" in md
+    assert "{'" not in md and "unnamed machine" not in md
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"cpu": "Old CPU", "cores": 4}, "Measured on Old CPU (4 cores), not on a phone"),
+    ({"cpu_model": "New CPU", "cpu": "ignored", "cores": {"logical": 8, "affinity": 4, "physical": 4}},
+     "Measured on New CPU (8 logical cores), not on a phone"),
+    ({"cpu_model": "No cores"}, "Measured on No cores, not on a phone"),
+    ({}, "Measured on an unnamed machine, not on a phone"),
+    (None, "Measured on an unnamed machine, not on a phone"),
+])
+def test_environment_old_and_partial_shapes(results, env, expected):
+    res = copy.deepcopy(results)
+    res["run"]["environment"] = env
+    rep = analyse(res)
+    assert rep.disclaimer.startswith(expected)
+    md = render_markdown(res)
+    assert expected in md and "Machine:" not in md
+    render_html(res)
+
+
+# ---------------------------------------------------------------- stability warnings, time to make
+def test_warnings_grouped_by_code(results):
+    res = copy.deepcopy(results)
+    advice = "close other programs, pin the worker to an idle core (taskset) or raise --max-s"
+    ok = [r for r in res["results"] if r["status"] == "ok"]
+    for i, r in enumerate(ok[:6]):
+        r["stability"]["warnings"].append({"code": "high_cv", "message": f"latency CV is {20 + i}% (> 10%)",
+                                           "advice": advice})
+    md = render_markdown(res)
+    section = md[md.index("## Stability warnings"):md.index("## Environment")]
+    assert section.count(advice) == 1  # the advice once
+    bullets = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(bullets) == 2  # high_cv and sentinel_drift
+    assert bullets[0].startswith("- **high_cv** on 7 measurements. What to do: " + advice)
+    assert "teacher.fp32" in bullets[0] and "student.cnn-s.kd" in bullets[0]
+    assert section.startswith("## Stability warnings\n\n8 warnings of 2 kinds on 8 measurements")
+    # the per-variant count stays in the table
+    row = next(line for line in md.splitlines() if line.startswith("| teacher.fp32 | teacher | ort | 1 |"))
+    assert row.endswith("| 1 | ★ |")
+    page = render_html(res)
+    assert page.count(stdlib_html.escape(advice, quote=True)) == 1
+    assert "latency CV is 20% (&gt; 10%)" in page and "latency CV is 25% (&gt; 10%)" in page  # each message
+
+
+def test_warnings_on_every_measurement_say_so(results):
+    res = copy.deepcopy(results)
+    for r in res["results"]:
+        r["stability"] = {"warnings": [{"code": "busy_machine", "message": "load 1.6", "advice": "wait"}]}
+    md = render_markdown(res)
+    n = len(res["results"])
+    assert f"- **busy_machine** on all {n} measurements. What to do: wait." in md
+
+
+def test_time_to_make_column(results):
+    md = render_markdown(results)
+    assert "| time to make (s) |" in md and "| made in |" not in md
+    assert "Time to make = cumulative wall time to produce the artifact from the pretrained teacher" in md
+    row = next(line for line in md.splitlines() if line.startswith("| student.cnn-m.kd | distilled | ort | 1 |"))
+    assert "| 41.0 |" in row
+
+
+# ---------------------------------------------------------------- charts: downsampled, data kept
+def test_chart_points_are_exact_quantiles():
+    import random
+    import statistics
+
+    from workbench.report.charts import MAX_CHART_POINTS, chart_points
+
+    rng = random.Random(0)
+    samples = [rng.lognormvariate(-3.5, 0.3) for _ in range(65_000)]
+    pts = chart_points(samples)
+    assert len(pts) == MAX_CHART_POINTS <= 1001 and pts == sorted(pts)
+    assert pts[0] == min(samples) and pts[-1] == max(samples)
+    assert pts[len(pts) // 2] == pytest.approx(statistics.median(samples), rel=1e-12)
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")  # = numpy 'linear'
+    assert pts[(len(pts) - 1) // 4] == pytest.approx(q1, rel=1e-12)
+    assert pts[3 * (len(pts) - 1) // 4] == pytest.approx(q3, rel=1e-12)
+    assert chart_points(samples[:500]) == sorted(samples[:500])  # few samples: all of them
+
+
+def test_html_does_not_embed_every_sample(results, html_text):
+    import random
+
+    res = copy.deepcopy(results)
+    rng = random.Random(1)
+    for r in res["results"]:
+        if r["status"] == "ok":
+            r["latency"]["samples"] = [round(rng.lognormvariate(-3.5, 0.3), 6) for _ in range(65_000)]
+    page = render_html(res)
+    # 18 x 65,000 raw samples would add ~10 MB; 1,001 points per series adds well under 1 MB
+    assert len(page) - len(html_text) < 1_000_000
+    assert "evenly spaced quantiles of its sorted samples" in page and "n=65,000" in page
+    assert all(len(r["latency"]["samples"]) == 65_000 for r in res["results"] if r["status"] == "ok")
+    # the statistics shown are still results.json's, computed from every sample
+    assert render_markdown(res) == render_markdown(results)
+
+
+# ---------------------------------------------------------------- module size convention
+def test_report_modules_stay_small():
+    import workbench.report as report
+
+    for path in Path(report.__file__).parent.glob("*.py"):
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        assert n < 400, f"{path.name} has {n} lines; split it by concept"
+
+
 # ---------------------------------------------------------------- loading
 def _one_line(err: Exception):
     msg = str(err)
@@ -283,6 +437,18 @@ def test_write_reports(tmp_path):
     assert paths["md"].read_text(encoding="utf-8") == GOLDEN.read_text(encoding="utf-8")
     other = write_reports(src, tmp_path / "out" / "nested")
     assert all(p.exists() and p.parent == tmp_path / "out" / "nested" for p in other.values())
+
+
+def test_write_reports_normal_permissions(tmp_path):
+    src = tmp_path / "results.json"
+    src.write_text(FIXTURE.read_text(encoding="utf-8"), encoding="utf-8")
+    umask = os.umask(0o022)
+    try:
+        paths = write_reports(src)
+    finally:
+        os.umask(umask)
+    for p in paths.values():
+        assert p.stat().st_mode & 0o777 == 0o644, f"{p.name} is {oct(p.stat().st_mode & 0o777)}"
 
 
 def test_write_reports_is_atomic(tmp_path, monkeypatch):

@@ -91,7 +91,10 @@ def doctor():
     from .runtimes import RUNTIMES
 
     env = collect_environment(list(RUNTIMES.names()))
-    click.echo(f"cpu:     {env.get('cpu')}  ({env.get('cores', '?')} cores)")
+    cores = env.get("cores")
+    n = cores.get("logical") if isinstance(cores, dict) else cores
+    click.echo(f"cpu:     {env.get('cpu_model')}  ({n} logical cores)")
+    click.echo(f"machine: {env.get('description')}")
     isa = env.get("isa", {})
     click.echo("isa:     " + "  ".join(f"{k}={'yes' if v else 'no'}" for k, v in isa.items()))
     if not (isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx_int8")):

@@ -5,11 +5,10 @@ or rich: plotly loads only when HTML is rendered, rich only when the summary is 
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from workbench.errors import OutputError
+from workbench.fileio import write_text
 from workbench.report.load import load_results
 from workbench.report.markdown import render_markdown
 
@@ -30,27 +29,13 @@ def print_summary(results: dict, console=None) -> None:
     _print(results, console)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_reports(results_path, out_dir=None) -> dict[str, Path]:
     """Write report.md and report.html next to results.json (or into out_dir); return their paths.
 
-    Both reports are rendered before anything is written, and each file is replaced atomically
-    (temp file + os.replace), so a failure never leaves a half-written or mixed report behind.
+    Both reports are rendered before anything is written, so a renderer failure changes nothing.
+    Each file is then replaced atomically by workbench.fileio.write_text (temp file + rename, normal
+    permissions), so neither is ever half-written; should the second write fail, report.md is
+    already the new one and the OutputError says which file could not be written.
     """
     src = Path(results_path)
     if src.is_dir():
@@ -59,10 +44,9 @@ def write_reports(results_path, out_dir=None) -> dict[str, Path]:
     texts = {"md": render_markdown(results), "html": render_html(results)}
     out = Path(out_dir) if out_dir is not None else src.parent
     paths = {"md": out / "report.md", "html": out / "report.html"}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for key, path in paths.items():
-            _write_atomic(path, texts[key])
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write the reports ({e.strerror or e})") from e
+    for key, path in paths.items():
+        try:
+            write_text(path, texts[key])
+        except OSError as e:  # write_text raises OutputError itself only when it cannot start
+            raise OutputError(f"{path}: cannot write the report ({e.strerror or e})") from e
     return paths

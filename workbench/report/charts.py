@@ -5,7 +5,15 @@ import math
 
 import plotly.graph_objects as go
 
-from workbench.report.analysis import Report, fmt_acc, fmt_ms, fmt_pts, fmt_speedup, fmt_threads
+from workbench.report.analysis import Report
+from workbench.report.format import fmt_acc, fmt_ms, fmt_pts, fmt_speedup, fmt_threads
+
+MAX_CHART_POINTS = 1001  # odd, so the median and (with quartilemethod="inclusive") the quartiles are exact
+SAMPLES_CAPTION = (
+    f"Latency distributions: a measurement with more than {MAX_CHART_POINTS:,} timed runs is drawn from "
+    f"{MAX_CHART_POINTS:,} evenly spaced quantiles of its sorted samples (minimum, quartiles, median and "
+    "maximum are exact; n is the number of samples). Every statistic in the tables uses all samples, "
+    "and results.json keeps them all.")
 
 FAMILY_STYLE = {  # family -> (marker symbol, colour)
     "teacher": ("star", "#222222"),
@@ -83,17 +91,40 @@ def distillation_figure(rep: Report) -> go.Figure | None:
     return fig
 
 
+def chart_points(samples, k: int = MAX_CHART_POINTS) -> list[float]:
+    """At most k values standing for `samples` in a chart: the samples themselves when there are
+    at most k, else k evenly spaced quantiles (numpy 'linear', i.e. type 7) of the sorted samples.
+
+    The first and last points are the minimum and maximum; with k odd the middle one is the median
+    and points (k-1)/4 and 3(k-1)/4 are the quartiles, as results.json computes them.
+    """
+    xs = sorted(float(v) for v in samples)
+    n = len(xs)
+    if n <= k:
+        return xs
+    out = []
+    for i in range(k):
+        pos = i * (n - 1) / (k - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        out.append(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
+    return out
+
+
 def latency_distribution_figure(rep: Report) -> go.Figure | None:
-    """Raw latency samples per variant at the answer's thread count (box plots, log x)."""
+    """Latency samples per variant at the answer's thread count (box plots, log x), downsampled."""
     rows = [r for r in rep.rows if r.ok and r.samples and r.threads == rep.threads]
     if not rows:
         return None
     fig = go.Figure()
     for r in rows:
         colour = FAMILY_STYLE.get(r.family, _OTHER)[1]
-        fig.add_trace(go.Box(x=list(r.samples), name=f"{r.variant}@{r.runtime}", marker_color=colour,
-                             boxpoints="outliers", showlegend=False))
-    fig.update_layout(title=f"Latency samples, {fmt_threads(rep.threads)} (every timed run)",
+        points = chart_points(r.samples)
+        extra = {"quartilemethod": "inclusive"} if len(points) < len(r.samples) else {}  # see chart_points
+        fig.add_trace(go.Box(x=points, name=f"{r.variant}@{r.runtime} (n={len(r.samples):,})",
+                             marker_color=colour, boxpoints="outliers", showlegend=False, **extra))
+    fig.update_layout(title=f"Latency distribution, {fmt_threads(rep.threads)} "
+                            f"(at most {MAX_CHART_POINTS:,} quantiles per measurement)",
                       height=120 + 40 * len(rows), **_LAYOUT)
     fig.update_xaxes(type="log", title="latency (ms, log scale)")
     return fig

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import html as _html
 
-from workbench.report.analysis import (COLUMNS, DASH, Report, analyse, fmt_acc, fmt_mb, fmt_ms,
-                                       fmt_params, fmt_pts, fmt_speedup, fmt_threads, table_cells)
+from workbench.report.analysis import MADE_IN_NOTE, TABLE_NOTE, Report, analyse
+from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_pts, fmt_speedup,
+                                     fmt_threads)
+from workbench.report.rows import COLUMNS, table_cells
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;
@@ -152,13 +154,13 @@ def _all(rep: Report) -> list[str]:
                       [" ".join(c for c, on in (("failed", not r.ok), ("pareto", r.pareto),
                                                 ("recommended", r is rep.recommended)) if on) for r in rep.rows],
                       [r.error if not r.ok else "" for r in rep.rows]))
-    out.append('<p class="note">★ = on the Pareto front (accuracy vs median latency) of its thread count. '
-               "Speed-up = teacher fp32 median / variant median at the same thread count, with the verdict of "
-               "the interleaved comparison. Peak mem Δ = peak RSS minus the pre-load baseline.</p>")
-    from workbench.report.charts import latency_distribution_figure
+    out.append(f'<p class="note">{_e(TABLE_NOTE)}</p>')
+    out.append(f'<p class="note">{_e(MADE_IN_NOTE)}</p>')
+    from workbench.report.charts import SAMPLES_CAPTION, latency_distribution_figure
     fig = latency_distribution_figure(rep)
     if fig is not None:
         out.append(_figure(fig, "chart-samples"))
+        out.append(f'<p class="note">{_e(SAMPLES_CAPTION)}</p>')
     return out + ["</section>"]
 
 
@@ -172,11 +174,20 @@ def _context(rep: Report) -> list[str]:
         out += [f'<section id="profile"><h2>Where the time goes (operator profile, {_e(fmt_threads(rep.threads))})</h2><ul>']
         out += [f"<li>{_e(r.variant)}@{_e(r.runtime)}: " + _e(", ".join(f"{op} {pct:.1f}%" for op, pct in r.profile[:5]))
                 + "</li>" for r in profiled] + ["</ul></section>"]
-    out.append('<section id="warnings"><h2>Stability warnings</h2>')
-    out += (["<ul>"] + [f"<li><code>{_e(rid)}</code> {_e(code)}: {_e(msg)}. What to do: {_e(advice)}</li>"
-                        for rid, code, msg, advice in rep.warnings] + ["</ul>"]) if rep.warnings else ["<p>None.</p>"]
-    out += ["</section>", '<section id="environment"><h2>Environment</h2>', f'<p class="disclaimer">{_e(rep.disclaimer)}</p>',
-            _table(["", ""], rep.environment) if rep.environment else "<p>Not recorded.</p>", "</section>",
+    out += ['<section id="warnings"><h2>Stability warnings</h2>', f"<p>{_e(rep.warnings_summary)}</p>"]
+    if rep.warning_groups:
+        out.append("<ul>")
+        for g in rep.warning_groups:
+            what = f" What to do: {_e(g.advice)}." if g.advice else ""
+            affected = f" Affected: {_e(g.affected)}." if g.affected else ""
+            out.append(f"<li><code>{_e(g.code)}</code> {_e(g.where)}.{what}{affected}<details><summary>each "
+                       f"message ({g.count})</summary><ul>" + "".join(
+                           f"<li><code>{_e(rid)}</code>: {_e(msg)}</li>" for rid, msg in g.items) + "</ul></details></li>")
+        out.append("</ul>")
+    out += ["</section>", '<section id="environment"><h2>Environment</h2>', f'<p class="disclaimer">{_e(rep.disclaimer)}</p>']
+    if rep.machine:
+        out.append(f"<p>Machine: {_e(rep.machine)}</p>")
+    out += [_table(["", ""], rep.environment) if rep.environment else "<p>Not recorded.</p>", "</section>",
             '<section id="protocol"><h2>Protocol</h2>',
             _table(["", ""], rep.protocol) if rep.protocol else "<p>Not recorded.</p>", "</section>",
             f'<section id="reproduce"><h2>Reproduce</h2><pre><code>{_e(rep.command)}</code></pre></section>']

@@ -1,8 +1,10 @@
 """results.json -> report.md. Lays out analysis.Report; computes nothing of its own."""
 from __future__ import annotations
 
-from workbench.report.analysis import (COLUMNS, DASH, Report, analyse, fmt_acc, fmt_mb, fmt_ms,
-                                       fmt_params, fmt_pts, fmt_speedup, fmt_threads, table_cells)
+from workbench.report.analysis import MADE_IN_NOTE, TABLE_NOTE, Report, analyse
+from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_pts, fmt_speedup,
+                                     fmt_threads)
+from workbench.report.rows import COLUMNS, table_cells
 
 
 def _cell(text) -> str:
@@ -83,10 +85,19 @@ def pareto_section(rep: Report) -> list[str]:
 def table_section(rep: Report) -> list[str]:
     out = ["## All measurements", ""]
     out += _table(COLUMNS, [[t for t, _ in table_cells(r)] for r in rep.rows])
-    out += ["★ = on the Pareto front (accuracy vs median latency) of its thread count. Speed-up = "
-            "teacher fp32 median / variant median at the same thread count, with the verdict of the "
-            "interleaved comparison. Peak mem Δ = peak RSS minus the pre-load baseline.", ""]
+    out += [TABLE_NOTE, "", MADE_IN_NOTE, ""]
     return out
+
+
+def warnings_section(rep: Report) -> list[str]:
+    out = ["## Stability warnings", ""]
+    if not rep.warning_groups:
+        return out + [rep.warnings_summary, ""]
+    out += [rep.warnings_summary + " report.html lists every message.", ""]
+    for g in rep.warning_groups:
+        what = f" What to do: {g.advice}." if g.advice else ""
+        out.append(f"- **{g.code}** {g.where}.{what}" + (f" Affected: {g.affected}." if g.affected else ""))
+    return out + [""]
 
 
 def context_sections(rep: Report) -> list[str]:
@@ -99,9 +110,10 @@ def context_sections(rep: Report) -> list[str]:
         out += [f"## Where the time goes (operator profile, {fmt_threads(rep.threads)})", ""]
         out += [f"- {r.variant}@{r.runtime}: " + ", ".join(f"{op} {pct:.1f}%" for op, pct in r.profile[:5])
                 for r in profiled] + [""]
-    out += ["## Stability warnings", ""]
-    out += [f"- `{rid}` {code}: {msg}. What to do: {advice}" for rid, code, msg, advice in rep.warnings] or ["None."]
-    out += ["", "## Environment", "", rep.disclaimer, ""]
+    out += warnings_section(rep)
+    out += ["## Environment", "", rep.disclaimer, ""]
+    if rep.machine:
+        out += [f"Machine: {rep.machine}", ""]
     out += _table(["", ""], rep.environment) if rep.environment else ["Not recorded.", ""]
     out += ["## Protocol", ""]
     out += _table(["", ""], rep.protocol) if rep.protocol else ["Not recorded.", ""]

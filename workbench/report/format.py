@@ -1,0 +1,97 @@
+"""Reading numbers out of results.json and writing them as text: shared by every report module.
+
+The coercion helpers (``_num``, ``_pair``, ...) turn whatever a record holds into a float, a
+(low, high) pair or None, so a malformed or missing field never crashes a report. The ``fmt_*``
+functions are the one place a number becomes text, so Markdown, HTML and the terminal agree.
+Pure Python: no plotly, no rich, no numpy.
+"""
+from __future__ import annotations
+
+import math
+
+DASH = "—"
+
+
+# ---------------------------------------------------------------- coercion
+def _num(x) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _pair(x) -> tuple[float, float] | None:
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(_num(v) is not None for v in x):
+        return float(x[0]), float(x[1])
+    return None
+
+
+def _d(x) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _l(x) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _pos(x) -> float | None:
+    x = _num(x)
+    return x if x is not None and x > 0 else None
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+# ---------------------------------------------------------------- formatting
+def _ms_decimals(v: float) -> int:
+    return 0 if v >= 100 else 1 if v >= 10 else 2 if v >= 0.1 else 3
+
+
+def fmt_ms(v, ci=None, unit=True) -> str:
+    if v is None:
+        return DASH
+    d = _ms_decimals(v)
+    s = f"{v:.{d}f}" + (" ms" if unit else "")
+    return s + (f" [{ci[0]:.{d}f}, {ci[1]:.{d}f}]" if ci else "")
+
+
+def fmt_acc(v, ci=None) -> str:
+    if v is None:
+        return DASH
+    return f"{v * 100:.1f}%" + (f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else "")
+
+
+def fmt_pts(d, ci=None) -> str:
+    """A difference of two accuracies (fractions) in percentage points."""
+    if d is None:
+        return DASH
+    s = f"{d * 100:+.1f} pts"
+    return s + (f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else "")
+
+
+def fmt_speedup(ratio, ci=None, verdict=None) -> str:
+    """ratio = variant median / teacher median; shown as a speed-up (teacher / variant)."""
+    if ratio is None or ratio <= 0:
+        return DASH
+    s = f"{1 / ratio:.2f}×"
+    if ci and ci[0] > 0:
+        s += f" [{1 / ci[1]:.2f}, {1 / ci[0]:.2f}]"
+    return s + (f" {verdict}" if verdict else "")
+
+
+def fmt_mb(nbytes, unit=True) -> str:
+    return DASH if nbytes is None else f"{nbytes / 1e6:.2f}" + (" MB" if unit else "")
+
+
+def fmt_params(n) -> str:
+    if n is None:
+        return DASH
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else f"{n:.0f}"
+
+
+def fmt_threads(n, adjective=False) -> str:
+    return f"{n}-thread" if adjective else f"{n} thread" + ("" if n == 1 else "s")
