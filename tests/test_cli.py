@@ -123,3 +123,24 @@ def test_bench_on_a_user_model(tmp_path, tiny_cnn, digits):
                         protocol=Protocol(warmup_runs=2, warmup_s=0.02, min_runs=10, min_s=0.1, max_s=0.3, memory_runs=3))
     assert len(rows) == 2 and rows[1]["comparisons"][0]["against"] == str(a)
     assert json.loads((tmp_path / "bench.json").read_text())["results"][0]["latency"]["n"] >= 10
+
+
+def test_train_writes_weights_and_card(tmp_path, capsys):
+    from workbench.types import sha256_file
+
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--arch", "cnn", "--steps", "3", "--out", str(out)]) == 0
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["sha256"] == sha256_file(out) and card["seed"] == 0
+    assert 0 <= card["metrics"]["test_accuracy"] <= 1 and "workbench train" in card["recipe"]["command"]
+    assert main(["train", "--arch", "cnn", "--steps", "3", "--out", str(tmp_path / "m.pt")]) == 2
+    assert main(["train", "--arch", "vit", "--steps", "3", "--out", str(out)]) == 2
+    assert "unknown architecture 'vit'" in capsys.readouterr().err
+
+
+def test_committed_teacher_matches_its_card():
+    from workbench.types import sha256_file
+
+    card = json.loads((ROOT / "models" / "digits-resnet.card.json").read_text())
+    assert sha256_file(ROOT / "models" / card["file"]) == card["sha256"]
+    assert card["architecture"]["params"] >= 1_000_000 and card["metrics"]["test_accuracy"] >= 0.99
