@@ -17,7 +17,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from workbench.errors import ArtifactError, MeasurementError, RecipeError
-from workbench.measure import LatencyMeasurement, Protocol, combine, measure_latency, measure_memory
+from workbench.measure import (LatencyMeasurement, Protocol, combine, compare, measure_interleaved, measure_latency,
+                               measure_memory, profile_ops)
 from workbench.runtimes import InputSpec, Runtime, Session
 from workbench.runtimes.ort import OrtRuntime
 
@@ -89,6 +90,15 @@ class HangRuntime(ExitRuntime):
 
     def load(self, path, threads):
         time.sleep(600)
+
+
+class NoProfilerRuntime(ExitRuntime):
+    """Loads and runs, but has no profiler (the base class's ``profile``)."""
+
+    name = "test-noprof"
+
+    def load(self, path, threads):
+        return _NoopSession()
 
 
 class RaisingRuntime(ExitRuntime):
@@ -250,3 +260,105 @@ def test_memory_of_a_40mb_model_vs_a_tiny_one(tmp_path, tiny):
     assert big.peak_delta_mb >= 35
     assert small.after_load_mb - small.baseline_mb < 20
     assert small.peak_delta_mb < big.peak_delta_mb - 25
+
+
+# --------------------------------------------------------------------------- interleaved
+
+def test_interleaved_order_is_shuffled_per_round_seeded_and_recorded(monkeypatch, measured, tmp_path):
+    import dataclasses
+
+    import workbench.measure.interleave as il
+
+    m, _ = measured
+    paths = [tiny_model(tmp_path / f"{name}.onnx") for name in "abc"]
+    calls = []
+
+    def fake(job, model_path, protocol, on_progress=None):
+        calls.append((os.path.basename(model_path), protocol.min_s, protocol.max_s))
+        return dataclasses.replace(m, model_path=model_path, protocol=protocol)
+
+    monkeypatch.setattr(il, "latency_from_job", fake)
+    progress = []
+    res = measure_interleaved(paths, "ort", 1, None, SHORT, rounds=6, seed=3,
+                              on_progress=lambda f, msg: progress.append((f, msg)))
+    order = res[0].interleave["order"]
+    assert [c[0] for c in calls] == [x for rnd in order for x in rnd]  # the order recorded is the order used
+    assert all(sorted(rnd) == ["a.onnx", "b.onnx", "c.onnx"] for rnd in order) and len(order) == 6
+    assert len({tuple(rnd) for rnd in order}) > 1  # shuffled, not the same every round
+    again = measure_interleaved(paths, "ort", 1, None, SHORT, rounds=6, seed=3)
+    assert again[0].interleave["order"] == order and again[0].interleave["id"] != res[0].interleave["id"]
+    assert {c[1:] for c in calls} == {(SHORT.min_s / 6, SHORT.max_s / 6)}  # per-worker budget
+    assert [r.model_path for r in res] == paths and [r.interleave["label"] for r in res] == ["a.onnx", "b.onnx", "c.onnx"]
+    for r in res:
+        assert r.processes == 6 and r.process_rounds == tuple(range(6)) and r.protocol == SHORT
+        assert r.stats.n == 6 * m.stats.n and "two-level" in r.stats.ci_method
+    assert progress[-1] == (1.0, "done") and all(0 <= f <= 1 for f, _ in progress)
+    assert [f for f, _ in progress] == sorted(f for f, _ in progress)
+    with pytest.raises(RecipeError, match="rounds"):
+        measure_interleaved(paths, "ort", 1, None, SHORT, rounds=0)
+    with pytest.raises(RecipeError, match="list of model paths"):
+        measure_interleaved(paths[0], "ort", 1, None, SHORT)
+
+
+def test_interleaved_real_workers_json_and_paired_compare(tiny):
+    p = Protocol(warmup_runs=3, warmup_s=0.05, min_runs=20, min_s=0.2, max_s=0.6, timeout_s=60,
+                 bootstrap_resamples=300)
+    a, b = measure_interleaved([tiny, tiny], "ort", 1, None, p, rounds=2, seed=0)
+    assert a.interleave["models"] == ["tiny.onnx", "tiny.onnx#2"] and a.interleave_id == b.interleave_id
+    d = json.loads(json.dumps(a.to_json(), allow_nan=False))
+    assert d["protocol"]["processes"] == 2 and d["protocol"]["min_s"] == 0.2
+    assert d["protocol"]["interleave"]["order"] == a.interleave["order"] and d["protocol"]["interleave"]["rounds"] == 2
+    lat = d["latency"]
+    assert len(lat["process_n"]) == 2 and sum(lat["process_n"]) == lat["n"] and len(lat["process_medians"]) == 2
+    assert lat["process_rounds"] == [0, 1] and "two-level" in lat["ci_method"]
+    back = LatencyMeasurement.from_json(d, model_path=a.model_path)
+    assert back.process_n == a.process_n and back.interleave_id == a.interleave_id
+    c = compare(a, b, resamples=300)
+    assert "paired by round" in c.method and c.ratio_median == pytest.approx(1.0, rel=0.25)
+    assert "paired by round" in compare(d, b.to_json(), resamples=300).method
+
+
+# --------------------------------------------------------------------------- per-operator profile
+
+def conv_model(path, quantize=False) -> str:
+    r = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w1 = r.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    w2 = r.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c2"], ["y"])]
+    g = helper.make_graph(nodes, "convs", [x], [y], [onnx.numpy_helper.from_array(w1, "w1"),
+                                                     onnx.numpy_helper.from_array(w2, "w2")])
+    out = _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    if not quantize:
+        return out
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q = str(path).replace(".onnx", ".int8.onnx")
+    quantize_dynamic(out, q, weight_type=QuantType.QUInt8)
+    return q
+
+
+def test_profile_ops_conv_model(tmp_path):
+    ops = profile_ops(conv_model(tmp_path / "conv.onnx"), "ort", 1, None, runs=20, protocol=SHORT)
+    assert sum(o["time_pct"] for o in ops) == pytest.approx(100.0)
+    assert [o["time_pct"] for o in ops] == sorted((o["time_pct"] for o in ops), reverse=True)
+    kinds = {o["op_type"]: o for o in ops}
+    conv = kinds.get("Conv") or kinds.get("FusedConv")
+    assert conv is not None and conv["count"] >= 2 and conv["time_ms"] > 0
+    assert all(set(o) == {"op_type", "time_pct", "time_ms", "count"} for o in ops)
+
+
+def test_profile_ops_dynamically_quantized_conv_shows_convinteger(tmp_path):
+    ops = profile_ops(conv_model(tmp_path / "conv.onnx", quantize=True), "ort", 1, None, runs=20, protocol=SHORT)
+    kinds = {o["op_type"]: o for o in ops}
+    assert "ConvInteger" in kinds and kinds["ConvInteger"]["count"] == 2
+    assert sum(o["time_pct"] for o in ops) == pytest.approx(100.0)
+
+
+def test_profile_ops_without_a_profiler_is_empty(tiny):
+    assert profile_ops(tiny, NoProfilerRuntime(), 1, None, runs=3, protocol=SHORT) == []
+    with pytest.raises(RecipeError, match="runs"):
+        profile_ops(tiny, "ort", 1, None, runs=0)

@@ -199,3 +199,128 @@ def test_busy_machine_uses_measured_other_load_over_load_average():
     assert assess_stability(s, threads=1, cores=2, loadavg_1m=0.0, other_load=1.0, **common) == ()
     w = assess_stability(s, threads=2, cores=2, loadavg_1m=0.0, other_load=1.0, **common)
     assert [x.code for x in w] == ["busy_machine"] and "1.00 cores" in w[0].message
+
+
+# --------------------------------------------------------------------------- pooled measurements (two-level)
+
+def _width(ci):
+    return ci[1] - ci[0]
+
+
+def test_two_level_ci_is_wide_when_processes_disagree():
+    a, b = rng(30).normal(1.0, 0.01, 3000), rng(31).normal(2.0, 0.01, 2000)
+    one = LatencyStats.from_samples(np.r_[a, b], resamples=500)
+    two = LatencyStats.from_processes([a, b], resamples=500)
+    assert two.median == one.median and two.n == one.n == 5000 and two.p90 == one.p90
+    assert _width(one.ci95_median) < 0.01  # pooled as one sample: falsely precise
+    lo, hi = two.ci95_median
+    assert lo < 1.01 and hi > 1.99  # either process alone is a plausible world
+    assert _width(two.ci95_median) > 50 * _width(one.ci95_median)
+    assert "two-level" in two.ci_method and "two-level" not in one.ci_method
+
+
+def test_two_level_ci_about_equal_to_single_level_when_processes_agree():
+    procs = [rng(40 + i).lognormal(0, 0.1, 3000) for i in range(5)]
+    one = LatencyStats.from_samples(np.concatenate(procs), resamples=1000)
+    two = LatencyStats.from_processes(procs, resamples=1000)
+    for q in ("ci95_median", "ci95_p90"):
+        # the small-sample correction removes the within-process noise that the two levels count twice
+        assert 0.8 <= _width(getattr(two, q)) / _width(getattr(one, q)) <= 1.25
+        assert getattr(two, q)[0] <= getattr(one, "median" if q == "ci95_median" else "p90") <= getattr(two, q)[1]
+    assert LatencyStats.from_processes([procs[0]], resamples=200) == LatencyStats.from_samples(procs[0], resamples=200)
+
+
+def test_two_level_ci_is_cheap():
+    import time
+
+    procs = [rng(50 + i).lognormal(0, 0.1, 20000) for i in range(10)]
+    t0 = time.perf_counter()
+    LatencyStats.from_processes(procs)
+    assert time.perf_counter() - t0 < 5.0
+
+
+class _Pooled:
+    """Duck-typed pooled measurement: per-process samples, their rounds and the interleaved run id."""
+
+    def __init__(self, procs, run_id=None):
+        self.samples = tuple(np.concatenate(procs))
+        self.process_n = tuple(len(p) for p in procs)
+        self.process_rounds = tuple(range(len(procs)))
+        self.interleave_id = run_id
+
+
+def test_compare_pooled_reflects_between_process_variation():
+    # one process in four of A and of B lands in a mode 2x slower
+    a = [rng(60 + i).normal(2.0 if i == 1 else 1.0, 0.01, 1000) for i in range(4)]
+    b = [rng(70 + i).normal(2.0 if i == 2 else 1.0, 0.01, 1000) for i in range(4)]
+    flat = compare(np.concatenate(a), np.concatenate(b), resamples=500)
+    pooled = compare(_Pooled(a), _Pooled(b), resamples=500)
+    assert pooled.ratio_median == pytest.approx(flat.ratio_median)
+    assert flat.verdict == "equivalent"  # falsely sure: samples of one process are not independent of each other
+    assert _width(pooled.ci95) > 5 * _width(flat.ci95)
+    assert pooled.verdict == "inconclusive" and "two-level" in pooled.method and "unpaired" in pooled.method
+
+
+def test_compare_pooled_paired_by_round_cancels_shared_drift():
+    # each round shifts both models alike (drift); B is 5% slower in every round
+    drift = [1.0, 1.3, 0.8, 1.1, 0.9]
+    a = [rng(80 + i).normal(d, 0.005, 800) for i, d in enumerate(drift)]
+    b = [rng(90 + i).normal(1.05 * d, 0.005, 800) for i, d in enumerate(drift)]
+    paired = compare(_Pooled(a, "run1"), _Pooled(b, "run1"), resamples=1000)
+    unpaired = compare(_Pooled(a, "run1"), _Pooled(b, "run2"), resamples=1000)
+    assert "paired by round" in paired.method and "unpaired" in unpaired.method
+    assert paired.verdict == "slower" and paired.ci95[0] > 1.03
+    assert unpaired.verdict != "slower" and _width(unpaired.ci95) > 3 * _width(paired.ci95)
+    same = compare(_Pooled(a, "run1"), _Pooled(a, "run1"), resamples=1000)
+    assert same.verdict == "equivalent"
+
+
+def test_compare_reads_pooled_json_records():
+    a = [rng(100 + i).lognormal(0, 0.05, 500) for i in range(3)]
+    b = [rng(110 + i).lognormal(0.2, 0.05, 500) for i in range(3)]
+
+    def record(procs, run_id):
+        return {"latency": {"samples": list(np.concatenate(procs)), "process_n": [len(p) for p in procs],
+                            "process_rounds": [0, 1, 2]}, "protocol": {"interleave": {"id": run_id}}}
+
+    c = compare(record(a, "r"), record(b, "r"), resamples=500)
+    assert c.verdict == "slower" and "paired by round" in c.method
+    assert c.ratio_median == pytest.approx(math.exp(0.2), rel=0.03)
+
+
+def test_process_spread_warning():
+    s = _stats(rng(120).normal(10, 0.2, 500))
+    common = dict(threads=1, cores=2, loadavg_1m=0.0, sentinel_drift_pct=0.0, timer_resolution_s=1e-9,
+                  stop_reason="ci_target", target_ci=0.02)
+    assert assess_stability(s, process_medians=[10.0, 10.1, 9.95], **common) == ()
+    w = assess_stability(s, process_medians=[10.0, 11.0, 9.9], **common)
+    assert [x.code for x in w] == ["process_spread"]
+    assert "threads 1" in w[0].advice and "rounds" in w[0].advice
+
+
+def test_two_level_small_sample_correction_reaches_the_t_interval():
+    from scipy.stats import t
+
+    from workbench.measure.pooled import _corrected
+
+    r = rng(130)
+    # no within-process noise: the process level alone, bootstrapped over P=5 process values
+    vals = np.array([1.0, 1.02, 0.98, 1.05, 0.97])
+    boot = vals[r.integers(0, 5, size=(20000, 5))].mean(axis=1)
+    lo, hi = _corrected(float(vals.mean()), boot, np.full(20000, vals.mean()), 5)
+    t_half = t.ppf(0.975, 4) * vals.std(ddof=1) / np.sqrt(5)
+    assert (hi - lo) / 2 == pytest.approx(t_half, rel=0.1)
+    plain = np.percentile(boot, [2.5, 97.5])
+    assert hi - lo > 1.3 * (plain[1] - plain[0])  # the plain percentile interval is too narrow at P=5
+
+
+@pytest.mark.slow
+def test_two_level_ci_coverage_with_between_process_variation():
+    from workbench.measure.pooled import two_level_ci
+
+    r, hits, reps = rng(140), 0, 120
+    for i in range(reps):
+        procs = [r.lognormal(r.normal(0, 0.03), 0.1, 300) for _ in range(5)]
+        lo, hi = two_level_ci(procs, (0.5,), resamples=600, seed=i)[0]
+        hits += lo <= 1.0 <= hi
+    assert 0.89 <= hits / reps <= 0.99

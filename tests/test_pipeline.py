@@ -15,7 +15,7 @@ TINY = {
     "distill": {"seeds": [0, 1], "regimes": ["full", "few-3"], "steps": 25, "few_steps": 15, "augment_shift": 0},
     "quantize": {"teacher": ["static", "dynamic", "fp16"], "students": ["static"], "calib_samples": 16},
     "export": {"parity_samples": 8},
-    "measure": {"threads": [1], "warmup_runs": 2, "warmup_s": 0.02, "min_runs": 10, "min_s": 0.05, "max_s": 0.3,
+    "measure": {"threads": [1], "warmup_runs": 2, "warmup_s": 0.02, "min_runs": 10, "min_s": 0.05, "max_s": 0.3, "rounds": 2,
                 "memory_runs": 3},
 }
 
@@ -55,6 +55,13 @@ def test_results_json_has_every_variant_with_numbers(tiny_run):
     assert by["teacher.fp32"]["artifact"]["parity_max_abs"] < 1e-3
     assert by["teacher.int8-static"]["artifact"]["precision"] == "int8"
     assert by["a.kd.int8-static"]["family"] == "distilled+quantized"
+    # interleaved: every latency pools one fresh process per round; comparisons are paired by round
+    assert all(len(r["latency"]["process_n"]) == 2 for r in doc["results"])
+    assert "paired" in by["teacher.int8-static"]["comparisons"][0]["method"]
+    # per-operator profile from ORT's profiler: shares sum to ~100; dynamic quantization shows ConvInteger
+    prof = by["teacher.fp32"]["profile"]
+    assert prof and abs(sum(p["time_pct"] for p in prof) - 100) < 1
+    assert "ConvInteger" in {p["op_type"] for p in by["teacher.int8-dynamic"]["profile"]}
     assert doc["run"]["environment"]["versions"]["onnxruntime"]
     studies = doc["studies"]["distillation"]
     assert {(s["regime"], s["student"]) for s in studies} == {("full", "a"), ("full", "b"), ("few-3", "a"), ("few-3", "b")}

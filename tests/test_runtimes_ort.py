@@ -107,3 +107,49 @@ def test_bad_files_raise_artifact_error_in_one_line(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(ArtifactError, match=r"\.onnx or \.ort"):
         rt.load(str(other), 1)
+
+
+def test_profile_counts_kernels_per_op_type_and_cleans_up(tmp_path, monkeypatch):
+    import tempfile
+
+    path = tiny_model(tmp_path / "tiny.onnx")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    feeds = {"x": np.ones((2, 16), dtype=np.float32), "ids": np.zeros(3, dtype=np.int64)}
+    ops = OrtRuntime().profile(path, 1, feeds, runs=5)
+    kinds = {o["op_type"]: o for o in ops}
+    assert set(kinds) in ({"MatMul", "Add", "Identity"}, {"Gemm", "Identity"})  # a later ORT may fuse to Gemm
+    assert all(o["count"] == 1 and o["time_ms"] > 0 for o in ops)
+    assert list(scratch.iterdir()) == []  # the profiler's JSON trace is removed
+
+
+def test_parse_profile_skips_the_first_run(tmp_path):
+    import json
+
+    from workbench.runtimes.ort import parse_profile
+
+    def node(ts, dur, op):
+        return {"cat": "Node", "name": f"n{ts}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    events = [{"cat": "Session", "name": "model_run", "ts": 0, "dur": 100}, node(1, 90, "Conv"),
+              {"cat": "Session", "name": "model_run", "ts": 200, "dur": 100}, node(201, 30, "Conv"),
+              node(240, 10, "Relu"), {"cat": "Node", "name": "n240_fence_before", "ts": 239, "dur": 5,
+                                      "args": {"op_name": "Relu"}},
+              {"cat": "Session", "name": "model_run", "ts": 400, "dur": 100}, node(401, 50, "Conv"),
+              node(450, 10, "Relu"), node(900, 1000, "Conv")]  # outside any run: ignored
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps(events))
+    ops = {o["op_type"]: o for o in parse_profile(str(trace), skip_runs=1)}
+    assert ops["Conv"] == {"op_type": "Conv", "time_ms": 0.04, "count": 1}
+    assert ops["Relu"] == {"op_type": "Relu", "time_ms": 0.01, "count": 1}
+
+
+def test_runtimes_without_a_profiler_return_nothing():
+    class Plain(Runtime):
+        name = "plain"
+
+        def load(self, path, threads):
+            raise NotImplementedError
+
+    assert Plain().profile("m.onnx", 1, {}, 10) == []

@@ -1,63 +1,270 @@
-"""`workbench bench`: any ONNX file a user brings, through the one harness."""
+"""`workbench bench`: any ONNX file a user brings, through the one harness.
+
+Everything is checked before anything is measured: runtime, thread counts, ``--shape`` syntax,
+the model files (read as graphs), the inputs each model gets (generated per dtype, a task's test
+split, or a user's .npz) and the ``--json`` path. With two or more models the measurements are
+interleaved (A B A B in fresh processes) when the harness offers ``measure_interleaved``, and
+every model is compared with the first: ratio of medians, its 95% CI and a verdict.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
-from .errors import ArtifactError
+from rich.markup import escape
+
+from .errors import ArtifactError, MeasurementError, OutputError, RecipeError
+
+RATIO_HELP = "ratio = median(model) / median(first model); < 1 is faster; 'equivalent' = 95% CI within +-2%"
 
 
 def bench_models(models: list[str], runtime: str, threads: list[int], inputs: str | None, json_out: str | None,
-                 protocol=None, console=None) -> list[dict]:
+                 protocol=None, console=None, *, shapes=None, task=None, rounds: int = 3,
+                 max_s: float | None = None) -> list[dict]:
+    """Measure ``models`` on ``runtime`` at each thread count; print a table; optionally write JSON.
+
+    ``shapes``: ``["NAME=1x3x224x224", "batch=1", ...]`` or {name: dims}; ``task``: a task name
+    (or Task) whose test split feeds the model; ``inputs``: an .npz of input name -> array;
+    ``max_s``: cap on a model's timed seconds (ignored when ``protocol`` is given).
+    Returns one row per (threads, model): the measurement's JSON plus memory and comparisons.
+    """
     from rich.console import Console
-    from rich.table import Table
 
     from .fileio import write_json
-    from .measure import Protocol, collect_environment, compare, measure_latency, measure_memory
-    from .runtimes import get_runtime
+    from .measure import collect_environment
 
-    get_runtime(runtime)
-    for m in models:
-        if not Path(m).is_file():
-            raise ArtifactError(f"model file {m} not found; give the path of an .onnx file")
-    if inputs is not None and not Path(inputs).is_file():
-        raise ArtifactError(f"inputs file {inputs} not found; give an .npz of input name -> array, or omit --inputs")
-    if json_out:
-        from .fileio import ensure_writable_dir
+    if max_s is not None and (isinstance(max_s, bool) or not isinstance(max_s, (int, float)) or not 0 < max_s < 1e6):
+        raise RecipeError(f"--max-s must be a number of seconds > 0, got {max_s!r}")
+    resolved = prepare(models, runtime, threads, inputs, json_out, shapes=shapes, task=task, rounds=rounds)
+    protocol = protocol or default_protocol(max_s)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: no terminal to wrap for, keep the table whole
+            console = Console(width=max(console.width, 130))
+    names = display_names(models)
+    _print_inputs(console, names, resolved)
+    with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
+        from .measure.inputs import write_npz
 
-        ensure_writable_dir(Path(json_out).resolve().parent)
-    protocol = protocol or Protocol()
-    console = console or Console()
-    rows = []
-    for th in threads:
-        base = None
-        for m in models:
-            console.print(f"measuring {m} on {runtime} with {th} thread(s) ...")
-            lat = measure_latency(m, runtime, th, inputs, protocol)
-            mem = measure_memory(m, runtime, th, inputs, protocol)
-            row = {"model": m, **lat.to_json(), "memory": mem.to_json(), "comparisons": []}
-            if base is None:
-                base = row
-            else:
-                c = compare(base["latency"]["samples"], row["latency"]["samples"]).to_json()
-                c["against"] = base["model"]
-                row["comparisons"].append(c)
-            rows.append(row)
-    table = Table(title=f"{runtime}: median and p90 latency with 95% CIs")
-    for col in ("model", "threads", "median ms [95% CI]", "p90 ms", "peak mem MB", "vs first", "warnings"):
-        table.add_column(col)
-    for r in rows:
-        lt = r["latency"]
-        c = r["comparisons"][0] if r["comparisons"] else None
-        table.add_row(Path(r["model"]).name, str(r["runtime"]["options"]["threads"]),
-                      f"{lt['median']:.3f} [{lt['ci95_median'][0]:.3f}, {lt['ci95_median'][1]:.3f}]", f"{lt['p90']:.3f}",
-                      f"{r['memory']['peak_delta_mb']:.1f}",
-                      f"{c['ratio_median']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] {c['verdict']}" if c else "-",
-                      str(len(r["stability"]["warnings"])))
-    console.print(table)
-    for r in rows:
-        for w in r["stability"]["warnings"]:
-            console.print(f"[yellow]warning[/yellow] {Path(r['model']).name}: {w['message']} -> {w['advice']}")
+        paths = [write_npz(os.path.join(tmp, f"inputs{i}.npz"), r.feeds, r.sources) for i, r in enumerate(resolved)]
+        rows = _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console)
+    print_rows(console, runtime, names, rows)
     if json_out:
         write_json(json_out, {"schema_version": 1, "environment": collect_environment([runtime]), "results": rows})
         console.print(f"written: {json_out}")
+    failed = [(names[i % len(names)], r) for i, r in enumerate(rows) if r["status"] == "failed"]
+    if failed:
+        raise MeasurementError(f"{len(failed)} of {len(rows)} measurements failed; first, {failed[0][0]} with "
+                               f"{failed[0][1]['runtime']['options']['threads']} thread(s): {failed[0][1]['error']}")
     return rows
+
+
+def default_protocol(max_s: float | None = None):
+    """The harness's default protocol, or one capped at ``max_s`` timed seconds (tests patch this)."""
+    from .measure import Protocol
+
+    p = Protocol()
+    if max_s is None:
+        return p
+    return Protocol(max_s=max_s, min_s=min(p.min_s, max_s), warmup_s=min(p.warmup_s, max_s),
+                    timeout_s=max(p.timeout_s, 2 * max_s + 60))
+
+
+# --------------------------------------------------------------------------- checks (nothing measured yet)
+
+def prepare(models, runtime: str, threads, inputs, json_out, *, shapes=None, task=None, rounds: int = 3) -> list:
+    """Check every argument and resolve each model's inputs; raise a WorkbenchError on the first problem."""
+    from .measure.inputs import parse_shapes, read_model_inputs, resolve_inputs
+    from .runtimes import get_runtime
+
+    adapter = get_runtime(runtime)
+    if not models:
+        raise RecipeError("no model given; pass one or more .onnx files")
+    if not threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in threads):
+        raise RecipeError(f"--threads must be whole numbers >= 1 such as 1,2; got {threads!r}")
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise RecipeError(f"--rounds must be a whole number >= 1, got {rounds!r}")
+    overrides = parse_shapes(shapes)
+    for m in models:
+        if not Path(m).is_file():
+            raise ArtifactError(f"model file {m} not found; give the path of an .onnx file")
+    if inputs is not None and task is not None:
+        raise RecipeError("--inputs and --task both give the model's inputs; pass one of them")
+    if inputs is not None and not Path(inputs).is_file():
+        raise ArtifactError(f"inputs file {inputs} not found; give an .npz of input name -> array, or omit --inputs")
+    if json_out:
+        check_writable(json_out)
+    if isinstance(task, str):
+        from .tasks import get_task
+
+        task = get_task(task)
+    specs = [read_model_inputs(str(m), adapter) for m in models]
+    resolved = [resolve_inputs(s, overrides, inputs, task) for s in specs]
+    unused = set(overrides) - set().union(*(r.used for r in resolved))
+    if unused:
+        name = sorted(unused)[0]
+        have = "; ".join(f"{s.what}: " + ", ".join(f"{i.name} {_shape(i.shape)}" for i in s.specs) for s in specs)
+        raise RecipeError(f"--shape {name}=... names neither an input nor a symbolic dim of the model(s) "
+                          f"({have}); use one of those names")
+    return resolved
+
+
+def check_writable(json_out) -> None:
+    """Fail now, writing nothing, if the --json file could not be written later."""
+    p = Path(json_out)
+    if p.is_dir():
+        raise OutputError(f"--json {json_out} is a folder; give a file path such as bench.json")
+    folder = p.resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write --json {json_out}: {e.strerror or e} in {folder}; "
+                          "choose a writable path") from None
+
+
+def display_names(models) -> list[str]:
+    """Basenames, else the paths as given; a path given twice gets '#2', '#3' ..."""
+    base = [Path(m).name for m in models]
+    names = base if len(set(base)) == len({str(m) for m in models}) else [str(m) for m in models]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+# --------------------------------------------------------------------------- measuring
+
+def _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console) -> list:
+    from . import measure
+
+    interleaved = getattr(measure, "measure_interleaved", None) if len(models) > 1 else None
+    if len(models) > 1 and interleaved is None:
+        console.print("note: interleaved measurement is not available; measuring one model after another")
+    rows = []
+    for th in threads:
+        lats: dict[int, object] = {}
+        if interleaved is not None:
+            console.print(f"measuring {len(models)} models interleaved on {runtime} with {th} thread(s): {rounds} "
+                          "round(s), each model once per round in a fresh process, order shuffled ...")
+            try:
+                got = interleaved([str(m) for m in models], runtime, th, paths[0], protocol, rounds=rounds,
+                                  inputs_paths={str(m): p for m, p in zip(models, paths)})
+                lats = dict(enumerate(got))
+            except (MeasurementError, ArtifactError) as e:
+                console.print(f"[yellow]interleaved measurement failed[/yellow] ({escape(str(e))}); "
+                              "measuring one model at a time")
+        for i, m in enumerate(models):
+            if i not in lats:
+                console.print(f"measuring {escape(names[i])} on {runtime} with {th} thread(s) ...")
+                try:
+                    lats[i] = measure.measure_latency(str(m), runtime, th, paths[i], protocol)
+                except (MeasurementError, ArtifactError) as e:
+                    lats[i] = _failure(e, resolved[i])
+        pooled = interleaved is not None and all(not isinstance(v, str) for v in lats.values())
+        base = lats[0]
+        for i, m in enumerate(models):
+            row = _row(m, runtime, th, lats[i], paths[i], protocol, resolved[i])
+            if i > 0 and row["status"] == "ok" and not isinstance(base, str):
+                c = measure.compare(base, lats[i], against=str(models[0]))
+                row["comparisons"].append({**c.to_json(), "interleaved": pooled, "rounds": rounds if pooled else 1})
+            rows.append(row)
+    return rows
+
+
+def _failure(e, r) -> str:
+    msg = str(e)
+    if r.defaulted:
+        msg += "; if the generated inputs do not fit this model, set its shapes with --shape NAME=DIMxDIM or pass --inputs"
+    return msg
+
+
+def _row(model, runtime, th, lat, path, protocol, resolved) -> dict:
+    from .measure import measure_memory
+
+    if isinstance(lat, str):
+        return {"model": str(model), "status": "failed", "error": lat,
+                "runtime": {"name": runtime, "version": None, "options": {"threads": th}},
+                "input": None, "input_notes": list(resolved.notes), "latency": None, "memory": None, "comparisons": []}
+    mem, mem_error = None, None
+    try:
+        mem = measure_memory(str(model), runtime, th, path, protocol).to_json()
+    except (MeasurementError, ArtifactError) as e:
+        mem_error = str(e)
+    row = {"model": str(model), "status": "ok", **lat.to_json(), "input_notes": list(resolved.notes),
+           "memory": mem, "comparisons": []}
+    if mem_error:
+        row["memory_error"] = mem_error
+    return row
+
+
+# --------------------------------------------------------------------------- output
+
+def _print_inputs(console, names, resolved) -> None:
+    blocks = [r.lines() for r in resolved]
+    if len(blocks) > 1 and all(b == blocks[0] for b in blocks):
+        groups = [("inputs (all models)", blocks[0])]
+    else:
+        groups = [(f"inputs of {n}", b) for n, b in zip(names, blocks)]
+    for title, lines in groups:
+        console.print(escape(title) + ":", highlight=False)
+        for line in lines:
+            console.print("  " + escape(line), highlight=False)
+
+
+def _ci(lo_hi, fmt="{:.3f}") -> str:
+    return f"[{fmt.format(lo_hi[0])}, {fmt.format(lo_hi[1])}]" if lo_hi else "(no CI)"
+
+
+def print_rows(console, runtime: str, names, rows) -> None:
+    """The table (median and p90 with CIs), each model's ratio vs the first, then failures and warnings."""
+    from rich import box
+    from rich.table import Table
+
+    label = [names[i % len(names)] for i in range(len(rows))]  # rows: for each thread count, every model
+    tagged = [f"{n} ({r['runtime']['options']['threads']} thread(s))" for n, r in zip(label, rows)]
+    table = Table(title=f"{runtime}: latency in ms, median and p90 with 95% CIs", box=box.SIMPLE_HEAD)
+    for col in ("model", "threads", "median [95% CI]", "p90 [95% CI]", "runs", "peak MB", "warnings"):
+        table.add_column(col, no_wrap=col != "model", overflow="fold",
+                         justify="left" if col in ("model", "median [95% CI]", "p90 [95% CI]") else "right")
+    for name, r in zip(label, rows):
+        th = str(r["runtime"]["options"]["threads"])
+        if r["status"] != "ok":
+            table.add_row(escape(name), th, "failed", "-", "-", "-", "-")
+            continue
+        lt, mem = r["latency"], r.get("memory") or {}
+        table.add_row(escape(name), th, f"{lt['median']:.3f} {_ci(lt['ci95_median'])}",
+                      f"{lt['p90']:.3f} {_ci(lt['ci95_p90'])}", str(lt["n"]),
+                      f"{mem['peak_delta_mb']:.1f}" if "peak_delta_mb" in mem else "-",
+                      str(len(r["stability"]["warnings"])))
+    console.print(table)
+    comps = [(name, r, c) for name, r in zip(label, rows) for c in r["comparisons"]]
+    if comps:
+        console.print(f"vs {escape(names[0])} ({RATIO_HELP}):", highlight=False)
+        for name, r, c in comps:
+            how = f"interleaved, {c['rounds']} rounds" if c.get("interleaved") else "measured one after another"
+            console.print(f"  {escape(name)} ({r['runtime']['options']['threads']} thread(s)): ratio "
+                          f"{c['ratio_median']:.3f} {escape(_ci(c['ci95']))} -> {c['verdict']}  ({how})",
+                          highlight=False)
+    for name, r in zip(tagged, rows):
+        if r["status"] != "ok":
+            console.print(f"[red]failed[/red] {escape(name)}: {escape(r['error'])}", highlight=False)
+            continue
+        for w in r["stability"]["warnings"]:
+            console.print(f"[yellow]warning[/yellow] {escape(name)}: {escape(w['message'])} -> {escape(w['advice'])}",
+                          highlight=False)
+        if r.get("memory_error"):
+            console.print(f"[yellow]memory pass failed[/yellow] {escape(name)}: {escape(r['memory_error'])}",
+                          highlight=False)

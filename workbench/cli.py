@@ -127,23 +127,38 @@ def report(results, out):
 
 
 @cli.command()
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--runtime", default="ort", show_default=True)
+@click.argument("models", nargs=-1, required=True)
+@click.option("--runtime", default="ort", show_default=True, help="Runtime adapter (see `workbench doctor`).")
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2.")
-@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz of input name -> array (default: generated).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the measurements as JSON.")
-def bench(models, runtime, threads, inputs, json_out):
-    """Measure ONNX models through the harness (median and p90 with 95% CIs; ratios vs the first model).
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMxDIM...",
+              help="Shape of an input (input_ids=1x128) or size of a symbolic dim (batch=1, sequence=128); "
+                   "repeatable. Unset symbolic dims default to 1 (batch-like), 128 (sequence-like), 224 (height/width) "
+                   "or 1.")
+@click.option("--inputs", metavar="X.npz", help=".npz of input name -> array (default: generated per dtype with a "
+              "fixed seed: floats normal, token ids within the vocabulary, masks ones).")
+@click.option("--task", metavar="NAME", help="Realistic inputs from a task's test split, e.g. digits (batch 1 unless "
+              "--shape sets one).")
+@click.option("--rounds", default=3, show_default=True, type=int,
+              help="With 2+ models: interleaved rounds (A B A B in fresh processes), where the harness supports it.")
+@click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds per thread count "
+              "(default: the harness's); timing stops earlier once the median's CI is within +-2%.")
+@click.option("--json", "json_out", metavar="OUT.json", help="Write the measurements as JSON (atomically).")
+def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_out):
+    """Measure any ONNX models through the harness: median and p90 with 95% CIs; with 2+ models, each
+    model's ratio vs the first with its CI and verdict.
 
-    Example: workbench bench runs/digits-demo/artifacts/teacher.fp32.onnx runs/digits-demo/artifacts/teacher.int8-static.onnx
+    Examples: workbench bench model.onnx --shape batch=1 --shape sequence=128;
+    workbench bench fp32.onnx int8.onnx --task digits --threads 1,2 --json bench.json
     """
     from .bench import bench_models
+    from .errors import RecipeError
 
     try:
         thread_list = [int(t) for t in threads.split(",") if t.strip()]
     except ValueError:
-        raise WorkbenchError(f"--threads must be comma-separated integers such as 1,2; got {threads!r}") from None
-    bench_models(list(models), runtime, thread_list, inputs, json_out)
+        raise RecipeError(f"--threads must be comma-separated whole numbers such as 1,2; got {threads!r}") from None
+    bench_models(list(models), runtime, thread_list, inputs, json_out, shapes=list(shapes), task=task, rounds=rounds,
+                 max_s=max_s)
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,6 @@ and measured through the one harness; results.json, report.md, report.html.
 """
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -109,48 +108,98 @@ def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) 
 
 def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path, qualities: dict,
              progress) -> list[dict]:
-    from .measure import Protocol, compare, measure_latency, measure_memory
+    """Latency (interleaved rounds, one fresh worker per artifact per round), memory and the per-op
+    profile (each in its own fresh worker) of every artifact, per runtime and thread count."""
+    from .measure import Protocol, compare
 
     m = recipe.measure
     protocol = Protocol(warmup_runs=m.warmup_runs, warmup_s=m.warmup_s, min_runs=m.min_runs, min_s=m.min_s,
                         max_s=m.max_s, target_ci=m.target_ci, memory_runs=m.memory_runs, timeout_s=m.timeout_s)
     inputs_sha = sha256_file(inputs_path)
-    units = [(rt, th, art) for rt in m.runtimes for th in m.resolved_threads() for art in arts]
-    # shuffled order, so slow drift of the machine does not always hit the same variants
-    random.Random(0).shuffle(units)
-    by_id: dict[str, dict] = {}
-    samples: dict[str, list] = {}
-    with progress.bar(f"measuring {len(units)} (artifact, runtime, threads)", len(units)) as update:
-        for i, (rt, th, art) in enumerate(units):
-            key = content_key("measure", art.sha256, rt, th, protocol.to_json(), inputs_sha)
-            update(i, f"{art.id} {rt} t{th}")
-
-            def compute(art=art, rt=rt, th=th):
-                path = str(rd.abspath(art))
-                try:
-                    lat = measure_latency(path, rt, th, str(inputs_path), protocol)
-                    mem = measure_memory(path, rt, th, str(inputs_path), protocol)
-                    return {"latency": lat.to_json(), "memory": mem.to_json(), "error": None}
-                except MeasurementError as e:
-                    return {"latency": None, "memory": None, "error": str(e)}
-
-            res, _ = rd.cached("measure", f"{art.id}@{rt}.t{th}", key, compute)
-            if res["error"]:  # a failed measurement is retried next run, not cached as final
-                rd.unit("measure", f"{art.id}@{rt}.t{th}", key).unlink(missing_ok=True)
-            rec = record(art, rt, th, "digits test split (first image, batch 1)", qualities.get((art.id, rt)),
-                         res["latency"], res["memory"], res["error"])
-            by_id[rec["id"]] = rec
-            if res["latency"]:
-                samples[rec["id"]] = res["latency"]["latency"]["samples"]
-        update(len(units))
-    records = [by_id[f"{a.id}@{rt}/t{th}"] for rt in m.runtimes for th in m.resolved_threads() for a in arts]
+    records = []
+    for rt in m.runtimes:
+        for th in m.resolved_threads():
+            lat = _latency_group(rd, arts, rt, th, protocol, m.rounds, inputs_path, inputs_sha, progress)
+            extra = _memory_and_profile(rd, arts, rt, th, protocol, inputs_path, inputs_sha, progress)
+            for art in arts:
+                res, (mem, prof) = lat[art.id], extra[art.id]
+                error = res.get("error") or mem.get("error")
+                rec = record(art, rt, th, "digits test split (first image, batch 1)", qualities.get((art.id, rt)),
+                             res.get("latency"), mem.get("memory"), error)
+                rec["profile"] = prof
+                records.append(rec)
     for rec in records:
         base = f"teacher.fp32@{rec['runtime']['name']}/t{rec['runtime']['options']['threads']}"
-        if rec["id"] != base and rec["id"] in samples and base in samples:
-            c = compare(samples[base], samples[rec["id"]]).to_json()
+        ref = next((r for r in records if r["id"] == base), None)
+        if rec["id"] != base and rec["latency"] and ref and ref["latency"]:
+            c = compare(ref, rec).to_json()  # paired by round: both come from the same interleaved run
             c["against"] = base
             rec["comparisons"].append(c)
     return records
+
+
+def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, inputs_path: Path, inputs_sha: str,
+                   progress) -> dict:
+    """Every artifact measured interleaved (A B C ... per round, shuffled per round, fresh workers).
+
+    Cached as one unit: an interleaved comparison is only valid among the artifacts measured together.
+    If the interleaved run fails, each artifact is measured alone so one bad artifact fails alone.
+    """
+    from .measure import measure_interleaved, measure_latency
+
+    key = content_key("measure-interleaved", [a.sha256 for a in arts], rt, th, protocol.to_json(), rounds, inputs_sha)
+    name = f"latency@{rt}.t{th}"
+    path = rd.unit("measure", name, key)
+    if path.is_file():
+        from .fileio import read_json
+
+        return read_json(path)
+    paths = [str(rd.abspath(a)) for a in arts]
+    with progress.bar(f"measuring {len(arts)} artifacts on {rt}, {th} thread(s), {rounds} interleaved rounds",
+                      100) as update:
+        try:
+            ms = measure_interleaved(paths, rt, th, str(inputs_path), protocol, rounds=rounds, seed=0,
+                                     on_progress=lambda f, msg: update(round(f * 100), msg))
+            out = {a.id: {"latency": lm.to_json(), "error": None} for a, lm in zip(arts, ms)}
+        except MeasurementError as e:
+            progress.info(f"[yellow]interleaved measurement failed ({e}); measuring each artifact alone[/yellow]")
+            out = {}
+            for i, (a, p) in enumerate(zip(arts, paths)):
+                update(round(100 * i / len(arts)), a.id)
+                try:
+                    out[a.id] = {"latency": measure_latency(p, rt, th, str(inputs_path), protocol).to_json(), "error": None}
+                except MeasurementError as e1:
+                    out[a.id] = {"latency": None, "error": str(e1)}
+    if not any(v["error"] for v in out.values()):  # a failure is retried next run, not cached as final
+        write_json(path, out)
+    return out
+
+
+def _memory_and_profile(rd: RunDir, arts, rt: str, th: int, protocol, inputs_path: Path, inputs_sha: str,
+                        progress) -> dict:
+    from .measure import measure_memory, profile_ops
+
+    out = {}
+    with progress.bar(f"memory pass and operator profile ({rt}, {th} thread(s))", len(arts)) as update:
+        for i, art in enumerate(arts):
+            update(i, art.id)
+            key = content_key("memory+profile", art.sha256, rt, th, protocol.memory_runs, inputs_sha)
+
+            def compute(art=art):
+                path = str(rd.abspath(art))
+                try:
+                    mem = measure_memory(path, rt, th, str(inputs_path), protocol).to_json()
+                    prof = profile_ops(path, rt, th, str(inputs_path), runs=50, protocol=protocol)
+                    return {"memory": mem, "profile": prof, "error": None}
+                except MeasurementError as e:
+                    return {"memory": None, "profile": [], "error": str(e)}
+
+            res, _ = rd.cached("measure", f"{art.id}@{rt}.t{th}.memory", key, compute)
+            if res["error"]:
+                rd.unit("measure", f"{art.id}@{rt}.t{th}.memory", key).unlink(missing_ok=True)
+            out[art.id] = (res, res["profile"])
+        update(len(arts))
+    return out
 
 
 def _study(recipe: Recipe, trained: dict) -> list[dict]:

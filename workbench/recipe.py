@@ -81,6 +81,7 @@ class MeasureSection:
     target_ci: float = 0.02
     memory_runs: int = 20
     timeout_s: float = 120.0
+    rounds: int = 3  # interleaved rounds: every artifact measured once per round, fresh process, shuffled order
 
     def resolved_threads(self) -> tuple[int, ...]:
         out = []
@@ -126,7 +127,7 @@ class Recipe:
                             steps=min(self.distill.steps, 150), few_steps=min(self.distill.few_steps, 100)),
             quantize=replace(self.quantize, calib_samples=min(self.quantize.calib_samples, 64)),
             measure=replace(self.measure, threads=(1,), warmup_s=min(self.measure.warmup_s, 0.2),
-                            min_runs=min(self.measure.min_runs, 30), min_s=min(self.measure.min_s, 0.5),
+                            min_runs=min(self.measure.min_runs, 30), min_s=min(self.measure.min_s, 0.5), rounds=min(self.measure.rounds, 2),
                             max_s=min(self.measure.max_s, 2.0), memory_runs=min(self.measure.memory_runs, 10)),
         )
 
@@ -252,7 +253,8 @@ def _check_values(r: Recipe) -> None:
               (r.quantize.calib_samples > 0, "[quantize] calib_samples must be > 0"),
               (r.measure.min_runs > 0 and r.measure.min_s >= 0 and r.measure.max_s >= r.measure.min_s,
                "[measure] needs min_runs > 0 and 0 <= min_s <= max_s"),
-              (0 < r.measure.target_ci < 1, "[measure] target_ci must be a fraction such as 0.02")]
+              (0 < r.measure.target_ci < 1, "[measure] target_ci must be a fraction such as 0.02"),
+              (1 <= r.measure.rounds <= 50, "[measure] rounds must be between 1 and 50")]
     for ok, msg in checks:
         if not ok:
             raise RecipeError(msg)

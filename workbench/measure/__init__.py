@@ -2,8 +2,8 @@
 
 Public API (names resolved lazily, so ``import workbench.measure`` imports nothing heavy)::
 
-    Protocol, measure_latency, measure_memory, compare, collect_environment,
-    LatencyMeasurement, MemoryMeasurement, LatencyStats, Comparison, combine
+    Protocol, measure_latency, measure_memory, measure_interleaved, profile_ops, compare,
+    collect_environment, LatencyMeasurement, MemoryMeasurement, LatencyStats, Comparison, combine
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ _EXPORTS = {
     "compare": "stats",
     "measure_latency": "harness",
     "measure_memory": "harness",
+    "measure_interleaved": "interleave",
+    "profile_ops": "profile",
     "combine": "harness",
     "LatencyMeasurement": "harness",
     "Phases": "harness",
@@ -31,6 +33,8 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from .environment import collect_environment
     from .harness import LatencyMeasurement, Phases, Stability, combine, measure_latency, measure_memory
+    from .interleave import measure_interleaved
+    from .profile import profile_ops
     from .memory import MemoryMeasurement
     from .protocol import Protocol, StabilityWarning
     from .stats import Comparison, LatencyStats, compare

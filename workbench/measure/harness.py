@@ -69,15 +69,40 @@ class LatencyMeasurement:
     stability: Stability
     stop_reason: str  # "ci_target" or "max_s"
     processes: int = 1
+    # per process, in the order their samples appear in ``samples``: sample count and round index.
+    # Empty for a single process. ``interleave``: the measure_interleaved run it came from.
+    process_n: tuple[int, ...] = ()
+    process_rounds: tuple[int, ...] = ()
+    interleave: dict | None = field(default=None, compare=False)
+
+    @property
+    def interleave_id(self) -> str | None:
+        return (self.interleave or {}).get("id")
+
+    def process_samples(self) -> list[tuple[float, ...]]:
+        """The samples split by process (one entry for a single-process measurement)."""
+        if len(self.process_n) < 2 or sum(self.process_n) != len(self.samples):
+            return [self.samples]
+        out, start = [], 0
+        for n in self.process_n:
+            out.append(self.samples[start:start + n])
+            start += n
+        return out
 
     def to_json(self) -> dict:
+        import statistics
+
+        per = self.process_samples()
         return {
             "runtime": {"name": self.runtime, "version": self.runtime_version, "options": dict(self.runtime_options)},
             "input": json.loads(json.dumps(self.input)),
-            "protocol": {**self.protocol.to_json(), "processes": self.processes},
+            "protocol": {**self.protocol.to_json(), "processes": self.processes,
+                         "interleave": json.loads(json.dumps(self.interleave)) if self.interleave else None},
             "phases": self.phases.to_json(),
             "latency": {"unit": "ms", **self.stats.to_json(), "samples": list(self.samples),
-                        "stop_reason": self.stop_reason},
+                        "stop_reason": self.stop_reason, "process_n": [len(x) for x in per],
+                        "process_medians": [statistics.median(x) for x in per],
+                        "process_rounds": list(self.process_rounds) or None},
             "stability": self.stability.to_json(),
         }
 
@@ -93,7 +118,9 @@ class LatencyMeasurement:
             stability=Stability(tuple(StabilityWarning(**w) for w in st["warnings"]), st.get("sentinel_drift_pct"),
                                 st.get("loadavg_1m"), tuple(st["sentinel_ms"]) if st.get("sentinel_ms") else None,
                                 st.get("other_load")),
-            stop_reason=lat.get("stop_reason", "max_s"), processes=d["protocol"].get("processes", 1))
+            stop_reason=lat.get("stop_reason", "max_s"), processes=d["protocol"].get("processes", 1),
+            process_n=tuple(lat.get("process_n") or ()) if len(lat.get("process_n") or ()) > 1 else (),
+            process_rounds=tuple(lat.get("process_rounds") or ()), interleave=d["protocol"].get("interleave"))
 
 
 # --------------------------------------------------------------------------- worker process
@@ -263,6 +290,13 @@ def measure_latency(model_path: str, runtime, threads: int, inputs_path: str | N
     ``on_progress`` receives phase names ("loading", "warm-up", "timing") and fractions in [0, 1].
     """
     job = _job("latency", model_path, runtime, threads, inputs_path, protocol)
+    return latency_from_job(job, model_path, protocol, on_progress)
+
+
+def latency_from_job(job: dict, model_path: str, protocol: Protocol,
+                     on_progress: ProgressCallback | None = None) -> LatencyMeasurement:
+    """Run a latency job made by :func:`_job` in a fresh worker and build its measurement."""
+    threads = job["threads"]
     res = run_worker(job, protocol.timeout_s, _describe(model_path, job["runtime"], threads), on_progress)
     samples = tuple(ns / 1e6 for ns in res["samples_ns"])
     stats = LatencyStats.from_samples(samples, resamples=protocol.bootstrap_resamples, seed=0)
@@ -293,8 +327,10 @@ def measure_memory(model_path: str, runtime, threads: int, inputs_path: str | No
 def combine(measurements: Sequence[LatencyMeasurement]) -> LatencyMeasurement:
     """Pool the samples of several processes measuring the same thing (e.g. interleaved A/B rounds).
 
-    Statistics are recomputed from the pooled samples; phases are the medians over processes;
-    stability warnings are recomputed with the worst load average and the largest sentinel drift.
+    Point statistics come from the pooled samples; the CIs of the median and p90 from a two-level
+    bootstrap over processes (see :mod:`.pooled`), because latency differs between processes.
+    Phases are the medians over processes; stability warnings are recomputed with the worst load
+    average, the largest sentinel drift, and the spread of the per-process medians.
     """
     import statistics
 
@@ -304,8 +340,9 @@ def combine(measurements: Sequence[LatencyMeasurement]) -> LatencyMeasurement:
     keyset = {(m.runtime, m.threads, m.model_path) for m in measurements}
     if len(keyset) > 1:
         raise MeasurementError("cannot combine measurements of different artifacts, runtimes or thread counts")
-    samples = tuple(s for m in measurements for s in m.samples)
-    stats = LatencyStats.from_samples(samples, resamples=first.protocol.bootstrap_resamples, seed=0)
+    per = [p for m in measurements for p in m.process_samples()]
+    samples = tuple(s for p in per for s in p)
+    stats = LatencyStats.from_processes(per, resamples=first.protocol.bootstrap_resamples, seed=0)
     drifts = [m.stability.sentinel_drift_pct for m in measurements if m.stability.sentinel_drift_pct is not None]
     loads = [m.stability.loadavg_1m for m in measurements if m.stability.loadavg_1m is not None]
     others = [m.stability.other_load for m in measurements if m.stability.other_load is not None]
@@ -316,7 +353,10 @@ def combine(measurements: Sequence[LatencyMeasurement]) -> LatencyMeasurement:
                                 loadavg_1m=max(loads) if loads else None, sentinel_drift_pct=drift,
                                 timer_resolution_s=time.get_clock_info("perf_counter").resolution,
                                 stop_reason=stop, target_ci=first.protocol.target_ci,
-                                other_load=max(others) if others else None)
+                                other_load=max(others) if others else None,
+                                process_medians=[statistics.median(p) for p in per])
+    rounds = [r for m in measurements for r in (m.process_rounds or (None,) * len(m.process_samples()))]
+    ids = {m.interleave_id for m in measurements}
 
     def med(attr):
         vals = [getattr(m.phases, attr) for m in measurements if getattr(m.phases, attr) is not None]
@@ -328,4 +368,6 @@ def combine(measurements: Sequence[LatencyMeasurement]) -> LatencyMeasurement:
         phases=Phases(med("load_ms"), med("process_to_ready_ms"), med("first_ms"), med("import_ms")),
         samples=samples, stats=stats,
         stability=Stability(warnings, drift, max(loads) if loads else None, None, max(others) if others else None),
-        stop_reason=stop, processes=sum(m.processes for m in measurements))
+        stop_reason=stop, processes=sum(m.processes for m in measurements),
+        process_n=tuple(len(p) for p in per) if len(per) > 1 else (),
+        process_rounds=tuple(rounds) if None not in rounds else (), interleave=first.interleave if len(ids) == 1 else None)

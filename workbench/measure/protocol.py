@@ -133,6 +133,7 @@ def assess_stability(
     stop_reason: str,
     target_ci: float,
     other_load: float | None = None,
+    process_medians=None,
 ) -> tuple[StabilityWarning, ...]:
     """The noise guards, as data: each warning says what was seen and what to do about it."""
     w: list[StabilityWarning] = []
@@ -178,6 +179,17 @@ def assess_stability(
             f"median {med * 1e3:.3g} us is under {TIMER_RESOLUTION_FACTOR}x the timer resolution "
             f"({timer_resolution_s * 1e9:.3g} ns)",
             "time a bigger batch or input so one run takes longer"))
+    if process_medians is not None and len(process_medians) > 1:
+        meds = sorted(float(m) for m in process_medians)
+        mid = meds[len(meds) // 2] if len(meds) % 2 else (meds[len(meds) // 2 - 1] + meds[len(meds) // 2]) / 2
+        half = (meds[-1] - meds[0]) / 2 / mid if mid > 0 else 0.0
+        if half > target_ci:
+            w.append(StabilityWarning(
+                "process_spread",
+                f"medians of the {len(meds)} processes range {meds[0]:.4g}-{meds[-1]:.4g} ms "
+                f"(+-{half:.1%}, more than the +-{target_ci:.0%} CI target)",
+                "latency changes from one process to the next: use --threads 1 and more rounds; "
+                "the pooled CI (two-level bootstrap) already includes this spread"))
     if stop_reason != "ci_target":
         lo, hi = stats.ci95_median if stats.ci95_median else (float("nan"), float("nan"))
         half_pct = (hi - lo) / 2 / med * 100 if med > 0 else float("nan")

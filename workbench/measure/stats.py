@@ -89,6 +89,18 @@ def _as_samples(x) -> "np.ndarray":
     return arr
 
 
+def _point_stats(x) -> dict:
+    import numpy as np
+
+    med = float(np.median(x))
+    mean = float(np.mean(x))
+    std = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+    p90, p95, p99 = (float(v) for v in np.percentile(x, [90, 95, 99]))
+    return dict(n=int(x.size), min=float(x.min()), median=med, mean=mean, p90=p90, p95=p95, p99=p99,
+                max=float(x.max()), std=std, cv=std / mean if mean > 0 else float("nan"),
+                mad=float(np.median(np.abs(x - med))))
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Summary of raw latency samples (ms). ``mad`` is the unscaled median absolute deviation;
@@ -111,24 +123,32 @@ class LatencyStats:
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float], resamples: int = 2000, seed: int = 0) -> "LatencyStats":
-        import numpy as np
-
         x = _as_samples(samples_ms)
-        med = float(np.median(x))
-        mean = float(np.mean(x))
-        std = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
-        p90, p95, p99 = (float(v) for v in np.percentile(x, [90, 95, 99]))
         if x.size > 1:
             ci_med = _quantile_ci(x, 0.5, resamples, seed)
             ci_p90 = _quantile_ci(x, 0.9, resamples, seed)
         else:
             ci_med = ci_p90 = None
-        return cls(
-            n=int(x.size), min=float(x.min()), median=med, mean=mean, p90=p90, p95=p95, p99=p99,
-            max=float(x.max()), std=std, cv=std / mean if mean > 0 else float("nan"),
-            mad=float(np.median(np.abs(x - med))), ci95_median=ci_med, ci95_p90=ci_p90,
-            ci_method=_ci_method(int(x.size), resamples, seed),
-        )
+        return cls(**_point_stats(x), ci95_median=ci_med, ci95_p90=ci_p90,
+                   ci_method=_ci_method(int(x.size), resamples, seed))
+
+    @classmethod
+    def from_processes(cls, processes: Sequence[Sequence[float]], resamples: int = 2000,
+                       seed: int = 0) -> "LatencyStats":
+        """Statistics of the pooled samples of several processes; with more than one process the
+        CIs of the median and p90 come from the two-level bootstrap of :mod:`.pooled`."""
+        import numpy as np
+
+        from . import pooled
+
+        procs = [_as_samples(x) for x in processes]
+        if not procs:
+            raise MeasurementError("no latency samples to analyse; the measurement produced no timed runs — re-run it")
+        if len(procs) == 1:
+            return cls.from_samples(procs[0], resamples=resamples, seed=seed)
+        ci_med, ci_p90 = pooled.two_level_ci(procs, (0.5, 0.9), resamples=resamples, seed=seed)
+        return cls(**_point_stats(np.concatenate(procs)), ci95_median=ci_med, ci95_p90=ci_p90,
+                   ci_method=f"{pooled.ci_method(len(procs), resamples, seed)}; quantiles {QUANTILE_METHOD}")
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -182,33 +202,79 @@ def verdict_for(lo: float, hi: float, margin: float = EQUIVALENCE_MARGIN) -> str
     return "inconclusive"
 
 
-def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: int = 0, *,
-            against: str | None = None, margin: float = EQUIVALENCE_MARGIN) -> Comparison:
-    """Ratio median(candidate) / median(baseline) with an independent two-sample bootstrap CI.
+def _processes(x) -> tuple[list, tuple | None]:
+    """(per-process sample arrays, per-process (interleave id, round) keys or None) of a comparison side.
 
-    Either argument may be a sequence of samples (ms) or anything with ``.samples``
-    (e.g. a LatencyMeasurement). See :class:`Comparison` for the verdict rule.
+    ``x``: a sequence of samples (one process), anything with ``.samples`` (and, for a pooled
+    measurement, ``.process_n`` / ``.process_rounds`` / ``.interleave_id``), or a record as written
+    by ``LatencyMeasurement.to_json()``.
     """
     import numpy as np
 
-    b, c = _as_samples(baseline_samples), _as_samples(candidate_samples)
+    if isinstance(x, dict) and "latency" in x:
+        lat = x["latency"]
+        samples, sizes, rounds = lat.get("samples"), lat.get("process_n"), lat.get("process_rounds")
+        run_id = ((x.get("protocol") or {}).get("interleave") or {}).get("id")
+    else:
+        samples = getattr(x, "samples", x)
+        sizes, rounds = getattr(x, "process_n", None), getattr(x, "process_rounds", None)
+        run_id = getattr(x, "interleave_id", None)
+    arr = _as_samples(samples)
+    if not sizes or len(sizes) < 2 or sum(sizes) != arr.size:
+        return [arr], None
+    procs = np.split(arr, np.cumsum(sizes)[:-1])
+    keys = tuple((run_id, r) for r in rounds) if run_id and rounds and len(rounds) == len(procs) else None
+    return procs, keys
+
+
+def _round_pairs(kb: tuple | None, kc: tuple | None) -> list[tuple[int, int]] | None:
+    """(baseline process, candidate process) per round when both sides come from the same interleaved run."""
+    if not kb or not kc or len(set(kb)) != len(kb) or set(kb) != set(kc):
+        return None
+    where = {k: j for j, k in enumerate(kc)}
+    return [(i, where[k]) for i, k in enumerate(kb)]
+
+
+def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: int = 0, *,
+            against: str | None = None, margin: float = EQUIVALENCE_MARGIN) -> Comparison:
+    """Ratio median(candidate) / median(baseline) with a bootstrap 95% CI and a verdict.
+
+    Either argument may be a sequence of samples (ms), anything with ``.samples`` (e.g. a
+    LatencyMeasurement), or a ``LatencyMeasurement.to_json()`` record. Two single-process sides:
+    independent two-sample bootstrap. If either side pools several processes: the two-level
+    bootstrap of :mod:`.pooled` (processes, then samples within them), paired by round when both
+    come from the same ``measure_interleaved`` run, so the CI reflects between-process variation.
+    See :class:`Comparison` for the verdict rule.
+    """
+    import numpy as np
+
+    from . import pooled
+
+    pb, kb = _processes(baseline_samples)
+    pc, kc = _processes(candidate_samples)
+    b, c = (pb[0], pc[0]) if len(pb) == len(pc) == 1 else (np.concatenate(pb), np.concatenate(pc))
     mb, mc = float(np.median(b)), float(np.median(c))
     if mb <= 0:
         raise MeasurementError("baseline median latency is not positive; cannot form a ratio — re-measure the baseline")
     ratio = mc / mb
     ci = None
-    if b.size >= 2 and c.size >= 2 and max(b.size, c.size) <= SCIPY_BOOTSTRAP_MAX_N:
-        def stat(xb, xc, axis):
-            return np.median(xc, axis=axis) / np.median(xb, axis=axis)
+    if len(pb) > 1 or len(pc) > 1:
+        pairs = _round_pairs(kb, kc)
+        ci = pooled.two_level_ratio_ci(pb, pc, resamples=resamples, seed=seed, pairs=pairs)
+        how = pooled.ci_method(max(len(pb), len(pc)), resamples, seed, paired=pairs is not None)
+    else:
+        if b.size >= 2 and c.size >= 2 and max(b.size, c.size) <= SCIPY_BOOTSTRAP_MAX_N:
+            def stat(xb, xc, axis):
+                return np.median(xc, axis=axis) / np.median(xb, axis=axis)
 
-        ci = _bootstrap_ci((b, c), stat, resamples, seed)
-    elif b.size >= 2 and c.size >= 2:
-        rng = np.random.default_rng(seed)
-        boot_b = _order_stat_bootstrap(np.sort(b), 0.5, resamples, rng)
-        boot_c = _order_stat_bootstrap(np.sort(c), 0.5, resamples, rng)
-        ci = tuple(float(v) for v in np.percentile(boot_c / boot_b, [2.5, 97.5]))
-    how = (_ci_method(max(b.size, c.size), resamples, seed).replace("bootstrap percentile", "two-sample bootstrap "
-           "percentile CI", 1).split("; quantiles")[0])
+            ci = _bootstrap_ci((b, c), stat, resamples, seed)
+        elif b.size >= 2 and c.size >= 2:
+            rng = np.random.default_rng(seed)
+            boot_b = _order_stat_bootstrap(np.sort(b), 0.5, resamples, rng)
+            boot_c = _order_stat_bootstrap(np.sort(c), 0.5, resamples, rng)
+            ci = tuple(float(v) for v in np.percentile(boot_c / boot_b, [2.5, 97.5]))
+        how = (_ci_method(max(b.size, c.size), resamples, seed).replace("bootstrap percentile", "two-sample "
+               "bootstrap percentile CI", 1).split("; quantiles")[0])
     method = f"ratio of medians; {how}; equivalent if the CI lies within +-{margin:.0%}"
     verdict = verdict_for(*ci, margin) if ci else "inconclusive"
     return Comparison(ratio_median=ratio, ci95=ci, verdict=verdict,

@@ -2,8 +2,9 @@
 
 Job, as JSON on stdin::
 
-    {"mode": "latency" | "memory", "model_path": str, "runtime": "ort", "threads": int,
+    {"mode": "latency" | "memory" | "profile", "model_path": str, "runtime": "ort", "threads": int,
      "inputs_path": str | null, "protocol": {Protocol.to_json()}, "spawned_at": time.time() in the parent,
+     "runs": int (profile mode only),
      "adapter": null | {"spec": "package.module:Attr", "path": "/dir/to/add/to/sys.path" | null}}
 
 ``adapter`` is the extension / test hook: a Runtime class (or instance) that is not one of the
@@ -92,47 +93,33 @@ def read_inputs(inputs_path: str | None):
     """The arrays of an .npz inputs file (name -> array), or None to generate inputs."""
     if inputs_path is None:
         return None
-    import numpy as np
+    from .inputs import load_npz
 
-    from ..errors import ArtifactError
-
-    base = os.path.basename(inputs_path)
-    if not os.path.isfile(inputs_path):
-        raise ArtifactError(f"inputs file {inputs_path} does not exist; write it with numpy.savez or omit it to generate inputs")
-    try:
-        with np.load(inputs_path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as exc:  # not a zip, pickled objects, truncated ...
-        raise ArtifactError(
-            f"cannot read inputs file {base}: {_one_line(exc)}; write it with numpy.savez(path, input_name=array)"
-        ) from None
+    return load_npz(inputs_path)
 
 
 def make_feeds(specs, raw: dict | None, inputs_path: str | None):
-    """Feeds for ``session.run`` plus the record's ``input`` entry."""
+    """Feeds for ``session.run`` plus the record's ``input`` entry ({shapes, dtypes, source}).
+
+    ``raw`` None: inputs generated per dtype with default shapes (workbench.measure.inputs).
+    An .npz written by ``workbench bench`` carries each input's origin under ``inputs.SOURCE_KEY``.
+    """
     import numpy as np
 
     from ..errors import MeasurementError
+    from .inputs import SOURCE_KEY, describe, generate_feeds
 
     feeds = {}
     if raw is None:
-        rng = np.random.default_rng(0)
-        for s in specs:
-            shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in s.shape)
-            dt = np.dtype(s.dtype) if s.dtype != "str" else None
-            if dt is None:
-                raise MeasurementError(f"cannot generate inputs for {s.name!r} of type {s.dtype}; pass an inputs .npz file")
-            if dt.kind == "f":
-                feeds[s.name] = rng.standard_normal(shape).astype(dt)
-            else:
-                feeds[s.name] = np.zeros(shape, dtype=dt)
+        feeds, _, _ = generate_feeds(specs)
         source = "generated"
     else:
         base = os.path.basename(inputs_path)
         missing = [s.name for s in specs if s.name not in raw]
         if missing:
+            have = ", ".join(k for k in raw if k != SOURCE_KEY) or "nothing"
             raise MeasurementError(
-                f"inputs file {base} lacks {', '.join(missing)} that the model needs (it has: {', '.join(raw) or 'nothing'}); "
+                f"inputs file {base} lacks {', '.join(missing)} that the model needs (it has: {have}); "
                 "write one array per model input")
         for s in specs:
             arr = raw[s.name]
@@ -148,6 +135,11 @@ def make_feeds(specs, raw: dict | None, inputs_path: str | None):
                     "save arrays of the model's input shape")
             feeds[s.name] = np.ascontiguousarray(arr)
         source = base
+        if SOURCE_KEY in raw:
+            try:
+                source = describe(json.loads(str(raw[SOURCE_KEY][()])), [s.name for s in specs])
+            except (ValueError, TypeError):
+                pass  # not ours after all: name the file
     info = {"shapes": {k: list(v.shape) for k, v in feeds.items()},
             "dtypes": {k: str(v.dtype) for k, v in feeds.items()}, "source": source}
     return feeds, info
@@ -299,6 +291,10 @@ def main() -> None:
             from .memory import run_memory
 
             result = run_memory(job, chan)
+        elif job.get("mode") == "profile":
+            from .profile import run_profile
+
+            result = run_profile(job, chan)
         else:
             result = run_latency(job, chan)
         chan.send({"result": result})

@@ -81,5 +81,15 @@ class Runtime(ABC):
     def load(self, path: str, threads: int) -> Session:
         """Load ``path`` with ``threads`` intra-op threads; raise ArtifactError if it cannot."""
 
+    def profile(self, path: str, threads: int, feeds: dict, runs: int) -> list[dict]:
+        """Per-op-type cost from the runtime's OWN profiler (this is not timing by the adapter).
+
+        Load ``path`` as ``load`` does but with profiling on, run ``feeds`` once (not counted)
+        and then ``runs`` times, and return ``[{"op_type": str, "time_ms": mean per counted run
+        of all nodes of that type, "count": nodes of that type executed per run}]``. Clean up any
+        files written. Runtimes without a profiler return ``[]`` (this default).
+        """
+        return []
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

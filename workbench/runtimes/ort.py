@@ -75,7 +75,7 @@ class OrtRuntime(Runtime):
             "model_format": "ort" if str(path).endswith(".ort") else "onnx",
         }
 
-    def load(self, path: str, threads: int) -> OrtSession:
+    def _check(self, path: str) -> None:
         base = os.path.basename(path)
         if not os.path.isfile(path):
             raise ArtifactError(
@@ -87,6 +87,10 @@ class OrtRuntime(Runtime):
                 f"cannot load {base} with onnxruntime: it loads .onnx or .ort files, not {ext or 'extensionless'} ones; "
                 "export the model to ONNX first"
             )
+
+    def _session(self, path: str, threads: int, profile_prefix: str | None = None):
+        """(InferenceSession, options dict) with the workbench's settings; profiling on if a prefix is given."""
+        self._check(path)
         import onnxruntime as ort
 
         options = self.session_options_dict(threads, path)
@@ -98,12 +102,71 @@ class OrtRuntime(Runtime):
         so.log_severity_level = 3  # errors only: warnings would go to stderr of the worker
         if options["model_format"] == "ort":
             so.add_session_config_entry("session.load_model_format", "ORT")
+        if profile_prefix is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
         try:
             session = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own pybind exception types (Fail, InvalidProtobuf ...)
             raise ArtifactError(
-                f"cannot load {base} with onnxruntime: {_one_line(exc)}; "
+                f"cannot load {os.path.basename(path)} with onnxruntime: {_one_line(exc)}; "
                 "re-export the artifact or check that the file is complete and of a supported opset"
             ) from None
         options["providers"] = list(session.get_providers())
-        return OrtSession(session, options)
+        return session, options
+
+    def load(self, path: str, threads: int) -> OrtSession:
+        return OrtSession(*self._session(path, threads))
+
+    def profile(self, path: str, threads: int, feeds: dict, runs: int) -> list[dict]:
+        """ORT's profiler (SessionOptions.enable_profiling): kernel time per op type over ``runs`` runs
+        after one uncounted run; the JSON trace is written to a temporary directory and removed."""
+        import shutil
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="workbench-ort-profile-")
+        try:
+            session, _ = self._session(path, threads, profile_prefix=os.path.join(tmp, "ort"))
+            for _ in range(runs + 1):
+                session.run(None, feeds)
+            trace = session.end_profiling()
+            return parse_profile(trace, skip_runs=1)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def parse_profile(trace_path: str, skip_runs: int = 1) -> list[dict]:
+    """Sum ORT trace events (``cat == "Node"``, ``args.op_name``) per op type over the ``model_run``
+    events after the first ``skip_runs``; -> [{op_type, time_ms (mean per run), count (per run)}]."""
+    import bisect
+    import json
+
+    try:
+        with open(trace_path) as f:
+            events = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read the onnxruntime profile {os.path.basename(trace_path)}: {_one_line(exc)}; "
+                            "re-run the profile") from None
+    if isinstance(events, dict):
+        events = events.get("traceEvents", [])
+    runs = sorted((e["ts"], e["ts"] + e.get("dur", 0)) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run")
+    counted = runs[skip_runs:]
+    if not counted:
+        return []
+    start, starts = counted[0][0], [a for a, _ in counted]
+    total_us: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for e in events:
+        name, args = str(e.get("name", "")), e.get("args") or {}
+        if e.get("cat") != "Node" or "op_name" not in args or name.endswith(("_fence_before", "_fence_after")):
+            continue
+        ts = e.get("ts", 0)
+        k = bisect.bisect_right(starts, ts) - 1  # the last counted run starting at or before ts
+        if ts < start or k < 0 or ts > counted[k][1]:
+            continue
+        op = str(args["op_name"])
+        total_us[op] = total_us.get(op, 0.0) + float(e.get("dur", 0))
+        calls[op] = calls.get(op, 0) + 1
+    n = len(counted)
+    return [{"op_type": op, "time_ms": total_us[op] / 1e3 / n, "count": round(calls[op] / n)} for op in total_us]
