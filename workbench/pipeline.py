@@ -21,6 +21,9 @@ from .study import paired_difference
 from .types import Artifact, sha256_file
 
 
+REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on the same runtime and threads
+
+
 def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None) -> Path:
     from .progress import Progress
     from .tasks import get_task
@@ -99,7 +102,7 @@ def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) 
                 i += 1
                 update(i, art.id)
         for rt in recipe.measure.runtimes:
-            ref = out.get(("teacher.fp32", rt))
+            ref = out.get((REFERENCE, rt))
             for art in arts:
                 if ref is not None:
                     out[(art.id, rt)]["vs_reference"] = out[(art.id, rt)]["value"] - ref["value"]
@@ -110,7 +113,7 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
              progress) -> list[dict]:
     """Latency (interleaved rounds, one fresh worker per artifact per round), memory and the per-op
     profile (each in its own fresh worker) of every artifact, per runtime and thread count."""
-    from .measure import Protocol, compare
+    from .measure import Protocol
 
     m = recipe.measure
     protocol = Protocol(warmup_runs=m.warmup_runs, warmup_s=m.warmup_s, min_runs=m.min_runs, min_s=m.min_s,
@@ -120,21 +123,17 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
     for rt in m.runtimes:
         for th in m.resolved_threads():
             lat = _latency_group(rd, arts, rt, th, protocol, m.rounds, inputs_path, inputs_sha, progress)
-            extra = _memory_and_profile(rd, arts, rt, th, protocol, inputs_path, inputs_sha, progress)
+            extra = _memory_and_profile(rd, arts, rt, th, protocol, inputs_path, inputs_sha, progress,
+                                        profile=(th == m.resolved_threads()[0]))
             for art in arts:
                 res, (mem, prof) = lat[art.id], extra[art.id]
                 error = res.get("error") or mem.get("error")
                 rec = record(art, rt, th, "digits test split (first image, batch 1)", qualities.get((art.id, rt)),
                              res.get("latency"), mem.get("memory"), error)
                 rec["profile"] = prof
+                if res.get("comparison"):
+                    rec["comparisons"].append({**res["comparison"], "against": f"{REFERENCE}@{rt}/t{th}"})
                 records.append(rec)
-    for rec in records:
-        base = f"teacher.fp32@{rec['runtime']['name']}/t{rec['runtime']['options']['threads']}"
-        ref = next((r for r in records if r["id"] == base), None)
-        if rec["id"] != base and rec["latency"] and ref and ref["latency"]:
-            c = compare(ref, rec).to_json()  # paired by round: both come from the same interleaved run
-            c["against"] = base
-            rec["comparisons"].append(c)
     return records
 
 
@@ -145,7 +144,7 @@ def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, in
     Cached as one unit: an interleaved comparison is only valid among the artifacts measured together.
     If the interleaved run fails, each artifact is measured alone so one bad artifact fails alone.
     """
-    from .measure import measure_interleaved, measure_latency
+    from .measure import compare, measure_interleaved, measure_latency
 
     key = content_key("measure-interleaved", [a.sha256 for a in arts], rt, th, protocol.to_json(), rounds, inputs_sha)
     name = f"latency@{rt}.t{th}"
@@ -170,26 +169,33 @@ def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, in
                     out[a.id] = {"latency": measure_latency(p, rt, th, str(inputs_path), protocol).to_json(), "error": None}
                 except MeasurementError as e1:
                     out[a.id] = {"latency": None, "error": str(e1)}
+    ref = out.get(REFERENCE, {}).get("latency")
+    for art_id, res in out.items():  # computed once and stored with the unit: re-runs do not recompute
+        if art_id != REFERENCE and ref and res["latency"]:
+            res["comparison"] = compare(ref, res["latency"]).to_json()  # paired by round (same interleaved run)
     if not any(v["error"] for v in out.values()):  # a failure is retried next run, not cached as final
         write_json(path, out)
     return out
 
 
 def _memory_and_profile(rd: RunDir, arts, rt: str, th: int, protocol, inputs_path: Path, inputs_sha: str,
-                        progress) -> dict:
+                        progress, profile: bool) -> dict:
+    """Memory pass (own fresh worker) per artifact; the per-operator profile (another fresh worker) only at
+    the first thread count: op-type shares are a property of the artifact and cost a worker each."""
     from .measure import measure_memory, profile_ops
 
     out = {}
-    with progress.bar(f"memory pass and operator profile ({rt}, {th} thread(s))", len(arts)) as update:
+    what = "memory pass and operator profile" if profile else "memory pass"
+    with progress.bar(f"{what} ({rt}, {th} thread(s))", len(arts)) as update:
         for i, art in enumerate(arts):
             update(i, art.id)
-            key = content_key("memory+profile", art.sha256, rt, th, protocol.memory_runs, inputs_sha)
+            key = content_key("memory+profile", art.sha256, rt, th, protocol.memory_runs, inputs_sha, profile)
 
             def compute(art=art):
                 path = str(rd.abspath(art))
                 try:
                     mem = measure_memory(path, rt, th, str(inputs_path), protocol).to_json()
-                    prof = profile_ops(path, rt, th, str(inputs_path), runs=50, protocol=protocol)
+                    prof = profile_ops(path, rt, th, str(inputs_path), runs=50, protocol=protocol) if profile else []
                     return {"memory": mem, "profile": prof, "error": None}
                 except MeasurementError as e:
                     return {"memory": None, "profile": [], "error": str(e)}
