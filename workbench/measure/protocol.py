@@ -111,7 +111,8 @@ class StabilityWarning:
 
 
 CV_LIMIT = 0.10
-MAX_OVER_MEDIAN = 3.0
+MAX_OVER_MEDIAN = 10.0  # a single run this much slower than the median is worth a warning on its own
+P99_OVER_MEDIAN = 2.0  # a tail: more than 1% of runs took over twice the median
 MIN_UNDER_MEDIAN = 0.5
 SENTINEL_DRIFT_LIMIT_PCT = 5.0
 TIMER_RESOLUTION_FACTOR = 100
@@ -142,9 +143,12 @@ def assess_stability(
         w.append(StabilityWarning(
             "high_cv", f"coefficient of variation is {stats.cv:.0%} (> {CV_LIMIT:.0%})",
             f"latencies vary a lot: {_QUIET}; compare medians only with their CIs"))
-    if med > 0 and stats.max > MAX_OVER_MEDIAN * med:
+    # a few interrupted runs among thousands are normal on any OS and do not move the median: warn on a
+    # heavy tail (p99 > 2x median) or an extreme single run (max > 10x median), not on any run over 3x
+    if med > 0 and (stats.p99 > P99_OVER_MEDIAN * med or stats.max > MAX_OVER_MEDIAN * med):
         w.append(StabilityWarning(
-            "slow_outliers", f"max {stats.max:.3g} ms is {stats.max / med:.1f}x the median {med:.3g} ms",
+            "slow_outliers", f"p99 {stats.p99:.3g} ms and max {stats.max:.3g} ms vs the median {med:.3g} ms "
+                             f"({stats.p99 / med:.1f}x, {stats.max / med:.1f}x)",
             f"some runs were interrupted (other processes, page faults, frequency changes): {_QUIET}"))
     if med > 0 and stats.min < MIN_UNDER_MEDIAN * med:
         w.append(StabilityWarning(
