@@ -42,6 +42,8 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
         console = Console()
         if not console.is_terminal:  # piped or captured: no terminal to wrap for, keep the table whole
             console = Console(width=max(console.width, 130))
+    from .measure.interleave import display_names
+
     names = display_names(models)
     _print_inputs(console, names, resolved)
     with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
@@ -127,18 +129,6 @@ def check_writable(json_out) -> None:
     except OSError as e:
         raise OutputError(f"cannot write --json {json_out}: {e.strerror or e} in {folder}; "
                           "choose a writable path") from None
-
-
-def display_names(models) -> list[str]:
-    """Basenames, else the paths as given; a path given twice gets '#2', '#3' ..."""
-    base = [Path(m).name for m in models]
-    names = base if len(set(base)) == len({str(m) for m in models}) else [str(m) for m in models]
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
-    return out
 
 
 def _shape(shape) -> str:

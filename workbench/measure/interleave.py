@@ -29,7 +29,7 @@ BUDGET_RULE = ("each worker: min_s/rounds and max_s/rounds of timed runs, at lea
                "models measured once per round in a seeded shuffled order")
 
 
-def _labels(models: Sequence[str]) -> list[str]:
+def display_names(models: Sequence[str]) -> list[str]:
     """Short unique names for the recorded order: basenames, else paths; repeats get '#2', '#3' ..."""
     base = [os.path.basename(m) for m in models]
     names = base if len(set(base)) == len(set(models)) else list(models)
@@ -71,7 +71,7 @@ def measure_interleaved(models: Sequence[str], runtime, threads: int, inputs_pat
     wproto = worker_protocol(protocol, rounds)
     paths = inputs_paths or {}
     jobs = [_job("latency", m, runtime, threads, paths.get(m, inputs_path), wproto) for m in models]  # checks all first
-    labels = _labels(models)
+    labels = display_names(models)
     rng = random.Random(seed)
     per_model: list[list[LatencyMeasurement]] = [[] for _ in models]
     order: list[list[str]] = []
