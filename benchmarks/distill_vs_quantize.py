@@ -40,7 +40,7 @@ def main() -> int:
     doc = json.loads((out / "results.json").read_text())
     env = doc["run"]["environment"]
     print(f"machine: {env.get('description')}")
-    print(f"versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))
     print(f"command: {' '.join(cmd[2:])}")
     print(f"\nwall time: first run {first:.0f} s, second run into the same directory {second:.1f} s "
           f"({second / first:.1%} of the first)")

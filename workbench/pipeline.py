@@ -26,10 +26,9 @@ REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on
 
 def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None) -> Path:
     from .progress import Progress
+    from .runtimes import get_runtime
     from .tasks import get_task
     from .zoo import resolve_teacher
-
-    from .runtimes import get_runtime
 
     progress = progress or Progress()
     t_start = time.perf_counter()
@@ -53,25 +52,25 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     jobs = train_jobs(recipe)
     trained = b.run_training(jobs)
     progress.info("[bold]2/4 export and quantize[/bold]")
-    arts: list[tuple[Artifact, object]] = [(teacher_art, teacher)]
+    arts: list[Artifact] = [teacher_art]
     for method in recipe.quantize.teacher:
-        arts.append((b.quantized(teacher_art, method, teacher)[0], teacher))
+        arts.append(b.quantized(teacher_art, method, teacher)[0])
     deploy_seed = recipe.distill.seeds[0]
     for st in recipe.students:
         for m in ("labels", "kd"):
             job = TrainJob(st, "full", deploy_seed, m)
             art, _ = b.student_fp32(job, trained[job.name])
-            arts.append((art, b.load_student(job)))
+            arts.append(art)
             if m == "kd":
                 for method in recipe.quantize.students:
-                    arts.append((b.quantized(art, method, b.load_student(job))[0], b.load_student(job)))
+                    arts.append(b.quantized(art, method, b.load_student(job))[0])
 
     # 2. accuracy of each artifact through each runtime
     progress.info("[bold]3/4 evaluate and measure[/bold] every artifact through the runtime and the harness")
-    qualities = _evaluate(recipe, rd, task, [a for a, _ in arts], progress)
+    qualities = _evaluate(recipe, rd, task, arts, progress)
 
     # 3. latency and memory through the harness
-    records = _measure(recipe, rd, [a for a, _ in arts], inputs_path, qualities, progress)
+    records = _measure(recipe, rd, arts, inputs_path, qualities, progress, f"{task.name} test split (first example, batch 1)")
 
     # 4. results.json and the reports
     studies = {"distillation": _study(recipe, trained)}
@@ -110,7 +109,7 @@ def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) 
 
 
 def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path, qualities: dict,
-             progress) -> list[dict]:
+             progress, input_source: str) -> list[dict]:
     """Latency (interleaved rounds, one fresh worker per artifact per round), memory and the per-op
     profile (each in its own fresh worker) of every artifact, per runtime and thread count."""
     from .measure import Protocol
@@ -128,7 +127,7 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
             for art in arts:
                 res, (mem, prof) = lat[art.id], extra[art.id]
                 error = res.get("error") or mem.get("error")
-                rec = record(art, rt, th, "digits test split (first image, batch 1)", qualities.get((art.id, rt)),
+                rec = record(art, rt, th, input_source, qualities.get((art.id, rt)),
                              res.get("latency"), mem.get("memory"), error)
                 rec["profile"] = prof
                 if res.get("comparison"):

@@ -1,7 +1,7 @@
 """One generic registry: extend the workbench by registering, not by if/elif on names."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from .errors import RecipeError
 

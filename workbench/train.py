@@ -1,7 +1,6 @@
 """`workbench train`: train a reference model from labels and write safetensors + a model card."""
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import dataclass
