@@ -80,7 +80,8 @@ def distillation_figure(rep: Report) -> go.Figure | None:
         x=[s.diff * 100 for s in studies], y=labels, mode="markers",
         marker=dict(size=11, color=[colours.get(s.verdict, "#7f7f7f") for s in studies]),
         error_x=dict(type="data", array=[(s.diff_ci[1] - s.diff) * 100 if s.diff_ci else 0 for s in studies],
-                     arrayminus=[(s.diff - s.diff_ci[0]) * 100 if s.diff_ci else 0 for s in studies]),
+                     arrayminus=[(s.diff - s.diff_ci[0]) * 100 if s.diff_ci else 0 for s in studies],
+                     color="#444"),  # a single colour: the markers carry the verdict colours
         text=[f"{fmt_pts(s.diff, s.diff_ci)}: {s.verdict}" for s in studies],
         hovertemplate="%{y}<br>%{text}<extra></extra>", showlegend=False))
     fig.add_vline(x=0, line=dict(color="#444", width=1))
