@@ -49,6 +49,11 @@ def test_results_json_has_every_variant_with_numbers(tiny_run):
         assert r["runtime"]["options"]["threads"] == 1
         if r["variant"] != "teacher.fp32":
             assert r["comparisons"][0]["against"] == "teacher.fp32@ort/t1"
+        # students are also compared directly with every quantized teacher faster than the fp32 one
+        faster_q = {f"{x['variant']}@ort/t1" for x in doc["results"] if x["family"] == "quantized-teacher"
+                    and x["comparisons"][0]["verdict"] == "faster"}
+        if r["role"] == "student":
+            assert {c["against"] for c in r["comparisons"][1:]} == faster_q
             assert r["comparisons"][0]["verdict"] in ("faster", "slower", "equivalent", "inconclusive")
     by = {r["variant"]: r for r in doc["results"]}
     assert by["teacher.fp32"]["quality"]["value"] > 0.98  # the committed reference teacher, through ORT

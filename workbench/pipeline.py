@@ -132,6 +132,9 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
                 rec["profile"] = prof
                 if res.get("comparison"):
                     rec["comparisons"].append({**res["comparison"], "against": f"{REFERENCE}@{rt}/t{th}"})
+                for c in res.get("vs_quantized", []):
+                    rec["comparisons"].append({**{k: v for k, v in c.items() if k != "variant"},
+                                               "against": f"{c['variant']}@{rt}/t{th}"})
                 records.append(rec)
     return records
 
@@ -172,6 +175,14 @@ def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, in
     for art_id, res in out.items():  # computed once and stored with the unit: re-runs do not recompute
         if art_id != REFERENCE and ref and res["latency"]:
             res["comparison"] = compare(ref, res["latency"]).to_json()  # paired by round (same interleaved run)
+    # distillation vs quantization, directly: every student against each quantized teacher that is a real
+    # option (faster than the fp32 teacher), paired by round like the comparisons with the teacher
+    options = [a.id for a in arts if a.extra.get("family") == "quantized-teacher"
+               and (out[a.id].get("comparison") or {}).get("verdict") == "faster"]
+    for a in arts:
+        if a.extra.get("role") == "student" and out[a.id]["latency"]:
+            out[a.id]["vs_quantized"] = [{**compare(out[q]["latency"], out[a.id]["latency"]).to_json(), "variant": q}
+                                         for q in options]
     if not any(v["error"] for v in out.values()):  # a failure is retried next run, not cached as final
         write_json(path, out)
     return out
