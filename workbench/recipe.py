@@ -48,7 +48,7 @@ class DistillSection:
     seeds: tuple = (0, 1, 2)
     regimes: tuple = ("full", "few-5", "few-10")  # full training split; few-N = N labelled images per class
     steps: int = 300  # optimiser steps, full-data regime (same budget for both twins)
-    few_steps: int = 200  # optimiser steps, few-label regimes
+    few_steps: int = 150  # optimiser steps, few-label regimes
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
