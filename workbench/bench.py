@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from .errors import ArtifactError, MeasurementError, OutputError, RecipeError
+from .fileio import probe_writable
 
 RATIO_HELP = "ratio = median(model) / median(first model); < 1 is faster; 'equivalent' = 95% CI within +-2%"
 
@@ -123,9 +124,7 @@ def check_writable(json_out) -> None:
     try:
         if not folder.is_dir():
             raise NotADirectoryError(20, "not a folder")
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
     except OSError as e:
         raise OutputError(f"cannot write --json {json_out}: {e.strerror or e} in {folder}; "
                           "choose a writable path") from None

@@ -16,7 +16,7 @@ def atomic_path(path: str | Path, suffix: str = ""):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)  # keep the real extension last (loaders check it)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror}; choose a writable location") from None
     os.close(fd)
@@ -65,9 +65,14 @@ def ensure_writable_dir(path: str | Path) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe.")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path)
     except OSError as e:
         raise OutputError(f"cannot write to output directory {path}: {e.strerror}; pass --out with a writable path") from None
     return path
+
+
+def probe_writable(folder: str | Path) -> None:
+    """Create and remove a temp file in ``folder``; raises OSError when files cannot be written there."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.")
+    os.close(fd)
+    os.unlink(probe)

@@ -125,11 +125,11 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
             extra = _memory_and_profile(rd, arts, rt, th, protocol, inputs_path, inputs_sha, progress,
                                         profile=(th == m.resolved_threads()[0]))
             for art in arts:
-                res, (mem, prof) = lat[art.id], extra[art.id]
+                res, mem = lat[art.id], extra[art.id]
                 error = res.get("error") or mem.get("error")
                 rec = record(art, rt, th, input_source, qualities.get((art.id, rt)),
                              res.get("latency"), mem.get("memory"), error)
-                rec["profile"] = prof
+                rec["profile"] = mem["profile"]
                 if res.get("comparison"):
                     rec["comparisons"].append({**res["comparison"], "against": f"{REFERENCE}@{rt}/t{th}"})
                 for c in res.get("vs_quantized", []):
@@ -213,7 +213,7 @@ def _memory_and_profile(rd: RunDir, arts, rt: str, th: int, protocol, inputs_pat
             res, _ = rd.cached("measure", f"{art.id}@{rt}.t{th}.memory", key, compute)
             if res["error"]:
                 rd.unit("measure", f"{art.id}@{rt}.t{th}.memory", key).unlink(missing_ok=True)
-            out[art.id] = (res, res["profile"])
+            out[art.id] = res
         update(len(arts))
     return out
 

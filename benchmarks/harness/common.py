@@ -94,6 +94,18 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def finish(checks: list[tuple[str, bool]], t0: float) -> int:
+    """Print each target line with met / NOT met, the overall verdict and the time; the exit code."""
+    import time
+
+    print()
+    for line, ok in checks:
+        print(f"{line}: {met(ok)}")
+    ok = all(ok for _, ok in checks)
+    print(f"overall: {met(ok)} ({time.perf_counter() - t0:.0f} s)")
+    return 0 if ok else 1
+
+
 def warning_codes(m) -> list[str]:
     return [w.code for w in m.stability.warnings]
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from common import cleanup, header, met, mlp, tmpdir, warning_codes
+from common import cleanup, finish, header, mlp, tmpdir, warning_codes
 
 UNSTABLE = {"busy_machine", "sentinel_drift", "high_cv", "slow_outliers", "fast_outliers", "process_spread"}
 BURN_LIMIT_S = 60  # a burner never outlives this, even if the benchmark is killed
@@ -81,12 +81,8 @@ def main() -> int:
                     time.sleep(2.0)  # let the machine settle before the next quiet measurement
     finally:
         cleanup(tmp)
-    ok_noisy, ok_quiet = noisy_flagged == args.trials, quiet_busy == 0
-    print()
-    print(f"noisy measurements flagged unstable: {noisy_flagged} of {args.trials}: {met(ok_noisy)}")
-    print(f"quiet measurements flagged busy_machine: {quiet_busy} of {args.trials}: {met(ok_quiet)}")
-    print(f"overall: {met(ok_noisy and ok_quiet)} ({time.perf_counter() - t0:.0f} s)")
-    return 0 if ok_noisy and ok_quiet else 1
+    return finish([(f"noisy measurements flagged unstable: {noisy_flagged} of {args.trials}", noisy_flagged == args.trials),
+                   (f"quiet measurements flagged busy_machine: {quiet_busy} of {args.trials}", quiet_busy == 0)], t0)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from common import ci, cleanup, header, met, mlp, tmpdir, warning_codes
+from common import ci, cleanup, finish, header, mlp, tmpdir, warning_codes
 
 
 def spread(m) -> str:
@@ -57,12 +57,8 @@ def main() -> int:
             sys.stdout.flush()
     finally:
         cleanup(tmp)
-    ok_b, ok_a = slower >= min(4, args.trials), self_slower == 0
-    print()
-    print(f"B called 'slower' in {slower} of {args.trials} trials (target >= 4 of 5): {met(ok_b)}")
-    print(f"A vs A called 'slower' in {self_slower} of {args.trials} trials (target 0): {met(ok_a)}")
-    print(f"overall: {met(ok_b and ok_a)} ({time.perf_counter() - t0:.0f} s)")
-    return 0 if ok_b and ok_a else 1
+    return finish([(f"B called 'slower' in {slower} of {args.trials} trials (target >= 4 of 5)", slower >= min(4, args.trials)),
+                   (f"A vs A called 'slower' in {self_slower} of {args.trials} trials (target 0)", self_slower == 0)], t0)
 
 
 if __name__ == "__main__":

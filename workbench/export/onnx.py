@@ -50,16 +50,14 @@ def export_onnx(model, sample: np.ndarray, path: str | Path, input_name: str = "
 def onnx_parity(model, onnx_path, inputs: np.ndarray, input_name: str = "input", atol: float | None = 1e-4,
                 rtol: float = 1e-3, what: str = "ONNX model") -> float:
     """Max |ORT(onnx_path)(inputs) - model(inputs)|; raises ParityError when out of tolerance (atol=None: never)."""
-    import onnxruntime as ort
     import torch
+
+    from ..runtimes import get_runtime
 
     with torch.inference_mode():
         ref = model(torch.from_numpy(np.ascontiguousarray(inputs))).numpy()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    out = sess.run(None, {input_name: np.ascontiguousarray(inputs, dtype=np.float32)})[0]
+    sess = get_runtime("ort").load(str(onnx_path), 1)
+    out = sess.run({input_name: np.ascontiguousarray(inputs, dtype=np.float32)})[0]
     diff = np.abs(out.astype(np.float64) - ref)
     max_abs = float(diff.max())
     if atol is not None and np.any(diff > atol + rtol * np.abs(ref)):
