@@ -59,6 +59,20 @@ class Row:
         return self.family == "teacher" and self.precision in (None, "fp32")
 
 
+def _samples(raw) -> tuple:
+    """The positive finite latency samples, vectorised (a record holds up to ~100k of them)."""
+    import numpy as np
+
+    values = _l(raw)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):  # malformed entries: fall back to checking one by one
+        return tuple(v for v in values if _pos(v) is not None)
+    if arr.ndim != 1:
+        return tuple(v for v in values if _pos(v) is not None)
+    return tuple(arr[np.isfinite(arr) & (arr > 0)].tolist())
+
+
 def _row(rec: dict) -> Row:
     art, lat, q = _d(rec.get("artifact")), _d(rec.get("latency")), _d(rec.get("quality"))
     threads = _get(rec, "runtime", "options", "threads")
@@ -79,7 +93,7 @@ def _row(rec: dict) -> Row:
         parity=_num(q.get("parity_max_abs")) if _num(q.get("parity_max_abs")) is not None
         else _num(art.get("parity_max_abs")),
         warnings=tuple(w for w in _l(_get(rec, "stability", "warnings")) if isinstance(w, dict)),
-        samples=tuple(v for v in _l(lat.get("samples")) if _pos(v) is not None),
+        samples=_samples(lat.get("samples")),
         profile=tuple(sorted(((str(p.get("op_type")), _num(p.get("time_pct")) or 0.0) for p in
                               _l(rec.get("profile")) if isinstance(p, dict)), key=lambda t: -t[1])),
         comparisons=tuple(c for c in _l(rec.get("comparisons")) if isinstance(c, dict)
