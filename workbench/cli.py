@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .errors import WorkbenchError
+from .errors import RecipeError, WorkbenchError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,6 +82,75 @@ def train(task, arch, seed, steps, out):
                                progress=lambda s, loss: update(s, f"loss {loss:.4f}"))
     click.echo(f"{out}: {card['architecture']['params']:,} params, test accuracy {card['metrics']['test_accuracy']:.4f}, "
                f"sha256 {card['sha256'][:12]}... (card: {Path(out).with_suffix('.card.json')})")
+
+
+@cli.command()
+@click.option("--teacher", metavar="SPEC", help="Teacher: zoo:NAME, torchvision:NAME?weights=F, hf:DIR, "
+              "py:module:factory?weights=F, onnx:FILE (black box) or outputs:FILE.npz (precomputed logits).")
+@click.option("--student", metavar="SPEC", help="Student: zoo:cnn?width=8&depth=1, torchvision:NAME?width_mult=0.5, "
+              "py:module:factory, or for hf: teachers drop:LAYERS (e.g. drop:0,2,4 or drop:every-other).")
+@click.option("--task", metavar="SPEC", help="digits, images:DIR?size=64, npz:FILE, text:FILE.csv?text=COL&label=COL, "
+              "corpus:pydoc or corpus:FILE.txt.")
+@click.option("--config", type=click.Path(dir_okay=False), help="TOML file with a [distill] table of the same keys "
+              "(CLI options override it).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default runs/distill-<student>).")
+@click.option("--alpha", type=float, help="Weight of the KD (soft-target) term; CE gets 1-alpha. [0.9]")
+@click.option("--temperature", type=float, help="KD temperature. [4]")
+@click.option("--hint", type=float, help="Weight of the FitNets hint loss. [0]")
+@click.option("--hint-layers", metavar="S:T,...", help="Student:teacher layer pairs for the hint loss.")
+@click.option("--attention", type=float, help="Weight of attention transfer (CNN activation maps). [0]")
+@click.option("--attention-layers", metavar="S:T,...", help="Student:teacher layer pairs for attention transfer.")
+@click.option("--embedding-cosine", type=float, help="Sentence embeddings: weight of the cosine loss. [1]")
+@click.option("--hidden-mse", type=float, help="Transformers: weight of the hidden-state MSE. [1]")
+@click.option("--max-len", type=int, help="Transformers: max tokens per text. [128]")
+@click.option("--epochs", type=click.IntRange(1), help="[20]")
+@click.option("--batch-size", type=click.IntRange(1), help="[64]")
+@click.option("--lr", type=float, help="[3e-3]")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="[adamw]")
+@click.option("--schedule", type=click.Choice(["cosine", "linear", "constant"]), help="[cosine]")
+@click.option("--patience", type=click.IntRange(0), help="Early stopping: epochs without validation gain; 0 = off. [5]")
+@click.option("--seed", type=int, help="[0]")
+@click.option("--shift", type=click.IntRange(0), help="Image augmentation: random integer shifts up to +-N px. [1]")
+@click.option("--few", type=click.IntRange(0), help="Use only N labelled examples per class. [all]")
+@click.option("--cache", metavar="DIR", help="Teacher-output cache folder (default $WORKBENCH_CACHE or "
+              "~/.cache/workbench/teacher-outputs).")
+@click.option("--list-layers", "list_layers", metavar="SPEC", help="Print a model's layer names (for --hint-layers) "
+              "and exit; needs --task for the input size.")
+@click.option("--quiet", is_flag=True)
+def distill(config, list_layers, quiet, **options):
+    """Distil a teacher into a student on a task; writes student weights, student.onnx (parity-checked)
+    and card.json with the student's metric measured on the ONNX artifact.
+
+    Examples: workbench distill --teacher zoo:digits-resnet --student "zoo:cnn?width=8&depth=1" --task digits;
+    workbench distill --teacher hf:models/minilm --student drop:0,2,4 --task corpus:pydoc --epochs 3
+    """
+    from .distill.run import load_job, run_distill, summary_lines
+    from .progress import Progress
+
+    if list_layers:
+        _list_layers(list_layers, options.get("task") or "digits")
+        return
+    job = load_job(config, options)
+    progress = Progress(quiet=quiet)
+    card = run_distill(job, progress)
+    for line in summary_lines(card):
+        click.echo(line)
+    click.echo(f"written: {card['out']}/ (card.json, student weights, student.onnx)")
+
+
+def _list_layers(spec: str, task_spec: str) -> None:
+    from .distill.features import list_layers
+    from .sources import load_model
+    from .tasks import Task, load_task
+
+    task = load_task(task_spec)
+    c = task.sample_shape[0] if isinstance(task, Task) else None
+    n = task.num_classes if isinstance(task, Task) else None
+    m = load_model(spec, in_channels=c, num_classes=n, role="student")
+    if m.module is None:
+        raise RecipeError(f"{spec} is a black box: it has no layers to tap")
+    for name, kind in list_layers(m.module):
+        click.echo(f"{name}\t{kind}")
 
 
 @cli.command()

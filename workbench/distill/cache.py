@@ -48,3 +48,71 @@ def teacher_logits(teacher, views, cache_dir: Path, key: str, progress=None, bat
         with open(tmp, "wb") as f:
             np.save(f, out)
     return np.load(path, mmap_mode="r")
+
+
+class OutputCache:
+    """A generic on-disk store of teacher outputs: one folder per key holding .npy arrays (read
+    memory-mapped) and a meta.json naming the key's parts.
+
+    The key is the sha256 of the canonical JSON of everything that changes the outputs (teacher
+    weights hash, data fingerprint, preprocessing, layers, ...): change any part and a new entry
+    is made; an old entry is never read for new inputs. Entries are written into a temporary folder
+    and renamed into place, so a killed run leaves no half-written entry.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def key(self, **parts) -> str:
+        import json
+
+        raw = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        d = self.path(key)
+        meta = d / "meta.json"
+        if not meta.is_file():
+            return None
+        import json
+
+        names = json.loads(meta.read_text())["arrays"]
+        try:
+            return {name: np.load(d / f"{name}.npy", mmap_mode="r") for name in names}
+        except (OSError, ValueError):
+            return None  # damaged entry: treated as absent and re-made
+
+    def writer(self, key: str, arrays: dict[str, tuple[tuple[int, ...], str]], parts: dict | None = None):
+        """Context manager yielding writable memory-mapped arrays; committed atomically on clean exit."""
+        import contextlib
+        import json
+        import os
+        import shutil
+        import uuid
+
+        @contextlib.contextmanager
+        def _writer():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f".{key}.tmp{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            try:
+                out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+                       for name, (shape, dtype) in arrays.items()}
+                yield out
+                for a in out.values():
+                    a.flush()
+                del out
+                (tmp / "meta.json").write_text(json.dumps({"arrays": list(arrays), "parts": parts or {}},
+                                                          indent=1, default=str))
+                final = self.path(key)
+                if final.exists():  # made meanwhile by another run, or damaged: replace
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+        return _writer()

@@ -1,0 +1,376 @@
+"""Distilling an image classifier: any teacher source into any student, with logit (Hinton KD),
+hint (FitNets) and attention-transfer losses, cached teacher outputs, and the engine's trainer.
+
+Teacher outputs come from the on-disk cache (``OutputCache``), keyed by the teacher's weights hash,
+the task's content fingerprint and the augmentation (discrete pixel shifts, so every (view, example)
+pair has exactly one cached output and the cache stays exact under augmentation):
+- logits for every (view, example) — always cached;
+- attention-transfer maps (channel-pooled |a|^p, tiny) of the tapped teacher layers — cached;
+- hint features (full feature maps) — cached in float16 when they fit ``feature_cache_mb``,
+  otherwise the teacher runs on each batch (the run says which).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RecipeError
+from .engine import FitConfig, fit
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """loss = alpha * KD_T + (1 - alpha) * CE + hint * sum(FitNets) + attention * sum(AT)."""
+
+    alpha: float = 0.9  # weight of the soft-target (KD) term; 0 = labels only
+    temperature: float = 4.0
+    hint: float = 0.0
+    hint_layers: tuple[tuple[str, str], ...] = ()  # (student layer, teacher layer) pairs
+    attention: float = 0.0
+    attention_layers: tuple[tuple[str, str], ...] = ()
+    attention_p: float = 2.0
+
+    def __post_init__(self):
+        if not 0 <= self.alpha <= 1:
+            raise RecipeError(f"alpha must be in [0, 1] (weight of the KD term), got {self.alpha}")
+        if self.temperature <= 0:
+            raise RecipeError(f"temperature must be > 0, got {self.temperature}")
+        if self.hint < 0 or self.attention < 0:
+            raise RecipeError("hint and attention weights must be >= 0")
+        if self.hint > 0 and not self.hint_layers:
+            raise RecipeError("hint > 0 needs hint_layers: pairs of (student layer, teacher layer); "
+                              "`workbench distill --list-layers SPEC` prints a model's layer names")
+        if self.attention > 0 and not self.attention_layers:
+            raise RecipeError("attention > 0 needs attention_layers: pairs of (student layer, teacher layer)")
+
+    @property
+    def uses_features(self) -> bool:
+        return (self.hint > 0 and bool(self.hint_layers)) or (self.attention > 0 and bool(self.attention_layers))
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.alpha > 0 or self.uses_features
+
+    def describe(self) -> str:
+        parts = []
+        if self.alpha > 0:
+            parts.append(f"KD(T={self.temperature:g}) x{self.alpha:g}")
+        if self.alpha < 1:
+            parts.append(f"CE x{1 - self.alpha:g}")
+        if self.hint > 0:
+            parts.append(f"hint[{', '.join(f'{a}->{b}' for a, b in self.hint_layers)}] x{self.hint:g}")
+        if self.attention > 0:
+            parts.append(f"AT[{', '.join(f'{a}->{b}' for a, b in self.attention_layers)}] x{self.attention:g}")
+        return " + ".join(parts)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["hint_layers"] = [list(p) for p in self.hint_layers]
+        d["attention_layers"] = [list(p) for p in self.attention_layers]
+        return d
+
+
+def parse_layer_pairs(value, what: str) -> tuple[tuple[str, str], ...]:
+    """'s1:t1,s2:t2' or [["s1","t1"], ...] -> (("s1","t1"), ...)."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    pairs = []
+    for it in items:
+        if isinstance(it, str):
+            s, sep, t = it.partition(":")
+            if not sep:
+                raise RecipeError(f"{what}: {it!r} is not STUDENT_LAYER:TEACHER_LAYER")
+            pairs.append((s.strip(), t.strip()))
+        elif isinstance(it, (list, tuple)) and len(it) == 2:
+            pairs.append((str(it[0]), str(it[1])))
+        else:
+            raise RecipeError(f"{what}: {it!r} is not a (student layer, teacher layer) pair")
+    return tuple(pairs)
+
+
+@dataclass
+class ClassifierData:
+    """The task's training images under discrete shift views, plus the labelled subset in use."""
+
+    task: object
+    shift: int
+    subset: np.ndarray | None = None
+    _views: object = field(default=None, repr=False)
+
+    @property
+    def views(self):
+        if self._views is None:
+            import torch
+
+            from .views import ShiftViews
+
+            self._views = ShiftViews(torch.from_numpy(self.task.x_train), self.shift)
+        return self._views
+
+    @property
+    def pool(self) -> np.ndarray:
+        return self.subset if self.subset is not None else np.arange(len(self.task.y_train))
+
+
+def _attention_map(feat, p: float):
+    """Zagoruyko & Komodakis activation map: channel mean of |a|^p, (B, H, W)."""
+    return feat.abs().pow(p).mean(dim=1)
+
+
+class TeacherTargets:
+    """Teacher logits / AT maps / hint features per (view, example), from the cache or computed."""
+
+    def __init__(self, teacher, data: ClassifierData, losses: LossConfig, cache, progress=None,
+                 feature_cache_mb: float = 1024):
+        self.teacher, self.data, self.losses, self.cache, self.progress = teacher, data, losses, cache, progress
+        self.arrays: dict[str, np.ndarray] = {}
+        self.online_hint = False
+        self.cache_keys: dict[str, str] = {}
+        self.feature_cache_mb = feature_cache_mb
+
+    def _key(self, what: str, **extra) -> str:
+        return self.cache.key(what=what, teacher=self.teacher.sha256, task=self.data.task.fingerprint(),
+                              shift=self.data.shift, **extra)
+
+    def prepare(self) -> dict:
+        """Fill (or reuse) every cached target; returns {name: 'hit'|'made'|'online'}."""
+        status = {}
+        v, n = self.data.views.n_views, len(self.data.task.y_train)
+        if self.teacher.outputs:  # precomputed logits: identity view only
+            self.arrays["logits"] = self.teacher.outputs["train"][None]
+            return {"logits": "given"}
+        specs: dict[str, tuple] = {}
+        if self.losses.alpha > 0:
+            specs["logits"] = (None,)
+        at_layers = [t for _, t in self.losses.attention_layers] if self.losses.attention > 0 else []
+        hint_layers = [t for _, t in self.losses.hint_layers] if self.losses.hint > 0 else []
+        shapes = {}
+        if at_layers or hint_layers:
+            import torch
+
+            from .features import feature_shapes
+
+            shapes = feature_shapes(self.teacher.module, list(dict.fromkeys(at_layers + hint_layers)),
+                                    torch.from_numpy(self.data.task.x_train[:2]))
+        if hint_layers:
+            mb = sum(int(np.prod(shapes[t])) for t in hint_layers) * 2 * v * n / 2 ** 20
+            if mb > self.feature_cache_mb:
+                self.online_hint = True
+                if self.progress:
+                    self.progress.info(f"  hint features would need {mb:.0f} MB of cache (> {self.feature_cache_mb:.0f} MB): "
+                                       "the teacher runs on each batch for the hint loss instead")
+        wanted = []
+        if "logits" in specs:
+            wanted.append(("logits", None))
+        wanted += [(f"at:{t}", t) for t in dict.fromkeys(at_layers)]
+        if not self.online_hint:
+            wanted += [(f"hint:{t}", t) for t in dict.fromkeys(hint_layers)]
+        for name, layer in wanted:
+            key = self._key(name, p=self.losses.attention_p if name.startswith("at:") else None)
+            self.cache_keys[name] = key
+            got = self.cache.load(key)
+            if got is not None:
+                self.arrays[name] = got["a"]
+                status[name] = "hit"
+        todo = [(name, layer) for name, layer in wanted if name not in self.arrays]
+        if todo:
+            self._compute(todo, shapes)
+            for name, _ in todo:
+                status[name] = "made"
+        if self.online_hint:
+            status["hint"] = "online"
+        return status
+
+    def _compute(self, todo, shapes) -> None:
+        import contextlib
+
+        import torch
+
+        from .features import FeatureTap
+
+        views, n = self.data.views, len(self.data.task.y_train)
+        layers = [layer for _, layer in todo if layer is not None]
+        out_shapes = {}
+        for name, layer in todo:
+            if layer is None:
+                out_shapes[name] = ((views.n_views, n, self.data.task.num_classes), "float32")
+            elif name.startswith("at:"):
+                out_shapes[name] = ((views.n_views, n, *shapes[layer][1:]), "float32")
+            else:
+                out_shapes[name] = ((views.n_views, n, *shapes[layer]), "float16")
+        writers = {name: self.cache.writer(self.cache_keys[name], {"a": out_shapes[name]},
+                                           parts={"what": name, "teacher": self.teacher.spec.text,
+                                                  "task": self.data.task.name, "shift": self.data.shift})
+                   for name, _ in todo}
+        total, done, batch = views.n_views * n, 0, 256
+        bar = (self.progress.bar(f"teacher-output cache ({', '.join(n for n, _ in todo)}; {views.n_views} views x {n})", total)
+               if self.progress else contextlib.nullcontext(lambda *a, **k: None))
+        with contextlib.ExitStack() as stack:
+            outs = {name: stack.enter_context(w)["a"] for name, w in writers.items()}
+            update = stack.enter_context(bar)
+            module = self.teacher.module
+            tap = stack.enter_context(FeatureTap(module, layers)) if (module is not None and layers) else None
+            for v in range(views.n_views):
+                for s in range(0, n, batch):
+                    idx = torch.arange(s, min(s + batch, n))
+                    xb = views.get(idx, torch.full_like(idx, v))
+                    if module is not None:
+                        with torch.inference_mode():
+                            if tap:
+                                tap.clear()
+                            logits = module(xb).numpy()
+                    else:
+                        logits = self.teacher.predict(xb.numpy())
+                    for name, layer in todo:
+                        if layer is None:
+                            outs[name][v, s:s + len(idx)] = logits
+                        elif name.startswith("at:"):
+                            outs[name][v, s:s + len(idx)] = _attention_map(tap.outputs[layer], self.losses.attention_p).numpy()
+                        else:
+                            outs[name][v, s:s + len(idx)] = tap.outputs[layer].numpy().astype(np.float16)
+                    done += len(idx)
+                    update(done)
+            del outs
+        for name, _ in todo:
+            self.arrays[name] = self.cache.load(self.cache_keys[name])["a"]
+
+    def get(self, name: str, view: np.ndarray, idx: np.ndarray):
+        import torch
+
+        a = self.arrays[name]
+        if a.shape[0] == 1:
+            view = np.zeros_like(view)
+        return torch.from_numpy(np.ascontiguousarray(a[view, idx], dtype=np.float32))
+
+
+def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig, *, out_dir: Path,
+                      cache, shift: int = 1, subset: np.ndarray | None = None, progress=None,
+                      feature_cache_mb: float = 1024, key_extra: str = "") -> dict:
+    """Train ``student`` (a LoadedModel with a module) from ``teacher`` (any LoadedModel) on ``task``.
+
+    Returns a result dict (accuracies, history, cache status, seconds). ``out_dir`` receives the
+    per-epoch checkpoint. The student module is left holding its best-epoch weights.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from . import losses as L
+    from .features import FeatureTap, feature_shapes
+
+    if student.module is None:
+        raise RecipeError(f"student {student.spec} is not trainable; use zoo:, torchvision:, hf: or py:")
+    if losses.uses_features and not teacher.white_box:
+        raise RecipeError(f"teacher {teacher.spec} is a black box ({teacher.kind}:): only output-level losses apply; "
+                          "drop hint/attention (set their weights to 0) or give a white-box teacher")
+    if teacher.outputs and shift:
+        if progress:
+            progress.info("  precomputed teacher outputs cover un-augmented images only: augmentation (shift) turned off")
+        shift = 0
+    data = ClassifierData(task, shift, subset)
+    targets = TeacherTargets(teacher, data, losses, cache, progress, feature_cache_mb)
+    t0 = time.perf_counter()
+    status = targets.prepare() if losses.uses_teacher else {}
+    cache_s = time.perf_counter() - t0
+
+    model = student.module
+    modules = {"student": model}
+    s_layers = list(dict.fromkeys([s for s, _ in losses.hint_layers] if losses.hint > 0 else [])
+                    | dict.fromkeys([s for s, _ in losses.attention_layers] if losses.attention > 0 else []))
+    adapters = torch.nn.ModuleDict()
+    if losses.hint > 0:
+        s_shapes = feature_shapes(model, [s for s, _ in losses.hint_layers], torch.from_numpy(task.x_train[:2]))
+        t_shapes = feature_shapes(teacher.module, [t for _, t in losses.hint_layers], torch.from_numpy(task.x_train[:2]))
+        for i, (s, t) in enumerate(losses.hint_layers):
+            adapters[str(i)] = L.make_adapter(s_shapes[s], t_shapes[t])
+        modules["adapters"] = adapters
+    labels = torch.from_numpy(task.y_train.astype(np.int64))
+    pool = torch.from_numpy(data.pool.astype(np.int64))
+    views = data.views
+    gen = torch.Generator().manual_seed(cfg.seed + 17)
+    tap = FeatureTap(model, s_layers) if s_layers else None
+    t_tap = FeatureTap(teacher.module, [t for _, t in losses.hint_layers]) if targets.online_hint else None
+
+    def step(idx, epoch):
+        ex = pool[idx]
+        view = torch.randint(0, views.n_views, (len(ex),), generator=gen) if shift else torch.full((len(ex),), views.identity_view)
+        xb = views.get(ex, view)
+        if tap:
+            tap.clear()
+        logits = model(xb)
+        loss = F.cross_entropy(logits, labels[ex]) * (1 - losses.alpha) if losses.alpha < 1 else logits.sum() * 0
+        vn, en = view.numpy(), ex.numpy()
+        if losses.alpha > 0:
+            loss = loss + losses.alpha * L.kd_soft_loss(logits, targets.get("logits", vn, en), losses.temperature)
+        if losses.hint > 0:
+            if targets.online_hint:
+                with torch.no_grad():
+                    t_tap.clear()
+                    teacher.module(xb)
+            for i, (s, t) in enumerate(losses.hint_layers):
+                tf = t_tap.outputs[t] if targets.online_hint else targets.get(f"hint:{t}", vn, en)
+                loss = loss + losses.hint * L.hint_loss(tap.outputs[s], tf, adapters[str(i)])
+        if losses.attention > 0:
+            for s, t in losses.attention_layers:
+                sm = _attention_map(tap.outputs[s], losses.attention_p)
+                tm = targets.get(f"at:{t}", vn, en)
+                loss = loss + losses.attention * _at_map_loss(sm, tm)
+        return loss
+
+    def evaluate() -> float:
+        return _accuracy(model, task.x_val, task.y_val)
+
+    key = "|".join([student.spec.text, student.sha256, teacher.sha256, task.fingerprint(), str(shift),
+                    str(losses.to_json()), str(None if subset is None else subset.tolist()), key_extra])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if tap:
+            tap.__enter__()
+        if t_tap:
+            t_tap.__enter__()
+        res = fit(modules, step, len(pool), evaluate, cfg, checkpoint=out_dir / "checkpoint.pt", key=key,
+                  progress=progress, metric_name="val_accuracy", describe=f"distilling {student.spec} ({losses.describe()})")
+    finally:
+        if tap:
+            tap.__exit__(None, None, None)
+        if t_tap:
+            t_tap.__exit__(None, None, None)
+    return {"fit": res.to_json(), "cache": status, "cache_seconds": round(cache_s, 3),
+            "online_hint": targets.online_hint, "n_train": int(len(pool)),
+            "val_accuracy": res.best_metric, "test_accuracy_torch": _accuracy(model, task.x_test, task.y_test)}
+
+
+def _at_map_loss(student_map, teacher_map):
+    """AT loss on precomputed maps: resize the student's map to the teacher's, L2-normalise, mean sq. diff."""
+    import torch.nn.functional as F
+
+    if student_map.shape[-2:] != teacher_map.shape[-2:]:
+        sm = student_map[:, None]
+        if sm.shape[-1] > teacher_map.shape[-1]:
+            sm = F.adaptive_avg_pool2d(sm, teacher_map.shape[-2:])
+        else:
+            sm = F.interpolate(sm, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False)
+        student_map = sm[:, 0]
+    qs = F.normalize(student_map.flatten(1), dim=1)
+    qt = F.normalize(teacher_map.flatten(1), dim=1)
+    return (qs - qt).pow(2).mean()
+
+
+def _accuracy(model, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
+    import torch
+
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, len(x), batch):
+            correct += int((model(torch.from_numpy(np.ascontiguousarray(x[s:s + batch]))).argmax(1).numpy()
+                            == y[s:s + batch]).sum())
+    return correct / max(1, len(y))
+
+
+def steps_to_epochs(steps: int, n: int, batch: int) -> int:
+    return max(1, math.ceil(steps / math.ceil(n / batch)))

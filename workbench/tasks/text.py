@@ -1,0 +1,440 @@
+"""Text tasks: an unlabelled sentence corpus (embedding distillation) and text classification.
+
+``pydoc_corpus()``: English prose that ships with every CPython (``pydoc_data.topics``, the
+language reference), cut into sentences and split BY DOCUMENT (topic), so that no held-out
+sentence shares a document with a training sentence. ``load_text_corpus(path)``: the same from a
+user's .txt (documents = blank-line-separated blocks) or .jsonl (field ``text``, one document per
+line). ``load_text_classification(path)``: labelled texts from CSV / JSONL / a
+``datasets.save_to_disk`` folder.
+
+Every result has ``fingerprint()``: a content hash (sha256 of texts, labels and options) that keys
+the teacher-output cache. numpy only at import time.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TaskError
+
+SPLITS = ("train", "val", "test")
+SPLIT_RULE = ("documents ordered by sha256(seed|name); the first documents go to test until it holds >= "
+              "test_frac of all sentences, the next to val until >= val_frac, the rest to train")
+
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z])")
+_HEADING_RULE = re.compile(r"^[*=\-~^#]{3,}$")
+_START = re.compile(r"^([A-Z]|[\"“*(][\w_.*]+)")  # a capital, or a quoted / starred term
+_NEUTRAL = set("\"'“”‘’*().,;:")
+_BULLET = re.compile(r"^(\*|-|\+|\d+\.|\(\d+\))\s+")
+_CODE_MARKS = (">>>", "::=", "...:", "$ ", "def ", "class ", "import ", "return ", "lambda:", "{}", "[]")
+
+
+# --------------------------------------------------------------------------- corpus
+
+@dataclass(frozen=True, eq=False)
+class TextCorpus:
+    """Sentences of an unlabelled corpus, split by document. ``*_docs`` name each sentence's document."""
+
+    name: str
+    description: str
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    train_docs: tuple[str, ...]
+    val_docs: tuple[str, ...]
+    test_docs: tuple[str, ...]
+    options: dict = field(default_factory=dict)
+    metric: str = "cosine"  # mean cosine of student vs teacher sentence embeddings (higher is better)
+
+    def texts(self, split: str) -> tuple[str, ...]:
+        if split not in SPLITS:
+            raise TaskError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        return getattr(self, split)
+
+    def docs(self, split: str) -> tuple[str, ...]:
+        self.texts(split)
+        return getattr(self, f"{split}_docs")
+
+    def fingerprint(self) -> str:
+        """sha256 of the name, options and every split's sentences and documents."""
+        h = hashlib.sha256(json.dumps({"name": self.name, "options": self.options}, sort_keys=True,
+                                      default=str).encode())
+        for s in SPLITS:
+            h.update(f"|{s}|{len(self.texts(s))}|".encode())
+            for text, doc in zip(self.texts(s), self.docs(s)):
+                h.update(doc.encode() + b"\x1f" + text.encode() + b"\x1e")
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        out = {"name": self.name, "description": self.description, "metric": self.metric,
+               "options": dict(self.options), "fingerprint": self.fingerprint(), "split_rule": SPLIT_RULE}
+        for s in SPLITS:
+            texts = self.texts(s)
+            words = [len(t.split()) for t in texts]
+            out[f"n_{s}"] = len(texts)
+            out[f"docs_{s}"] = len(set(self.docs(s)))
+            out[f"median_words_{s}"] = float(np.median(words)) if words else 0.0
+        return out
+
+
+def segment(text: str, min_words: int = 5, max_words: int = 60) -> list[str]:
+    """Prose sentences of ``text``: paragraphs at blank lines; headings, code, grammar and
+    doctest blocks dropped; a regex sentence splitter; sentences of ``min_words``..``max_words``
+    words that start with a capital (or a quoted term) and end with . ! ? or : are kept, unless
+    they hold table rules or are mostly symbols (letters < 75% of the characters other than
+    quotes and punctuation)."""
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [ln.strip() for ln in block.strip("\n").splitlines() if ln.strip()]
+        if not lines or _is_code(lines):
+            continue
+        lines = [ln for i, ln in enumerate(lines) if not _HEADING_RULE.match(ln)
+                 and not (i + 1 < len(lines) and _HEADING_RULE.match(lines[i + 1]))]
+        if not lines:
+            continue
+        para = " ".join(_BULLET.sub("", ln) for ln in lines)
+        para = re.sub(r"\s+", " ", para).strip()
+        for sent in _SENT_END.split(para):
+            sent = sent.strip()
+            n = len(sent.split())
+            if not (min_words <= n <= max_words) or sent[-1] not in ".!?:" or not _START.match(sent):
+                continue
+            if any(m in sent for m in ("|", "+--", "==", ">>>")):  # table rows, doctests
+                continue
+            chars = [c for c in sent if not c.isspace() and c not in _NEUTRAL]
+            if sum(c.isalpha() for c in chars) < 0.75 * len(chars):  # symbol-heavy: code or a formula
+                continue
+            out.append(sent)
+    return out
+
+
+def _is_code(lines: list[str]) -> bool:
+    first = lines[0]
+    if any(ln.startswith((">>>", "...", "%", "$")) or "::=" in ln for ln in lines):
+        return True
+    if first.endswith(":") and len(lines) == 1:  # "Note:", "For example:" -- a label, not a sentence
+        return True
+    codeish = sum(1 for ln in lines if ln.endswith((":", ")", "]", "}", ",")) and not ln.endswith(".")
+                  and any(m in ln for m in ("(", "=", "[", "{", "def ", "class ")))
+    return codeish > len(lines) / 2
+
+
+def split_documents(doc_sizes: dict[str, int], seed: int, val_frac: float, test_frac: float) -> dict[str, str]:
+    """Document -> split, deterministic (see SPLIT_RULE); every split gets >= 1 document when there are >= 3."""
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise TaskError(f"val_frac ({val_frac}) and test_frac ({test_frac}) must be in [0, 1) with a sum < 1")
+    order = sorted(doc_sizes, key=lambda d: hashlib.sha256(f"{seed}|{d}".encode()).hexdigest())
+    total = sum(doc_sizes.values()) or 1
+    out, counts, i = {}, {"test": 0, "val": 0}, 0
+    for split, frac in (("test", test_frac), ("val", val_frac)):
+        while i < len(order) - 1 and frac > 0 and counts[split] < frac * total:
+            out[order[i]] = split
+            counts[split] += doc_sizes[order[i]]
+            i += 1
+    for d in order[i:]:
+        out[d] = "train"
+    return out
+
+
+def build_corpus(name: str, description: str, documents: dict[str, str], *, seed: int = 0, val_frac: float = 0.1,
+                 test_frac: float = 0.15, min_words: int = 5, max_words: int = 60, max_train: int | None = None,
+                 max_eval: int | None = None, options: dict | None = None) -> TextCorpus:
+    """Segment ``documents`` (id -> text), dedupe sentences (first occurrence in document-id order wins,
+    so no sentence is in two splits), split by document, then optionally subsample each split
+    (seeded; ``max_train`` for train, ``max_eval`` for val and test)."""
+    if not documents:
+        raise TaskError(f"{name}: no documents; give a corpus with text in it")
+    seen, per_doc = set(), {}
+    for doc in sorted(documents):
+        kept = []
+        for s in segment(documents[doc], min_words, max_words):
+            k = s.lower()
+            if k not in seen:
+                seen.add(k)
+                kept.append(s)
+        if kept:
+            per_doc[doc] = kept
+    n_total = sum(len(v) for v in per_doc.values())
+    if n_total < 3 or len(per_doc) < 3:
+        raise TaskError(f"{name}: only {n_total} usable sentence(s) in {len(per_doc)} document(s) after segmentation "
+                        f"({min_words}-{max_words} words, prose only); give at least 3 documents of English prose")
+    assign = split_documents({d: len(v) for d, v in per_doc.items()}, seed, val_frac, test_frac)
+    parts: dict[str, tuple[list, list]] = {s: ([], []) for s in SPLITS}
+    for doc in sorted(per_doc):
+        texts, docs = parts[assign[doc]]
+        texts.extend(per_doc[doc])
+        docs.extend([doc] * len(per_doc[doc]))
+    for split, cap in (("train", max_train), ("val", max_eval), ("test", max_eval)):
+        texts, docs = parts[split]
+        if cap is not None and len(texts) > cap:
+            rng = np.random.default_rng([seed, SPLITS.index(split)])
+            keep = np.sort(rng.choice(len(texts), size=cap, replace=False))
+            parts[split] = ([texts[i] for i in keep], [docs[i] for i in keep])
+    opts = {"seed": seed, "val_frac": val_frac, "test_frac": test_frac, "min_words": min_words,
+            "max_words": max_words, "max_train": max_train, "max_eval": max_eval, **(options or {})}
+    return TextCorpus(name, description, *(tuple(parts[s][0]) for s in SPLITS),
+                      *(tuple(parts[s][1]) for s in SPLITS), options=opts)
+
+
+def pydoc_corpus(seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.15, min_words: int = 5,
+                 max_words: int = 60, max_train: int | None = None, max_eval: int | None = None) -> TextCorpus:
+    """Sentences of CPython's ``pydoc_data.topics`` (the language reference; one document per topic)."""
+    import sys
+
+    from pydoc_data.topics import topics
+
+    return build_corpus("pydoc", f"CPython {sys.version.split()[0]} pydoc_data.topics: language-reference prose, "
+                        "one document per topic, split by document", dict(topics), seed=seed, val_frac=val_frac,
+                        test_frac=test_frac, min_words=min_words, max_words=max_words, max_train=max_train,
+                        max_eval=max_eval, options={"python": sys.version.split()[0]})
+
+
+def load_text_corpus(path: str | Path, **options) -> TextCorpus:
+    """A user's corpus: .txt (each block separated by blank lines is one document) or .jsonl (one JSON
+    object per line; its ``text`` field is one document). ``options`` as for :func:`build_corpus`."""
+    p = Path(path)
+    if not p.is_file():
+        raise TaskError(f"text corpus {path} not found; give a .txt (blank-line-separated documents) or a .jsonl "
+                        "file (one {\"text\": ...} per line)")
+    suffix = p.suffix.lower()
+    raw = _read_text(p)
+    if suffix == ".txt":
+        blocks = [b.strip() for b in re.split(r"\n\s*\n", raw) if b.strip()]
+        docs = {f"doc{i:06d}": b for i, b in enumerate(blocks)}
+    elif suffix == ".jsonl":
+        docs = {f"doc{i:06d}": str(r["text"]) for i, r in enumerate(_jsonl_rows(p, raw, ("text",)))}
+    else:
+        raise TaskError(f"text corpus {p.name}: unsupported file type {suffix or '(none)'}; use .txt or .jsonl")
+    return build_corpus(p.stem, f"text corpus {p.name}", docs, options={"sha256": hashlib.sha256(raw.encode()).hexdigest()[:16]},
+                        **options)
+
+
+# --------------------------------------------------------------------------- text classification
+
+@dataclass(frozen=True, eq=False)
+class TextClassificationTask:
+    """Labelled texts with fixed train / val / test splits; ``labels[i]`` is the name of class id i."""
+
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    train_texts: tuple[str, ...]
+    train_labels: np.ndarray
+    val_texts: tuple[str, ...]
+    val_labels: np.ndarray
+    test_texts: tuple[str, ...]
+    test_labels: np.ndarray
+    options: dict = field(default_factory=dict)
+    metric: str = "accuracy"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def split(self, name: str) -> tuple[tuple[str, ...], np.ndarray]:
+        if name not in SPLITS:
+            raise TaskError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return getattr(self, f"{name}_texts"), getattr(self, f"{name}_labels")
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps({"name": self.name, "labels": self.labels, "options": self.options},
+                                      sort_keys=True, default=str).encode())
+        for s in SPLITS:
+            texts, y = self.split(s)
+            h.update(f"|{s}|{len(texts)}|".encode())
+            for t in texts:
+                h.update(t.encode() + b"\x1e")
+            h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        out = {"name": self.name, "description": self.description, "metric": self.metric,
+               "num_classes": self.num_classes, "labels": list(self.labels), "options": dict(self.options),
+               "fingerprint": self.fingerprint()}
+        for s in SPLITS:
+            out[f"n_{s}"] = len(self.split(s)[0])
+        return out
+
+
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                "dev": "val", "test": "test", "testing": "test"}
+
+
+def load_text_classification(path: str | Path, text: str = "text", label: str = "label", split: str = "split",
+                             seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> TextClassificationTask:
+    """Labelled texts from a .csv / .jsonl file or a ``datasets.save_to_disk`` folder.
+
+    ``text`` / ``label`` name the columns. Labels are mapped to ids in sorted order (numerically
+    when all are numbers). Splits: the file's ``split`` column (train / val|validation|dev / test),
+    a DatasetDict's train / validation / test, else a seeded stratified split by ``fractions``.
+    """
+    p = Path(path)
+    opts = {"text": text, "label": label, "seed": seed, "fractions": list(fractions)}
+    if not p.exists():
+        raise TaskError(f"text classification data {path} not found; give a .csv, a .jsonl or a folder written by "
+                        "datasets' save_to_disk")
+    if p.is_dir():
+        rows_by_split, columns = _read_hf_dataset(p, text, label)
+    else:
+        suffix = p.suffix.lower()
+        raw = _read_text(p)
+        if suffix == ".csv":
+            reader = csv.DictReader(raw.splitlines())
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+        elif suffix in (".jsonl", ".json"):
+            rows = list(_jsonl_rows(p, raw, ()))
+            columns = sorted({k for r in rows for k in r})
+        else:
+            raise TaskError(f"text classification data {p.name}: unsupported file type {suffix or '(none)'}; "
+                            "use .csv, .jsonl or a datasets save_to_disk folder")
+        opts["sha256"] = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        if not rows:
+            raise TaskError(f"{p.name} has no rows; give a file with a header and at least a few labelled texts")
+        for col in (text, label):
+            if col not in columns:
+                opt = "text" if col == text else "label"
+                raise TaskError(f"{p.name} has no column {col!r} (columns: {', '.join(columns) or 'none'}); "
+                                f"name the right one with {opt}=COLUMN")
+        if split in columns:
+            rows_by_split = {}
+            for i, r in enumerate(rows):
+                s = _SPLIT_NAMES.get(str(r.get(split, "")).strip().lower())
+                if s is None:
+                    raise TaskError(f"{p.name} row {i + 1}: split {r.get(split)!r} is not train, val (validation, "
+                                    "dev) or test; fix the value or drop the split column")
+                rows_by_split.setdefault(s, []).append(r)
+        else:
+            rows_by_split = {None: rows}
+    texts_by_split = {}
+    for s, rows in rows_by_split.items():
+        texts, labels = [], []
+        for r in rows:
+            t, y = r.get(text), r.get(label)
+            if t is None or y is None or str(t).strip() == "" or str(y).strip() == "":
+                continue  # blank rows are skipped, not guessed
+            texts.append(str(t))
+            labels.append(y)
+        texts_by_split[s] = (texts, labels)
+    all_labels = [y for _, ys in texts_by_split.values() for y in ys]
+    if not all_labels:
+        raise TaskError(f"{p.name}: no row has both a text and a label; check the {text!r} and {label!r} columns")
+    names = _sorted_labels(all_labels)
+    if len(names) < 2:
+        raise TaskError(f"{p.name}: only one class ({names[0]!r}) in column {label!r}; a classifier needs at least 2")
+    index = {n: i for i, n in enumerate(names)}
+    if None in texts_by_split:
+        texts, labels = texts_by_split[None]
+        y = np.array([index[str(v)] for v in labels], dtype=np.int64)
+        parts = stratified_split(y, seed, fractions)
+        splits = {s: ([texts[i] for i in parts[s]], y[parts[s]]) for s in SPLITS}
+        opts["split_rule"] = f"stratified {fractions} per class, seeded"
+    else:
+        missing = [s for s in ("train", "test") if not texts_by_split.get(s, ([], []))[0]]
+        if missing:
+            raise TaskError(f"{p.name}: the split column names no {' or '.join(missing)} rows; add them or drop the "
+                            "column to split automatically")
+        splits = {s: (texts_by_split.get(s, ([], []))[0],
+                      np.array([index[str(v)] for v in texts_by_split.get(s, ([], []))[1]], dtype=np.int64))
+                  for s in SPLITS}
+        opts["split_rule"] = "from the data's own splits"
+    return TextClassificationTask(
+        p.stem, f"text classification from {p.name} ({len(names)} classes)", tuple(names),
+        tuple(splits["train"][0]), splits["train"][1], tuple(splits["val"][0]), splits["val"][1],
+        tuple(splits["test"][0]), splits["test"][1], options=opts)
+
+
+def stratified_split(y: np.ndarray, seed: int, fractions=(0.7, 0.1, 0.2)) -> dict[str, np.ndarray]:
+    """Per class: shuffle (seeded), then round(test) to test, round(val) to val, the rest (>= 1) to train."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise TaskError(f"split fractions must be three numbers >= 0 summing to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    out = {s: [] for s in SPLITS}
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        n = len(members)
+        n_test = min(int(round(fractions[2] * n)), max(0, n - 1))
+        n_val = min(int(round(fractions[1] * n)), max(0, n - 1 - n_test))
+        out["test"].append(members[:n_test])
+        out["val"].append(members[n_test:n_test + n_val])
+        out["train"].append(members[n_test + n_val:])
+    return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in out.items()}
+
+
+def _sorted_labels(values) -> list[str]:
+    names = sorted({str(v) for v in values})
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return names
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TaskError(f"{p.name} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise TaskError(f"cannot read {p}: {e.strerror}; check the path and its permissions") from None
+
+
+def _jsonl_rows(p: Path, raw: str, required: tuple[str, ...]):
+    for i, line in enumerate(raw.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TaskError(f"{p.name} line {i + 1} is not valid JSON ({e.msg}); write one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise TaskError(f"{p.name} line {i + 1} is not a JSON object; write one {{...}} per line")
+        for k in required:
+            if k not in row:
+                raise TaskError(f"{p.name} line {i + 1} has no field {k!r}; every line needs one")
+        yield row
+
+
+def _read_hf_dataset(p: Path, text: str, label: str):
+    try:
+        import datasets
+    except ImportError:
+        raise TaskError("reading a datasets folder needs the `datasets` package; pip install datasets, or export the "
+                        "data to .csv / .jsonl") from None
+    try:
+        ds = datasets.load_from_disk(str(p))
+    except Exception as e:  # FileNotFoundError, a folder that is not a dataset ...
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise TaskError(f"cannot read {p} with datasets.load_from_disk: {first}; give a folder written by "
+                        "Dataset.save_to_disk / DatasetDict.save_to_disk") from None
+    parts = dict(ds) if isinstance(ds, datasets.DatasetDict) else {None: ds}
+    rows_by_split, columns = {}, []
+    for name, d in parts.items():
+        columns = list(d.column_names)
+        for col in (text, label):
+            if col not in columns:
+                opt = "text" if col == text else "label"
+                raise TaskError(f"{p.name}{'/' + name if name else ''} has no column {col!r} (columns: "
+                                f"{', '.join(columns)}); name the right one with {opt}=COLUMN")
+        feat = d.features.get(label)
+        names = getattr(feat, "names", None)
+        ys = [names[v] if names and isinstance(v, int) and 0 <= v < len(names) else v for v in d[label]]
+        rows = [{text: t, label: y} for t, y in zip(d[text], ys)]
+        if name is None:
+            rows_by_split[None] = rows
+            continue
+        s = _SPLIT_NAMES.get(name.lower())
+        if s is None:
+            continue  # e.g. "unsupervised": not part of a labelled task
+        rows_by_split.setdefault(s, []).extend(rows)
+    if None not in rows_by_split and not rows_by_split:
+        raise TaskError(f"{p.name}: the DatasetDict has no train / validation / test split (has: "
+                        f"{', '.join(str(k) for k in parts)}); rename the splits")
+    if None not in rows_by_split and "test" not in rows_by_split:  # e.g. only "train": split it like a file
+        rows_by_split = {None: [r for rows in rows_by_split.values() for r in rows]}
+    return rows_by_split, columns
