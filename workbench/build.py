@@ -140,13 +140,12 @@ class Builder:
 
         from .distill.trainer import accuracy, train
         from .fileio import write_json
-        from .zoo import build_arch
         from .zoo.models import count_params
         from .zoo.weights import save_weights
 
         cfg = job_config(self.recipe, job)
         torch.manual_seed(cfg.seed)
-        model = build_arch(job.student.arch, self.task.sample_shape[0], self.task.num_classes, **dict(job.student.options))
+        model = self.new_student(job)
         per_class = None if job.regime == "full" else int(job.regime[4:])
         subset = None if per_class is None else self.task.labelled_subset(per_class, job.seed)
         logits = self.teacher_logits() if job.method == "kd" else None
@@ -163,12 +162,23 @@ class Builder:
         self.models[job.name] = model
         return out
 
+    def new_student(self, job: TrainJob):
+        """An untrained student: a project architecture with options, or any model source spec."""
+        c, n = self.task.sample_shape[0], self.task.num_classes
+        if ":" in job.student.arch:
+            from .sources import load_model
+
+            return load_model(job.student.arch, in_channels=c, num_classes=n, role="student",
+                              base_dir=Path(self.recipe.base_dir) if self.recipe.base_dir else None).module
+        from .zoo import build_arch
+
+        return build_arch(job.student.arch, c, n, **dict(job.student.options))
+
     def load_student(self, job: TrainJob):
         if job.name not in self.models:
-            from .zoo import build_arch
             from .zoo.weights import load_weights
 
-            model = build_arch(job.student.arch, self.task.sample_shape[0], self.task.num_classes, **dict(job.student.options))
+            model = self.new_student(job)
             load_weights(model, self.weights_path(job))
             model.eval()
             self.models[job.name] = model

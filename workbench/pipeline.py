@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import Builder, TrainJob, train_jobs
-from .errors import MeasurementError
+from .errors import MeasurementError, RecipeError
 from .fileio import write_json, write_text
 from .recipe import Recipe
 from .results import document, record
@@ -27,22 +27,36 @@ REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on
 def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None) -> Path:
     from .progress import Progress
     from .runtimes import get_runtime
-    from .tasks import get_task
-    from .zoo import resolve_teacher
+    from .sources import load_model
+    from .tasks import Task, get_task, load_task
 
     progress = progress or Progress()
     t_start = time.perf_counter()
     # check every input before writing anything: a bad recipe leaves no half-made run directory
     for rt in recipe.measure.runtimes:
         get_runtime(rt)
-    task = get_task(recipe.task.name, image_size=recipe.task.image_size)
-    teacher, teacher_path = resolve_teacher(recipe.teacher.source, recipe.teacher.weights, task.sample_shape[0],
-                                            task.num_classes, Path(recipe.base_dir) if recipe.base_dir else None)
+    base = Path(recipe.base_dir) if recipe.base_dir else None
+    if ":" in recipe.task.name:
+        task = load_task(recipe.task.name, base)
+        if not isinstance(task, Task):
+            raise RecipeError(f"workbench run handles image-classification tasks; {recipe.task.name} is "
+                              f"{type(task).__name__}: use `workbench distill` for text tasks")
+    else:
+        task = get_task(recipe.task.name, image_size=recipe.task.image_size)
+    source = recipe.teacher.source
+    if recipe.teacher.weights:
+        source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
+    loaded = load_model(source, in_channels=task.sample_shape[0], num_classes=task.num_classes, base_dir=base,
+                        role="teacher", task=task)
+    if loaded.module is None:
+        raise RecipeError(f"workbench run exports and quantizes the teacher, so it needs a PyTorch teacher; "
+                          f"{recipe.teacher.source} is a black box (use `workbench distill` for black-box teachers)")
+    teacher = loaded.module
     teacher.eval()
     rd = RunDir(out)
     write_text(rd.root / "recipe.toml", recipe.to_toml())
     progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
-    b = Builder(recipe, rd, task, teacher, sha256_file(teacher_path), progress)
+    b = Builder(recipe, rd, task, teacher, loaded.sha256, progress)
     inputs_path = rd.root / "inputs.npz"
     np.savez(inputs_path, **{task.input_name: np.ascontiguousarray(b.sample)})
 

@@ -208,6 +208,14 @@ def _student(i: int, s) -> StudentSpec:
     s = dict(s)
     name = _check_type("student name", s.pop("name"), str)
     arch = _check_type(f"student {name} arch", s.pop("arch", "cnn"), str)
+    if ":" in arch:  # a model source spec (torchvision:..., py:..., zoo:...): options live in the spec
+        if s:
+            raise RecipeError(f"student {name!r}: with a source spec as arch ({arch}) put options in the spec "
+                              f"(e.g. ?width_mult=0.5), not as keys ({', '.join(s)})")
+        from .specs import parse_spec
+
+        parse_spec(arch, f"student {name} arch")
+        return StudentSpec(name=name, arch=arch, options=())
     params = [p for p in inspect.signature(ARCHS.get(arch)).parameters if p not in ("self", "in_channels", "num_classes")]
     for key in s:
         if key not in params:
@@ -234,7 +242,8 @@ def _check_values(r: Recipe) -> None:
     from .runtimes import RUNTIMES
     from .tasks import TASKS
 
-    TASKS.get(r.task.name)
+    if ":" not in r.task.name:  # spec strings (images:DIR, npz:FILE) are checked when the run loads them
+        TASKS.get(r.task.name)
     for m in (*r.quantize.teacher, *r.quantize.students):
         METHODS.get(m)
     for rt in r.measure.runtimes:

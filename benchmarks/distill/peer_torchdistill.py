@@ -212,9 +212,9 @@ def mean_sd(xs: list[float]) -> tuple[float, float]:
     return m, sd
 
 
-def pm(m: float, sd: float, scale: float = 1.0, digits: int = 2) -> str:
+def pm(m: float, sd: float, scale: float = 1.0, digits: int = 2, sign: str = "") -> str:
     """'mean ± sd' (sd shown as n/a for a single value)."""
-    return f"{m * scale:.{digits}f} ± " + ("n/a" if math.isnan(sd) else f"{sd * scale:.{digits}f}")
+    return f"{m * scale:{sign}.{digits}f} ± " + ("n/a" if math.isnan(sd) else f"{sd * scale:.{digits}f}")
 
 
 def paired_ci(diffs: list[float]) -> tuple[float, float] | None:
@@ -275,7 +275,7 @@ def report(path: str, student: str, rows: list[tuple[int, dict, dict]], out) -> 
     out(f"{'mean ± sd':<20}test %: wb {pm(*wa, 100)}, td {pm(*ta, 100)};  val %: wb {pm(*wv, 100)}, td {pm(*tv, 100)}")
     out(f"{'':<20}wall s: wb cold {pm(*wc)}, wb warm {pm(*ww)}, td {pm(*tt)}")
     ci_txt = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "n/a (1 seed)"
-    out(f"{'':<20}test-accuracy difference wb - td: {pm(dm, dsd)} pts, paired 95% t-CI {ci_txt}")
+    out(f"{'':<20}test-accuracy difference wb - td: {pm(dm, dsd, sign='+')} pts, paired 95% t-CI {ci_txt}")
     cold_ratio, warm_ratio = wc[0] / tt[0], ww[0] / tt[0]
     out(f"{'':<20}wall-time ratio wb / td (ratio of means): cold cache {cold_ratio:.3f} "
         f"({1 / cold_ratio:.2f}x as fast), warm cache {warm_ratio:.3f} ({1 / warm_ratio:.2f}x as fast)")
