@@ -152,7 +152,12 @@ def _finish_torch(spec: Spec, model, base_dir, role, description, default_weight
 
     path = _weights_path(spec, base_dir) or default_weights
     if path is not None:
-        load_weights(model, path)
+        try:
+            load_weights(model, path)
+        except RuntimeError as e:  # load_state_dict: shapes differ (e.g. another num_classes)
+            detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3]) or str(e)
+            raise SourceError(f"weights {path.name} do not fit the architecture of {spec}: {detail[:300]}; "
+                              "check the model source and its options") from None
         sha = file_sha256(path)
     else:
         if role == "teacher":
@@ -272,6 +277,9 @@ def _load_py(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> L
         model = fn(**kwargs)
     except TypeError as e:
         raise SourceError(f"calling {spec.target} with {kwargs} failed: {e}") from None
+    except Exception as e:  # the user's factory raised
+        raise SourceError(f"calling {spec.target} with {kwargs} failed: {type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:200]}") from None
     if not isinstance(model, torch.nn.Module):
         raise SourceError(f"{spec.target} returned {type(model).__name__}, not a torch.nn.Module")
     loaded = _finish_torch(spec, model, base_dir, role, f"factory {spec.target}")

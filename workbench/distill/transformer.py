@@ -187,10 +187,15 @@ def attention_kl(student_att, teacher_att, mask):
 
 def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict | None = None, max_len: int = 128,
                        progress=None, *, cache_root=None, layer_map=None, micro_batch: int = MICRO_BATCH,
-                       export: bool = True, eval_threads: int = 1, k: int = 10) -> dict:
+                       export: bool = True, eval_threads: int = 1, k: int = 10,
+                       freeze: tuple[str, ...] = ("word_embeddings",)) -> dict:
     """Distil ``teacher`` (an HFModel, task "embedding") into ``drop_layers(teacher, keep_layers)`` on ``corpus``
     (a TextCorpus) with the engine's FitConfig ``cfg``; writes student/, student.onnx, card.json into
-    ``out_dir`` and returns the card (a dict)."""
+    ``out_dir`` and returns the card (a dict).
+
+    ``freeze``: parameters whose names contain one of these stay as copied from the teacher (default:
+    the word-embedding table, 2/3 of a 3-layer MiniLM's parameters: updating it every step costs
+    more time than the forward pass and it barely moves with a small corpus)."""
     import torch
 
     from ..evaluate.embedding import embedding_fidelity, encode, pad_batch, tokenize
@@ -221,6 +226,9 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     if w["attention"] > 0:
         _use_eager_attention(student)
         _use_eager_attention(teacher.module)
+    frozen = [n for n, p in student.named_parameters() if any(f in n for f in freeze)]
+    for n, p in student.named_parameters():
+        p.requires_grad_(n not in frozen)
     enc = SentenceEncoder(student)
     pad = _pad_id(teacher.tokenizer)
     train_ids = tokenize(teacher.tokenizer, corpus.train, max_len)
@@ -266,14 +274,14 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
         return float((emb * val_teacher).sum(1).mean())
 
     run_key = hashlib.sha256(json.dumps({"cache": cache_key, "keep": keep, "map": lmap, "losses": w, "max_len": max_len,
-                                         "micro_batch": micro_batch}, sort_keys=True).encode()).hexdigest()[:16]
+                                         "micro_batch": micro_batch, "frozen": frozen}, sort_keys=True).encode()).hexdigest()[:16]
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher.module.eval()
     result = fit({"student": student}, step, len(train_ids), evaluate, cfg, checkpoint=out_dir / "checkpoint.pt",
                  key=run_key, progress=progress, metric_name="val_cosine", describe=f"distil {len(keep)}-layer student")
     student.eval()
     card = {"kind": "embedding-distillation", "teacher": teacher.describe(), "keep": keep, "layer_map": lmap,
-            "losses": w, "max_len": max_len, "micro_batch": micro_batch, "cfg": cfg.to_json(),
+            "losses": w, "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen, "cfg": cfg.to_json(),
             "corpus": corpus.summary(), "teacher_cache": {"key": cache_key, "hit": hit},
             "params": {"teacher": teacher.params, "student": sum(p.numel() for p in student.parameters())},
             "fit": result.to_json(), "val_cosine_pytorch": result.best_metric}

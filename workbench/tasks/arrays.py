@@ -31,9 +31,13 @@ def split_stratified(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray,
     idx = np.arange(len(y))
     counts = np.bincount(y)
     strat = y if counts[counts > 0].min() >= 5 else None
-    i_train, i_rest = train_test_split(idx, test_size=0.3, stratify=strat, random_state=seed)
-    strat_rest = y[i_rest] if strat is not None else None
-    i_val, i_test = train_test_split(i_rest, test_size=2 / 3, stratify=strat_rest, random_state=seed)
+    try:
+        i_train, i_rest = train_test_split(idx, test_size=0.3, stratify=strat, random_state=seed)
+        strat_rest = y[i_rest] if strat is not None else None
+        i_val, i_test = train_test_split(i_rest, test_size=2 / 3, stratify=strat_rest, random_state=seed)
+    except ValueError as e:  # too few examples for three splits
+        raise TaskError(f"cannot split {len(y)} examples into train/val/test: {str(e).splitlines()[0][:160]}; "
+                        "add more examples (at least ~10 per class)") from None
     return np.sort(i_train), np.sort(i_val), np.sort(i_test)
 
 
@@ -90,6 +94,8 @@ def load_npz_task(path: str) -> Task:
         x, y = _to_float_images(arrays["x"], f"{p.name}[x]"), np.asarray(arrays["y"]).astype(np.int64).ravel()
         if len(x) != len(y):
             raise TaskError(f"{p.name}: x has {len(x)} rows but y has {len(y)}")
+        if len(y) and y.min() < 0:
+            raise TaskError(f"{p.name}: labels must be integers >= 0")
         parts = split_stratified(y)
         xs = dict(zip(("train", "val", "test"), (x[i] for i in parts)))
         ys = dict(zip(("train", "val", "test"), (y[i] for i in parts)))
@@ -152,6 +158,9 @@ def load_image_folder_task(path: str, size: int = 64, grey: bool = False) -> Tas
         if "val" not in xs or "test" not in xs:  # carve the missing splits out of train, stratified
             x, y = xs.pop("train"), ys.pop("train")
             i_tr, i_va, i_te = split_stratified(y)
+            for s, part in (("val", i_va), ("test", i_te)):  # a split the folder has keeps its share in train
+                if s in xs:
+                    i_tr = np.sort(np.concatenate([i_tr, part]))
             xs.setdefault("val", x[i_va]), ys.setdefault("val", y[i_va])
             xs.setdefault("test", x[i_te]), ys.setdefault("test", y[i_te])
             xs["train"], ys["train"] = x[i_tr], y[i_tr]
