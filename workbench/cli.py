@@ -140,9 +140,12 @@ def distill(config, list_layers, quiet, **options):
 
 def _list_layers(spec: str, task_spec: str) -> None:
     from .distill.features import list_layers
-    from .sources import load_model
+    from .sources import BLACK_BOX, load_model
+    from .specs import parse_spec
     from .tasks import Task, load_task
 
+    if parse_spec(spec).kind in BLACK_BOX:
+        raise RecipeError(f"{spec} is a black box: it has no layers to tap (feature losses need a PyTorch model)")
     task = load_task(task_spec)
     c = task.sample_shape[0] if isinstance(task, Task) else None
     n = task.num_classes if isinstance(task, Task) else None

@@ -44,6 +44,7 @@ class LoadedModel:
     hf: object | None = None  # workbench.zoo.hf.HFModel for hf: sources
     onnx_path: Path | None = None
     outputs: dict = field(default_factory=dict)  # split -> logits, for outputs: sources
+    _session: object | None = field(default=None, repr=False, compare=False)  # ORT session of onnx:, made once
 
     @property
     def kind(self) -> str:
@@ -64,17 +65,17 @@ class LoadedModel:
                 for s in range(0, len(x), batch_size):
                     outs.append(self.module(torch.from_numpy(np.ascontiguousarray(x[s:s + batch_size]))).numpy())
             return np.concatenate(outs)
-        if self.onnx_path is not None:
-            from .evaluate import run_artifact
+        if self.onnx_path is not None:  # one session for every call (the cache calls this once per batch)
+            if self._session is None:
+                from .runtimes import get_runtime
 
-            return run_artifact(str(self.onnx_path), "ort", x.astype(np.float32), self._onnx_input(), batch_size=batch_size)
+                self._session = get_runtime("ort").load(str(self.onnx_path), 1)
+            name = self._session.input_specs()[0].name
+            return np.concatenate([np.asarray(self._session.run({name: np.ascontiguousarray(x[s:s + batch_size],
+                                                                                            dtype=np.float32)})[0])
+                                   for s in range(0, len(x), batch_size)])
         raise SourceError(f"{self.spec}: precomputed outputs cannot be run on new inputs; "
                           "give a runnable teacher (zoo:, torchvision:, hf:, py: or onnx:)")
-
-    def _onnx_input(self) -> str:
-        from .runtimes import get_runtime
-
-        return get_runtime("ort").load(str(self.onnx_path), 1).input_specs()[0].name
 
 
 def _repeat_channels(model, channels: int):
@@ -82,6 +83,8 @@ def _repeat_channels(model, channels: int):
     import torch
 
     class _Repeat(torch.nn.Module):
+        repeats_channels = True  # see unwrap()
+
         def __init__(self, inner, c):
             super().__init__()
             self.model, self.c = inner, c
@@ -90,6 +93,11 @@ def _repeat_channels(model, channels: int):
             return self.model(x.expand(-1, self.c, -1, -1))
 
     return _Repeat(model, channels)
+
+
+def unwrap(module):
+    """The model itself, without the grey-input wrapper: what ``weights=`` of the same spec loads into."""
+    return module.model if getattr(module, "repeats_channels", False) else module
 
 
 def file_sha256(path: Path) -> str:

@@ -79,10 +79,10 @@ class OutputCache:
             return None
         import json
 
-        names = json.loads(meta.read_text())["arrays"]
         try:
+            names = json.loads(meta.read_text())["arrays"]
             return {name: np.load(d / f"{name}.npy", mmap_mode="r") for name in names}
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # damaged entry: treated as absent and re-made
 
     def writer(self, key: str, arrays: dict[str, tuple[tuple[int, ...], str]], parts: dict | None = None):

@@ -93,6 +93,31 @@ def parse_layer_pairs(value, what: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def check_feature_layers(teacher, student, losses: LossConfig, x: np.ndarray) -> None:
+    """Fail early (before any output is written) on feature-loss layers that do not exist or do not run,
+    attention layers that are not conv maps, and hint pairs that no adapter can match."""
+    if not losses.uses_features or teacher.module is None or student.module is None:
+        return
+    import torch
+
+    from .features import feature_shapes
+    from .losses import make_adapter
+
+    hint = losses.hint_layers if losses.hint > 0 else ()
+    att = losses.attention_layers if losses.attention > 0 else ()
+    sample = torch.from_numpy(np.ascontiguousarray(x[:2]))
+    s_shapes = feature_shapes(student.module, [s for s, _ in hint + att], sample)
+    t_shapes = feature_shapes(teacher.module, [t for _, t in hint + att], sample)
+    for s, t in att:
+        for who, name, shape in (("student", s, s_shapes[s]), ("teacher", t, t_shapes[t])):
+            if len(shape) != 3:
+                raise RecipeError(f"attention transfer needs conv feature maps (C, H, W), but the {who}'s layer "
+                                  f"{name!r} outputs {shape}; pick a convolutional layer (see --list-layers)")
+    with torch.random.fork_rng(devices=[]):  # a trial adapter must not move the global RNG
+        for s, t in hint:
+            make_adapter(s_shapes[s], t_shapes[t])
+
+
 @dataclass
 class ClassifierData:
     """The task's training images under discrete shift views, plus the labelled subset in use."""
@@ -267,6 +292,7 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
     if losses.uses_features and not teacher.white_box:
         raise RecipeError(f"teacher {teacher.spec} is a black box ({teacher.kind}:): only output-level losses apply; "
                           "drop hint/attention (set their weights to 0) or give a white-box teacher")
+    check_feature_layers(teacher, student, losses, task.x_train)
     if teacher.outputs and shift:
         if progress:
             progress.info("  precomputed teacher outputs cover un-augmented images only: augmentation (shift) turned off")
@@ -291,11 +317,14 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
     labels = torch.from_numpy(task.y_train.astype(np.int64))
     pool = torch.from_numpy(data.pool.astype(np.int64))
     views = data.views
-    gen = torch.Generator().manual_seed(cfg.seed + 17)
+    gen, gen_epoch = torch.Generator(), [None]  # views come from a per-epoch seed: a resumed run draws the same ones
     tap = FeatureTap(model, s_layers) if s_layers else None
     t_tap = FeatureTap(teacher.module, [t for _, t in losses.hint_layers]) if targets.online_hint else None
 
     def step(idx, epoch):
+        if gen_epoch[0] != epoch:
+            gen.manual_seed(cfg.seed * 1_000_003 + 17 + epoch)
+            gen_epoch[0] = epoch
         ex = pool[idx]
         view = torch.randint(0, views.n_views, (len(ex),), generator=gen) if shift else torch.full((len(ex),), views.identity_view)
         xb = views.get(ex, view)
@@ -348,13 +377,10 @@ def _at_map_loss(student_map, teacher_map):
     """AT loss on precomputed maps: resize the student's map to the teacher's, L2-normalise, mean sq. diff."""
     import torch.nn.functional as F
 
-    if student_map.shape[-2:] != teacher_map.shape[-2:]:
-        sm = student_map[:, None]
-        if sm.shape[-1] > teacher_map.shape[-1]:
-            sm = F.adaptive_avg_pool2d(sm, teacher_map.shape[-2:])
-        else:
-            sm = F.interpolate(sm, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False)
-        student_map = sm[:, 0]
+    from .losses import _resize_spatial
+
+    if student_map.shape[-2:] != teacher_map.shape[-2:]:  # exactly as attention_transfer_loss resizes
+        student_map = _resize_spatial(student_map[:, None], teacher_map.shape[-2:])[:, 0]
     qs = F.normalize(student_map.flatten(1), dim=1)
     qt = F.normalize(teacher_map.flatten(1), dim=1)
     return (qs - qt).pow(2).mean()

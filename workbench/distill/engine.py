@@ -105,6 +105,8 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = math.ceil(n_train / batch)
+    if n_train % batch == 1 and steps_per_epoch > 1:  # a last batch of one breaks BatchNorm in training: drop it
+        steps_per_epoch -= 1
     total = steps_per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_frac * total))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
@@ -114,10 +116,10 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
     resumed_from = None
     if checkpoint is not None and Path(checkpoint).is_file():
         try:
-            ck = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+            ck = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
         except Exception:  # a torn or foreign file: start over
             ck = None
-        if ck is not None and ck.get("fingerprint") == fp:
+        if isinstance(ck, dict) and ck.get("fingerprint") == fp:
             for name, m in modules.items():
                 m.load_state_dict(ck["modules"][name])
             opt.load_state_dict(ck["optimizer"])

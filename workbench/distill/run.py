@@ -102,6 +102,14 @@ def load_job(config: str | None, overrides: dict) -> DistillJob:
     for k in ("hint_layers", "attention_layers"):
         if isinstance(data.get(k), list):
             data[k] = tuple(tuple(x) if isinstance(x, list) else x for x in data[k])
+    for f in fields(DistillJob):  # a TOML value of the wrong type would otherwise fail deep inside training
+        v = data.get(f.name)
+        want = str if f.name in ("teacher", "student", "task") else type(f.default)
+        if v is None or want not in (int, float, str):
+            continue
+        if isinstance(v, bool) or not (isinstance(v, want) or (want is float and isinstance(v, int))):
+            what = {int: "a whole number", float: "a number", str: "a string"}[want]
+            raise RecipeError(f"distill key {f.name} must be {what}, got {v!r}")
     try:
         job = DistillJob(**data, base_dir=base)
     except TypeError as e:
@@ -156,11 +164,11 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
     from ..export import export_onnx
     from ..evaluate import evaluate_accuracy
     from ..fileio import write_json
-    from ..sources import load_model
+    from ..sources import load_model, unwrap
     from ..zoo.models import count_params
     from ..zoo.weights import save_weights
     from .cache import OutputCache
-    from .classify import distil_classifier
+    from .classify import check_feature_layers, distil_classifier
 
     losses = job.losses()
     cfg = job.fit_config()
@@ -183,6 +191,7 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
     if losses.uses_features and not teacher.white_box:
         raise RecipeError(f"teacher {job.teacher} is a black box: feature losses (hint, attention) need its layers; "
                           "use output-level KD only (--hint 0 --attention 0) or a white-box teacher")
+    check_feature_layers(teacher, student, losses, task.x_train)
     subset = task.labelled_subset(job.few, job.seed) if job.few else None
     out = _prepare_out(job)
     progress.info(f"distil {teacher.description} -> {student.description} on {task.name} "
@@ -194,7 +203,7 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
                             key_extra=str(job.seed))
     train_s = time.perf_counter() - t0
     model = student.module
-    save_weights(model, out / "student.safetensors", metadata={"student": job.student, "teacher": job.teacher,
+    save_weights(unwrap(model), out / "student.safetensors", metadata={"student": job.student, "teacher": job.teacher,
                                                                "task": job.task})
     diff = export_onnx(model, task.x_test[:1], out / "student.onnx", task.input_name, task.x_test[:16])
     quality, _ = evaluate_accuracy(str(out / "student.onnx"), "ort", task.x_test, task.y_test, task.input_name)

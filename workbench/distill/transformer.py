@@ -236,7 +236,7 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     if len(offsets) != len(train_ids) + 1 or int(offsets[-1]) != sum(len(x) for x in train_ids):
         raise RecipeError(f"teacher-output cache entry {cache_key} does not match the corpus tokenization; "
                           "delete that folder from the cache and re-run")
-    t_emb = torch.from_numpy(np.asarray(arrays["train_emb"], dtype=np.float32))
+    t_emb = torch.from_numpy(np.array(arrays["train_emb"], dtype=np.float32))
     t_hidden = arrays.get("train_hidden")
     pairs = [(s, t_layers.index(t)) for s, t in lmap.items()] if t_layers else []
     att_pairs = list(lmap.items()) if w["attention"] > 0 else []

@@ -35,7 +35,7 @@ def export_onnx(model, sample: np.ndarray, path: str | Path, input_name: str = "
                 torch.onnx.export(
                     model, (x,), str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
                     input_names=[input_name], output_names=["logits"],
-                    dynamic_shapes={"x": {0: torch.export.Dim("batch", max=4096)}},
+                    dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},),
                     optimize=True, verbose=False,
                 )
         except Exception as e:

@@ -144,32 +144,45 @@ def split_documents(doc_sizes: dict[str, int], seed: int, val_frac: float, test_
 
 def build_corpus(name: str, description: str, documents: dict[str, str], *, seed: int = 0, val_frac: float = 0.1,
                  test_frac: float = 0.15, min_words: int = 5, max_words: int = 60, max_train: int | None = None,
-                 max_eval: int | None = None, options: dict | None = None) -> TextCorpus:
+                 max_eval: int | None = None, options: dict | None = None,
+                 extra_train: dict[str, str] | None = None) -> TextCorpus:
     """Segment ``documents`` (id -> text), dedupe sentences (first occurrence in document-id order wins,
     so no sentence is in two splits), split by document, then optionally subsample each split
-    (seeded; ``max_train`` for train, ``max_eval`` for val and test)."""
+    (seeded; ``max_train`` for train, ``max_eval`` for val and test). ``extra_train``: more documents
+    (id -> text) whose sentences all go to the training split, after those of ``documents``; any
+    sentence also found in ``documents`` is dropped from them, so nothing held out is trained on."""
     if not documents:
         raise TaskError(f"{name}: no documents; give a corpus with text in it")
-    seen, per_doc = set(), {}
-    for doc in sorted(documents):
-        kept = []
-        for s in segment(documents[doc], min_words, max_words):
-            k = s.lower()
-            if k not in seen:
-                seen.add(k)
-                kept.append(s)
-        if kept:
-            per_doc[doc] = kept
+    seen = set()
+
+    def sentences(docs: dict[str, str]) -> dict[str, list[str]]:
+        out = {}
+        for doc in sorted(docs):
+            kept = []
+            for s in segment(docs[doc], min_words, max_words):
+                k = s.lower()
+                if k not in seen:
+                    seen.add(k)
+                    kept.append(s)
+            if kept:
+                out[doc] = kept
+        return out
+
+    per_doc = sentences(documents)
     n_total = sum(len(v) for v in per_doc.values())
     if n_total < 3 or len(per_doc) < 3:
         raise TaskError(f"{name}: only {n_total} usable sentence(s) in {len(per_doc)} document(s) after segmentation "
                         f"({min_words}-{max_words} words, prose only); give at least 3 documents of English prose")
     assign = split_documents({d: len(v) for d, v in per_doc.items()}, seed, val_frac, test_frac)
+    extra = sentences(extra_train or {})
     parts: dict[str, tuple[list, list]] = {s: ([], []) for s in SPLITS}
     for doc in sorted(per_doc):
         texts, docs = parts[assign[doc]]
         texts.extend(per_doc[doc])
         docs.extend([doc] * len(per_doc[doc]))
+    for doc in sorted(extra):
+        parts["train"][0].extend(extra[doc])
+        parts["train"][1].extend([f"extra:{doc}"] * len(extra[doc]))
     for split, cap in (("train", max_train), ("val", max_eval), ("test", max_eval)):
         texts, docs = parts[split]
         if cap is not None and len(texts) > cap:
@@ -182,17 +195,60 @@ def build_corpus(name: str, description: str, documents: dict[str, str], *, seed
                       *(tuple(parts[s][1]) for s in SPLITS), options=opts)
 
 
+EXTRA_TRAIN = ("stdlib-docstrings",)
+
+
 def pydoc_corpus(seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.15, min_words: int = 5,
-                 max_words: int = 60, max_train: int | None = None, max_eval: int | None = None) -> TextCorpus:
-    """Sentences of CPython's ``pydoc_data.topics`` (the language reference; one document per topic)."""
+                 max_words: int = 60, max_train: int | None = None, max_eval: int | None = None,
+                 extra_train: str | None = None) -> TextCorpus:
+    """Sentences of CPython's ``pydoc_data.topics`` (the language reference; one document per topic).
+
+    ``extra_train="stdlib-docstrings"`` adds the docstrings of the standard library's own .py files
+    (read with ``ast``, nothing imported; one document per file; tests excluded) to the TRAINING split
+    only -- more unlabelled English that ships with CPython. Val and test stay pydoc topics."""
     import sys
 
     from pydoc_data.topics import topics
 
-    return build_corpus("pydoc", f"CPython {sys.version.split()[0]} pydoc_data.topics: language-reference prose, "
-                        "one document per topic, split by document", dict(topics), seed=seed, val_frac=val_frac,
-                        test_frac=test_frac, min_words=min_words, max_words=max_words, max_train=max_train,
-                        max_eval=max_eval, options={"python": sys.version.split()[0]})
+    if extra_train is not None and extra_train not in EXTRA_TRAIN:
+        raise TaskError(f"unknown extra_train {extra_train!r}; use one of {', '.join(EXTRA_TRAIN)} or leave it out")
+    extra = stdlib_docstrings() if extra_train == "stdlib-docstrings" else None
+    desc = (f"CPython {sys.version.split()[0]} pydoc_data.topics: language-reference prose, one document per topic, "
+            "split by document" + (" (+ standard-library docstrings, training split only)" if extra else ""))
+    return build_corpus("pydoc", desc, dict(topics), seed=seed, val_frac=val_frac, test_frac=test_frac,
+                        min_words=min_words, max_words=max_words, max_train=max_train, max_eval=max_eval,
+                        options={"python": sys.version.split()[0], "extra_train": extra_train}, extra_train=extra)
+
+
+_SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "lib2to3", "turtledemo", "__pycache__", "ensurepip",
+              "tkinter", "dist-packages"}
+
+
+def stdlib_docstrings() -> dict[str, str]:
+    """Module, class and function docstrings of the standard library's .py files (path -> text), via ``ast``."""
+    import ast
+    import os
+    import sysconfig
+
+    root = sysconfig.get_paths()["stdlib"]
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("test"))
+        for f in sorted(files):
+            if not f.endswith(".py") or f.startswith("test"):
+                continue
+            path = os.path.join(folder, f)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read())
+            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            docs = [ast.get_docstring(n) for n in ast.walk(tree)
+                    if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+            text = "\n\n".join(d for d in docs if d)
+            if text:
+                out[os.path.relpath(path, root)] = text
+    return out
 
 
 def load_text_corpus(path: str | Path, **options) -> TextCorpus:

@@ -22,7 +22,13 @@ def load_weights(model, path: str | Path) -> None:
     except Exception as e:  # corrupt or foreign file
         raise SourceError(f"cannot read weights {path}: {str(e).splitlines()[0][:200]}; "
                           "is it a safetensors / torch state_dict file?") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        first = str(e).strip().splitlines()
+        detail = next((ln.strip() for ln in first if "size mismatch" in ln), first[0] if first else "")
+        raise SourceError(f"weights {path.name} do not fit the architecture ({detail[:200]}); "
+                          "check the model source and its options") from None
     if missing or unexpected:
         raise SourceError(f"weights {path.name} do not fit the architecture: "
                           f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}; "
