@@ -1,22 +1,30 @@
 """Peer benchmark: the workbench's Hinton KD vs torchdistill's, side by side on the digits task.
 
-Same teacher (the committed `zoo:digits-resnet`), same student (`cnn`, same initial weights per
-seed), same data (the `digits` task's training split, no augmentation on either side), same
-optimiser (AdamW, lr 3e-3, weight decay 5e-4), same schedule (20 warm-up steps, then cosine decay
-per step), same batch size (64, last partial batch dropped on both sides, so the same number of
-optimiser steps), same epochs, same loss (T = 4, 0.9 on the soft-target term, 0.1 on the labels),
-same torch threads, same accuracy function. The workbench side runs the project's trainer on the
-teacher-output cache (filled from cold in every run and counted in its time); the torchdistill side
-runs torchdistill 1.1.5's DistillationBox in its own venv (benchmarks/.venv-torchdistill, made on
-first use), which runs the teacher on every batch. Each side runs in a fresh process, one at a
-time, in alternating order.
+Same teacher (the committed `zoo:digits-resnet`, eval mode), same student (`cnn-s` = cnn width 8
+depth 2; the same initial weights per seed on both sides, checked by hash), same data (the `digits`
+task's 1,257 training images, no augmentation on either side), same optimiser (AdamW, lr 3e-3,
+weight decay 5e-4), same schedule (linear warm-up, then cosine decay per step), batch 64, same
+epochs (20), same loss (T = 4, 0.9 on the soft-target term, 0.1 on the labels), same torch threads
+(1), same accuracy function, seeds 0, 1, 2.
+
+The workbench side is run along each of its two training paths, each against a torchdistill run
+set up to match it:
+- `engine`: what `workbench distill` runs (distil_classifier on the epoch engine: validation after
+  every epoch, best epoch kept); torchdistill's side also keeps its best-validation epoch, as
+  torchdistill's example script does; every batch used.
+- `trainer`: what the recipe pipeline (`workbench run`) runs (the steps-based trainer, final
+  weights); torchdistill keeps its final weights; each epoch's last partial batch dropped on both.
+The workbench reads teacher logits from its teacher-output cache, filled from cold inside every timed
+run (the warm-cache time is reported too); torchdistill 1.1.5 (DistillationBox, KDLoss; in its own
+venv, benchmarks/.venv-torchdistill, made on first use) runs the teacher on every batch. Each side
+runs in a fresh process, one at a time, who goes first alternating.
 
     .venv/bin/python benchmarks/distill/peer_torchdistill.py [--quick] [--epochs N] [--seeds 0,1,2]
-        [--students cnn-s,cnn-m] [--threads 1] [--out FILE]
+        [--students cnn-s,cnn-m] [--paths engine,trainer] [--same-order] [--threads 1] [--out FILE]
 
 Targets (issue 4): the workbench's student at least as accurate (mean test-accuracy difference,
-workbench - torchdistill, >= -0.3 points, i.e. about one test image of 360), in no more wall time
-(ratio of mean wall times, workbench with a cold cache / torchdistill, <= 1.0).
+workbench - torchdistill, >= -0.3 points, about one test image of 360), in no more wall time
+(ratio of mean training wall times, workbench with a cold cache / torchdistill, <= 1.0).
 """
 from __future__ import annotations
 
@@ -292,6 +300,8 @@ def main() -> int:
     ap.add_argument("--students", default=None, help=f"comma-separated, of {', '.join(STUDENTS)} (default cnn-s)")
     ap.add_argument("--paths", default=None, help="workbench training paths, comma-separated, of "
                     f"{', '.join(PATHS)} (default both)")
+    ap.add_argument("--same-order", action="store_true", help="diagnostic, engine path only: torchdistill's sampler "
+                    "replays the engine's example order, so the two sides differ only in their code")
     ap.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
     ap.add_argument("--venv", default=str(DEFAULT_VENV), help="the torchdistill venv (created when missing)")
     ap.add_argument("--out", default=None, help="also write the report to this file")
@@ -313,6 +323,8 @@ def main() -> int:
     for p in paths:
         if p not in PATHS:
             sys.exit(f"unknown path {p!r}; use one of {', '.join(PATHS)}")
+    if args.same_order and paths != ["engine"]:
+        sys.exit("--same-order needs --paths engine (only the engine's example order can be replayed)")
     if epochs < 1 or args.threads < 1:
         sys.exit("--epochs and --threads must be >= 1")
     td_python = ensure_venv(Path(args.venv))
@@ -333,6 +345,8 @@ def main() -> int:
         "loss = 0.9 * T^2 * KL(teacher || student) + 0.1 * CE (torchdistill KDLoss alpha 0.1 on CE, beta 0.9 on KL); "
         f"torch threads {args.threads}; seeds {seeds} (same initial student weights on both sides, checked); "
         "sides run one at a time, each in a fresh process, order alternating")
+    if args.same_order:
+        out("same order (diagnostic): torchdistill's sampler replays the workbench engine's per-epoch example order")
     out("teacher: zoo:digits-resnet (models/digits-resnet.safetensors), eval mode on both sides; students: "
         + ", ".join(f"{s} = {STUDENTS[s][0]} {STUDENTS[s][1]}" for s in students))
 
@@ -343,7 +357,8 @@ def main() -> int:
     for i, seed in enumerate(seeds):
         for g, (p, s) in enumerate(groups):
             arch, opts = STUDENTS[s]
-            cfg = {**side_config(p, epochs, args.threads), "seed": seed, "arch": arch, "arch_options": opts}
+            cfg = {**side_config(p, epochs, args.threads), "seed": seed, "arch": arch, "arch_options": opts,
+                   "same_order": args.same_order}
             # who goes first alternates from seed to seed within a group, and from group to group within a seed
             order = ["workbench", "torchdistill"] if (i + g) % 2 == 0 else ["torchdistill", "workbench"]
             got = {}

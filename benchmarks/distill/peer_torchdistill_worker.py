@@ -61,7 +61,7 @@ def main() -> int:
 
     torch.set_num_threads(cfg["threads"])
     import torchdistill
-    from torch.utils.data import RandomSampler, TensorDataset
+    from torch.utils.data import RandomSampler, Sampler, TensorDataset
     from torchdistill.core.distillation import get_distillation_box
 
     from workbench.tasks import get_task
@@ -86,13 +86,28 @@ def main() -> int:
         t = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * t))
 
+    sampler = {"class_or_func": RandomSampler, "kwargs": {"generator": torch.Generator().manual_seed(cfg["seed"])}}
+    if cfg.get("same_order"):  # diagnostic: replay the workbench engine's example order (its per-epoch permutation)
+        class EngineOrder(Sampler):
+            def __init__(self, data):
+                self.n, self.epoch = len(data), 0
+
+            def __iter__(self):
+                gen = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + self.epoch)
+                self.epoch += 1
+                return iter(torch.randperm(self.n, generator=gen).tolist())
+
+            def __len__(self):
+                return self.n
+
+        sampler = {"class_or_func": EngineOrder}
+
     w = cfg["kd_weight"]
     train_config = {
         "num_epochs": cfg["epochs"],
         "train_data_loader": {
             "dataset_id": "train",
-            "sampler": {"class_or_func": RandomSampler,
-                        "kwargs": {"generator": torch.Generator().manual_seed(cfg["seed"])}},
+            "sampler": sampler,
             "kwargs": {"batch_size": batch, "num_workers": 0, "drop_last": cfg["drop_last"]},
         },
         "teacher": {"forward_proc": "forward_batch_only", "requires_grad": False},
