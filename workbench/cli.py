@@ -233,6 +233,51 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
                  max_s=max_s)
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--method", required=True, type=click.Choice(["static", "dynamic", "fp16", "int4"]),
+              help="static: int8 calibrated on data (QDQ or QOperator); dynamic: int8 weights, activations "
+                   "quantized at run time; fp16; int4: weight-only MatMulNBits for MatMul weights.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Method option, repeatable. static: format=qdq|qoperator, calibration=minmax|entropy|percentile, "
+                   "percentile=99.999, per_channel, reduce_range, symmetric_activations, symmetric_weights "
+                   "(true/false), activation_type=u8|s8, weight_type=s8|u8, op_types=Conv,MatMul, exclude_nodes=A,B. "
+                   "dynamic: per_channel, reduce_range, weight_type, op_types, exclude_nodes. fp16: keep_io_types. "
+                   "int4: block_size=16|32|64|128|256, symmetric, accuracy_level=0..4, exclude_nodes.")
+@click.option("--task", metavar="SPEC", help="Task whose training split calibrates (static), whose test split feeds "
+              "the measurement and, with labels, gives fp32 vs quantized accuracy (digits, npz:FILE, images:DIR ...).")
+@click.option("--calib-samples", type=int, metavar="N", help="Calibration samples, evenly spaced over the data [256].")
+@click.option("--calib", "calib_npz", metavar="X.npz", help="Calibration inputs: one array per model input, samples "
+              "along axis 0 (e.g. input_ids and attention_mask for a transformer).")
+@click.option("--calib-random", is_flag=True, help="Static only: calibrate on generated inputs (not realistic; "
+              "for trying the pipeline, not for shipping).")
+@click.option("--inputs", metavar="X.npz", help="Measurement inputs (default: --task's first test example, or generated).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMxDIM...", help="Input shape or symbolic dim, "
+              "as for `workbench bench`.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: MODEL.<method>.onnx beside the "
+              "input; the input is never overwritten).")
+@click.option("--threads", default=1, show_default=True, type=int)
+@click.option("--rounds", default=3, show_default=True, type=int, help="Interleaved rounds (fp32, variant) in fresh "
+              "processes.")
+@click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds.")
+@click.option("--no-measure", is_flag=True, help="Only quantize and check that the result loads.")
+@click.option("--json", "json_out", metavar="OUT.json", help="Write the summary, measurements and diagnostics as JSON.")
+def quantize(model, method, options, task, calib_samples, calib_npz, calib_random, inputs, shapes, out, threads, rounds,
+             max_s, no_measure, json_out):
+    """Quantize any ONNX model, then compare it with fp32: size, latency ratio with CI and verdict,
+    accuracy drop, graph format, time in int8 kernels, CPU ISA, and why it is or is not faster.
+
+    Examples: workbench quantize model.onnx --method static --task digits;
+    workbench quantize model.onnx --method static --task digits --option calibration=entropy --option format=qoperator;
+    workbench quantize bert.onnx --method dynamic --shape sequence=128
+    """
+    from .quantize.standalone import quantize_model
+
+    quantize_model(model, method, list(options), task=task, calib_samples=calib_samples, calib_npz=calib_npz,
+                   calib_random=calib_random, inputs=inputs, shapes=list(shapes), out=out, threads=threads,
+                   rounds=rounds, measure=not no_measure, json_out=json_out, max_s=max_s)
+
+
 def main(argv=None) -> int:
     try:
         cli.main(args=argv, prog_name="workbench", standalone_mode=False)

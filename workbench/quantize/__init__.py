@@ -1,7 +1,17 @@
-"""Quantization methods, registered by name. Each takes an fp32 ONNX file and writes a new one."""
+"""Quantization methods, registered by name. Each takes an fp32 ONNX file and writes a new one.
+
+    METHODS.get("static")                          # today's defaults (U8S8 QDQ per-channel, MinMax)
+    METHODS.get("static").with_options(calibration="entropy")
+    make_method("int4", block_size=64) / parse_method("static?format=qoperator")
+
+Diagnostics for a quantized file (graph format, time in int8 kernels, ISA, a plain explanation):
+:mod:`workbench.quantize.diagnose`; the standalone ``workbench quantize`` command:
+:mod:`workbench.quantize.standalone`.
+"""
 from __future__ import annotations
 
 from ..registry import Registry
+from .methods import Method, Option, make_method, parse_method, parse_option_pairs
 
 METHODS: Registry = Registry("quantization method")
 
@@ -12,8 +22,9 @@ def _register_builtins() -> None:
     METHODS.register("static", ort_ptq.STATIC)
     METHODS.register("dynamic", ort_ptq.DYNAMIC)
     METHODS.register("fp16", ort_ptq.FP16)
+    METHODS.register("int4", ort_ptq.INT4)
 
 
 _register_builtins()
 
-__all__ = ["METHODS"]
+__all__ = ["METHODS", "Method", "Option", "make_method", "parse_method", "parse_option_pairs"]

@@ -1,115 +1,325 @@
-"""ONNX Runtime post-training quantization: static QDQ int8, dynamic int8, fp16.
+"""ONNX Runtime post-training quantization: static int8 (QDQ / QOperator), dynamic int8, fp16, int4.
 
-Type choices come from measurements on this kind of CPU (x86-64 AVX2, no VNNI;
-../shared/FINDINGS.md):
+Default options come from measurements on this kind of CPU (x86-64 AVX2, no VNNI;
+../shared/FINDINGS.md); see :mod:`.methods` for how options are given and validated.
 - static: QDQ, per-channel weights, activations uint8 / weights int8 (U8S8). ORT's default S8S8
   gives no speed-up without VNNI; U8S8 is ~1.9x faster but the AVX2 u8*s8 kernel sums pairs of
   products into int16 and saturates, so weights use 7 bits (reduce_range=True) to stay accurate.
+  Calibration: MinMax, Entropy or Percentile, fed in chunks so memory stays bounded.
 - dynamic: weights uint8 (QUInt8 ran 1.1x vs fp32 where QInt8 ran 3.6x slower on conv nets).
   On conv nets ORT turns Conv into ConvInteger, which is SLOWER than fp32 on this CPU; the
-  workbench measures and reports that instead of hiding it.
+  workbench measures and reports that instead of hiding it (see :mod:`.diagnose`).
 - fp16: weights and activations in float16 with fp32 inputs/outputs; halves the file, but the CPU
   EP has few fp16 kernels, so expect Casts and no speed-up.
+- int4: weight-only 4-bit blocks for MatMul with constant weights (ORT's MatMulNBits contrib op);
+  for transformers' large weight matrices. Conv nets have no such MatMul: refused with a message.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import QuantizationError
-from ..fileio import atomic_path
+from .methods import Method, Option
+
+# Calibration samples are fed to ORT's calibrator in chunks of this many: the calibrator keeps every
+# intermediate tensor of a chunk in memory before folding it into ranges / histograms.
+CALIB_CHUNK = 32
+
+_TYPES = {"u8": ("QUInt8", "U8"), "s8": ("QInt8", "S8")}
+_CALIB = {"minmax": ("MinMax", "MinMax"), "entropy": ("Entropy", "Entropy"), "percentile": ("Percentile", "Percentile")}
+_STATIC_OPS = ('Add', 'ArgMax', 'AveragePool', 'BatchNormalization', 'Clip', 'Concat', 'Conv', 'ConvTranspose', 'CumSum',
+               'EmbedLayerNormalization', 'Flatten', 'Gather', 'GatherElements', 'Gemm', 'GlobalAveragePool',
+               'InstanceNormalization', 'LayerNormalization', 'LeakyRelu', 'MatMul', 'MaxPool', 'Mul', 'Pad', 'Relu',
+               'Reshape', 'Resize', 'Sigmoid', 'Slice', 'Softmax', 'Split', 'Squeeze', 'TopK', 'Transpose',
+               'Unsqueeze', 'Where')  # onnxruntime.quantization.registry QLinearOpsRegistry | QDQRegistry
+_DYNAMIC_OPS = ('Attention', 'Conv', 'EmbedLayerNormalization', 'Gather', 'LSTM', 'MatMul', 'Transpose')
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str
-    precision: str
-    describe: str  # one line for the lineage
-    needs_calibration: bool
-    run: callable = field(repr=False, compare=False)
-
-    def apply(self, src: str | Path, dst: str | Path, calib: np.ndarray | None = None, input_name: str = "input",
-              progress=None) -> None:
-        dst = Path(dst)
-        with atomic_path(dst, suffix=".onnx") as tmp:
-            try:
-                with _quiet():
-                    self.run(Path(src), tmp, calib, input_name, progress)
-            except QuantizationError:
-                raise
-            except Exception as e:
-                raise QuantizationError(f"{self.name} quantization of {Path(src).name} failed: "
-                                        f"{str(e).splitlines()[0][:300]}") from None
-
+# --------------------------------------------------------------------------- calibration data
 
 class _CalibReader:
-    """Feeds calibration samples one at a time, reporting progress."""
+    """Feeds calibration samples one at a time (batch of 1) and reports progress.
 
-    def __init__(self, data: np.ndarray, input_name: str, progress=None):
-        self.data, self.input_name, self.progress, self.i = data, input_name, progress, 0
+    ``data``: input name -> array of samples (axis 0). Supports ORT's strided collection
+    (``__len__`` / ``set_range``) so the calibrator folds one chunk at a time into its ranges;
+    ``__len__`` is rounded up to a multiple of the chunk (ORT insists on it); the last chunk is short.
+    """
+
+    def __init__(self, data: dict, progress=None, chunk: int | None = None):
+        self.data, self.progress, self.chunk = data, progress, chunk or CALIB_CHUNK
+        self.n = len(next(iter(data.values())))
+        self.i, self.end = 0, self.n
+
+    def __len__(self):
+        return -(-self.n // self.chunk) * self.chunk
+
+    def set_range(self, start_index: int, end_index: int):
+        self.i, self.end = start_index, min(end_index, self.n)
 
     def get_next(self):
-        if self.i >= len(self.data):
+        if self.i >= self.end:
             return None
-        x = np.ascontiguousarray(self.data[self.i:self.i + 1], dtype=np.float32)
+        feeds = {k: np.ascontiguousarray(v[self.i:self.i + 1]) for k, v in self.data.items()}
         self.i += 1
         if self.progress:
-            self.progress(self.i / len(self.data))
-        return {self.input_name: x}
+            self.progress(self.i / self.n)
+        return feeds
 
     def rewind(self):
-        self.i = 0
+        self.i, self.end = 0, self.n
 
 
-def _static(src: Path, dst: Path, calib, input_name, progress):
+def model_input_specs(path: Path) -> list:
+    """The model's graph inputs (InputSpec list) without loading external weights."""
+    from ..errors import ArtifactError
+    from ..measure.model_inputs import read_model_inputs
+
+    try:
+        return list(read_model_inputs(str(path)).specs)
+    except ArtifactError as e:
+        raise QuantizationError(str(e)) from None
+
+
+def calibration_feeds(path: Path, calib, input_name: str, samples: int | None) -> dict:
+    """Check ``calib`` against the model's inputs -> {input name: array (n, ...)} in the model's dtypes.
+
+    An array is the single input of a one-input model (its name need not match ``input_name``);
+    a dict must name every input. ``samples``: keep that many, evenly spaced over the data
+    (deterministic; a class-sorted folder still yields every class).
+    """
+    if calib is None or (not isinstance(calib, dict) and len(calib) == 0):
+        raise QuantizationError("static quantization needs calibration data; give the task's training samples")
+    specs = model_input_specs(path)
+    names = [s.name for s in specs]
+    if isinstance(calib, dict):
+        missing = [n for n in names if n not in calib]
+        extra = [k for k in calib if k not in names]
+        if missing or extra:
+            raise QuantizationError(f"calibration data has arrays {sorted(calib)} but {path.name} has inputs "
+                                    f"{names}; give one array per input, named like the inputs")
+        data = dict(calib)
+    else:
+        if len(names) != 1:
+            raise QuantizationError(f"{path.name} has {len(names)} inputs ({', '.join(names)}); give calibration "
+                                    "data as a dict input name -> array")
+        data = {names[0] if input_name not in names else input_name: calib}
+    lengths = {k: len(v) for k, v in data.items()}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise QuantizationError(f"calibration arrays must hold the same number (>= 1) of samples along axis 0; "
+                                f"got {lengths}")
+    n = next(iter(lengths.values()))
+    idx = np.arange(n) if samples is None or samples >= n else np.unique(np.linspace(0, n - 1, samples).round().astype(int))
+    by_name = {s.name: s for s in specs}
+    out = {}
+    for k, v in data.items():
+        dt = by_name[k].dtype
+        arr = np.asarray(v)[idx]
+        out[k] = arr.astype(np.float32 if dt == "str" else dt, copy=False)
+    return out
+
+
+# --------------------------------------------------------------------------- the methods
+
+def _node_lists(path: Path, options: dict) -> tuple[list, list]:
+    """(op types, excluded node names) checked against the graph."""
+    import onnx
+
+    exclude = list(options.get("exclude_nodes") or ())
+    if exclude:
+        names = {n.name for n in onnx.load(str(path), load_external_data=False).graph.node}
+        unknown = [n for n in exclude if n not in names]
+        if unknown:
+            sample = ", ".join(sorted(names)[:5])
+            raise QuantizationError(f"exclude_nodes names {unknown[0]!r}, which is not a node of {path.name}; "
+                                    f"node names look like: {sample}")
+    return list(options.get("op_types") or ()), exclude
+
+
+def _static(src: Path, dst: Path, calib, input_name, progress, options):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if calib is None or len(calib) == 0:
-        raise QuantizationError("static quantization needs calibration data; give the task's training samples")
+    data = calibration_feeds(src, calib, input_name, options["calib_samples"])
     pre = dst.with_name(dst.name + ".pre.onnx")
+    extra = {"ActivationSymmetric": options["symmetric_activations"], "WeightSymmetric": options["symmetric_weights"],
+             "CalibStridedMinMax": CALIB_CHUNK}  # ORT's name, but it strides every calibrator's collection
+    reader = _CalibReader(data, progress, CALIB_CHUNK)
+    if options["calibration"] == "percentile":
+        extra["CalibPercentile"] = options["percentile"]
     try:
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), _CalibReader(calib, input_name, progress),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        op_types, exclude = _node_lists(pre, options)
+        quantize_static(str(pre), str(dst), reader,
+                        quant_format=QuantFormat.QDQ if options["format"] == "qdq" else QuantFormat.QOperator,
+                        op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None,
+                        per_channel=options["per_channel"], reduce_range=options["reduce_range"],
+                        activation_type=getattr(QuantType, _TYPES[options["activation_type"]][0]),
+                        weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
+                        calibrate_method=getattr(CalibrationMethod, _CALIB[options["calibration"]][0]),
+                        extra_options=extra)
     finally:
         pre.unlink(missing_ok=True)
 
 
-def _dynamic(src: Path, dst: Path, calib, input_name, progress):
+def _dynamic(src: Path, dst: Path, calib, input_name, progress, options):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, per_channel=False)
+    op_types, exclude = _node_lists(src, options)
+    quantize_dynamic(str(src), str(dst), weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
+                     per_channel=options["per_channel"], reduce_range=options["reduce_range"],
+                     op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None)
 
 
-def _fp16(src: Path, dst: Path, calib, input_name, progress):
+def _fp16(src: Path, dst: Path, calib, input_name, progress, options):
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=options["keep_io_types"])
     onnx.save(model, str(dst))
 
 
-STATIC = Method("static", "int8", "quantize(ORT static QDQ int8: U8S8 per-channel, reduce_range, MinMax calibration)",
-                True, _static)
-DYNAMIC = Method("dynamic", "int8", "quantize(ORT dynamic int8: uint8 weights, per-tensor)", False, _dynamic)
-FP16 = Method("fp16", "fp16", "quantize(fp16 weights and activations, fp32 I/O)", False, _fp16)
+def _int4(src: Path, dst: Path, calib, input_name, progress, options):
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    _, exclude = _node_lists(src, options)
+    model = onnx.load(str(src))
+    q = MatMulNBitsQuantizer(model, bits=4, block_size=options["block_size"], is_symmetric=options["symmetric"],
+                             accuracy_level=options["accuracy_level"], nodes_to_exclude=exclude,
+                             op_types_to_quantize=("MatMul",))
+    q.process()
+    if not any(n.op_type == "MatMulNBits" for n in q.model.model.graph.node):
+        kinds = sorted({n.op_type for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")})
+        raise QuantizationError(f"int4 found no MatMul with a constant 2-D weight in {src.name} (it has "
+                                f"{', '.join(kinds) or 'no Conv/Gemm/MatMul'}); int4 weight-only suits transformer "
+                                "MatMuls — for conv nets use --method static")
+    q.model.save_model_to_file(str(dst), use_external_data_format=False)
+
+
+# --------------------------------------------------------------------------- describe strings
+
+def _names(label: str, v) -> str:
+    return f", {label}: {','.join(v)}" if v else ""
+
+
+def _describe_static(o: dict) -> str:
+    fmt = "QDQ" if o["format"] == "qdq" else "QOperator"
+    types = _TYPES[o["activation_type"]][1] + _TYPES[o["weight_type"]][1]
+    parts = [f"{types} {'per-channel' if o['per_channel'] else 'per-tensor'}"]
+    if o["reduce_range"]:
+        parts.append("reduce_range")
+    if o["symmetric_activations"]:
+        parts.append("symmetric activations")
+    if not o["symmetric_weights"]:
+        parts.append("asymmetric weights")
+    calib = _CALIB[o["calibration"]][1] + " calibration"
+    if o["calibration"] == "percentile":
+        calib += f" ({o['percentile']:g}th)"
+    if o["calib_samples"] is not None:
+        calib += f" on {o['calib_samples']} samples"
+    parts.append(calib)
+    return (f"quantize(ORT static {fmt} int8: {', '.join(parts)}{_names('ops', o['op_types'])}"
+            f"{_names('excluding', o['exclude_nodes'])})")
+
+
+def _describe_dynamic(o: dict) -> str:
+    w = "uint8" if o["weight_type"] == "u8" else "int8"
+    rr = ", reduce_range" if o["reduce_range"] else ""
+    return (f"quantize(ORT dynamic int8: {w} weights, {'per-channel' if o['per_channel'] else 'per-tensor'}{rr}"
+            f"{_names('ops', o['op_types'])}{_names('excluding', o['exclude_nodes'])})")
+
+
+def _describe_fp16(o: dict) -> str:
+    return f"quantize(fp16 weights and activations, {'fp32' if o['keep_io_types'] else 'fp16'} I/O)"
+
+
+def _describe_int4(o: dict) -> str:
+    acc = "unset" if o["accuracy_level"] is None else str(o["accuracy_level"])
+    return (f"quantize(ORT int4 weight-only MatMulNBits: block {o['block_size']}, "
+            f"{'symmetric' if o['symmetric'] else 'asymmetric'}, accuracy_level {acc}"
+            f"{_names('excluding', o['exclude_nodes'])})")
+
+
+def _check_static(o: dict, method: str) -> None:
+    from ..errors import RecipeError
+
+    if o["activation_type"] == "s8" and o["weight_type"] == "u8":
+        raise RecipeError(f"quantization method {method}: activation_type=s8 with weight_type=u8 is not supported "
+                          "by ONNX Runtime; use u8/s8 (fast on x86 without VNNI) or s8/s8")
+    bad = [t for t in o["op_types"] if t not in _STATIC_OPS]
+    if bad:
+        raise RecipeError(f"quantization method {method}: op_types {bad[0]!r} cannot be quantized statically; "
+                          f"valid: {', '.join(_STATIC_OPS)}")
+
+
+def _check_dynamic(o: dict, method: str) -> None:
+    from ..errors import RecipeError
+
+    bad = [t for t in o["op_types"] if t not in _DYNAMIC_OPS]
+    if bad:
+        raise RecipeError(f"quantization method {method}: op_types {bad[0]!r} cannot be quantized dynamically; "
+                          f"valid: {', '.join(_DYNAMIC_OPS)}")
+
+
+_OPS = Option("op_types", "names", (), "operator types to quantize, e.g. Conv,MatMul (empty = every supported type)")
+_EXCLUDE = Option("exclude_nodes", "names", (), "node names to leave in float")
+
+STATIC_OPTIONS = (
+    Option("format", "choice", "qdq", "graph format: QDQ (Q/DQ pairs, fused by ORT) or QOperator (QLinearConv ...)",
+           ("qdq", "qoperator")),
+    Option("calibration", "choice", "minmax", "how activation ranges are set from the calibration data",
+           ("minmax", "entropy", "percentile")),
+    Option("percentile", "float", 99.999, "percentile calibration: the percentile of |x| kept", lo=90.0, hi=100.0),
+    Option("calib_samples", "int", None, "calibration samples used, evenly spaced over the data given (none = all)",
+           lo=1, optional=True),
+    Option("per_channel", "bool", True, "one weight scale per output channel"),
+    Option("reduce_range", "bool", True, "7-bit weights: avoids int16 saturation in the AVX2 u8*s8 kernel"),
+    Option("symmetric_activations", "bool", False, "symmetric activation ranges (zero point 0)"),
+    Option("symmetric_weights", "bool", True, "symmetric weight ranges"),
+    Option("activation_type", "choice", "u8", "activation integer type", ("u8", "s8")),
+    Option("weight_type", "choice", "s8", "weight integer type", ("s8", "u8")),
+    _OPS, _EXCLUDE,
+)
+DYNAMIC_OPTIONS = (
+    Option("per_channel", "bool", False, "one weight scale per output channel"),
+    Option("reduce_range", "bool", False, "7-bit weights"),
+    Option("weight_type", "choice", "u8", "weight integer type (u8 measured faster than s8 on conv nets here)",
+           ("u8", "s8")),
+    _OPS, _EXCLUDE,
+)
+FP16_OPTIONS = (Option("keep_io_types", "bool", True, "keep fp32 model inputs and outputs"),)
+INT4_OPTIONS = (
+    Option("block_size", "int", 32, "weights per quantization block along K", (16, 32, 64, 128, 256)),
+    Option("symmetric", "bool", False, "symmetric 4-bit blocks (no zero points)"),
+    Option("accuracy_level", "int", None, "MatMulNBits compute type: 0/none = fp32 activations, 1 fp32, 2 fp16, "
+           "3 bf16, 4 int8 (the fast CPU path)", (0, 1, 2, 3, 4), optional=True),
+    _EXCLUDE,
+)
+
+STATIC = Method("static", "int8", True, _static, STATIC_OPTIONS, describer=_describe_static, check=_check_static)
+DYNAMIC = Method("dynamic", "int8", False, _dynamic, DYNAMIC_OPTIONS, describer=_describe_dynamic, check=_check_dynamic)
+FP16 = Method("fp16", "fp16", False, _fp16, FP16_OPTIONS, describer=_describe_fp16)
+INT4 = Method("int4", "int4", False, _int4, INT4_OPTIONS, describer=_describe_int4)
+
+_LOGGERS = ("onnxruntime", "onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer",
+            "onnxruntime.transformers")
 
 
 @contextlib.contextmanager
-def _quiet():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+def quiet():
+    """Silence ORT's quantization chatter (root logger INFO/WARNING lines, prints) while it works."""
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in _LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        root.setLevel(level)
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
