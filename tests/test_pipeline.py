@@ -13,7 +13,7 @@ TINY = {
     "students": [{"name": "a", "arch": "cnn", "width": 4, "depth": 1},
                  {"name": "b", "arch": "cnn", "width": 6, "depth": 1}],
     "distill": {"seeds": [0, 1], "regimes": ["full", "few-3"], "steps": 25, "few_steps": 15, "augment_shift": 0},
-    "quantize": {"teacher": ["static", "dynamic", "fp16"], "students": ["static"], "calib_samples": 16},
+    "quantize": {"teacher": ["static", "dynamic", "fp16", "auto"], "students": ["static"], "calib_samples": 16},
     "export": {"parity_samples": 8},
     "measure": {"threads": [1], "warmup_runs": 2, "warmup_s": 0.02, "min_runs": 10, "min_s": 0.05, "max_s": 0.3, "rounds": 2,
                 "memory_runs": 3},
@@ -36,7 +36,7 @@ def test_results_json_has_every_variant_with_numbers(tiny_run):
     doc = json.loads(path.read_text())
     assert doc["schema_version"] == 1 and doc["run"]["command"] == "pytest tiny"
     variants = {r["variant"] for r in doc["results"]}
-    assert variants == {"teacher.fp32", "teacher.int8-static", "teacher.int8-dynamic", "teacher.fp16",
+    assert variants == {"teacher.fp32", "teacher.int8-static", "teacher.int8-dynamic", "teacher.fp16", "teacher.auto",
                         "a.labels.fp32", "a.kd.fp32", "a.kd.int8-static", "b.labels.fp32", "b.kd.fp32", "b.kd.int8-static"}
     for r in doc["results"]:
         assert r["status"] == "ok", r["error"]
@@ -74,6 +74,27 @@ def test_results_json_has_every_variant_with_numbers(tiny_run):
         assert len(s["labels_acc"]) == len(s["kd_acc"]) == 2 and len(s["diff_ci95"]) == 2
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert "KD" in (out / "report.md").read_text()
+    # every quantized artifact is diagnosed against its own unquantized source, same interleaved run
+    for r in doc["results"]:
+        d = r.get("diagnostics")
+        assert (d is not None) == (r["artifact"].get("source") is not None), r["variant"]
+        if d:
+            assert d["format"] in ("qdq", "qoperator", "dynamic", "fp16", "fp32") and d["explanation"]
+            assert d["verdict"] in ("faster", "slower", "equivalent", "inconclusive")
+            assert d["against"] == f"{r['artifact']['source']}@ort/t1" and 0 <= d["quantized_time_share"] <= 1
+    assert by["teacher.int8-dynamic"]["diagnostics"]["format"] == "dynamic"
+    assert by["teacher.int8-static"]["artifact"]["method"]["spec"] == "static?calib_samples=16"
+    # auto: the chosen variant is within the budget and faster than fp32, or fp32 itself with a loud reason
+    auto = by["teacher.auto"]["auto"]
+    assert auto["candidates"][0]["spec"] == "fp32" and len(auto["candidates"]) >= 2
+    assert any(c["reused"] for c in auto["candidates"])  # the fixed static artifact's file, not re-quantized
+    chosen = auto["chosen"]
+    if auto["chosen_is_fp32"]:
+        assert auto["loud"] and auto["message"].startswith("KEEPING FP32")
+    else:
+        assert chosen["within_budget"] and chosen["verdict"] == "faster" and chosen["drop"] <= 0.005 + 1e-9
+    md = (out / "report.md").read_text()
+    assert "## Quantization diagnostics" in md and "### auto: teacher.auto" in md
 
 
 @pytest.mark.slow

@@ -35,6 +35,14 @@ def test_quick_shrinks_budget():
     ({}, "needs at least one [[students]]"),
     ({"schema_version": 9, "students": STUDENTS}, "schema_version 9 is not supported"),
     ({"students": STUDENTS, "measure": {"threads": [0]}}, "threads must be positive integers"),
+    ({"students": STUDENTS, "quantize": {"teacher": ["static?calibraton=entropy"]}},
+     "quantization method static has no option calibraton"),
+    ({"students": STUDENTS, "quantize": {"teacher": ["static?calibration=magic"]}}, "calibration='magic' is not valid"),
+    ({"students": STUDENTS, "quantize": {"teacher": ["static", "static?calibration=minmax"]}},
+     "which are the same method; list it once"),
+    ({"students": STUDENTS, "quantize": {"teacher": ["auto", "auto"]}}, "which are the same method"),
+    ({"students": STUDENTS, "quantize": {"teacher": [3]}}, "must list method specs as strings"),
+    ({"students": STUDENTS, "quantize": {"max_drop": -1}}, "[quantize] max_drop is in accuracy points"),
 ])
 def test_invalid_recipes_name_the_problem(data, message):
     with pytest.raises(RecipeError) as e:
@@ -50,3 +58,20 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("name = [unclosed")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(bad)
+
+
+def test_quantize_specs_and_artifact_ids():
+    from workbench.quantize import parse_method
+    from workbench.quantize.auto import quantized_suffix
+
+    r = recipe_from_dict({"students": STUDENTS, "quantize": {
+        "teacher": ["static", "dynamic", "fp16", "int4", "static?calibration=entropy&reduce_range=false", "auto"],
+        "max_drop": 1.0}})
+    assert r.quantize.max_drop == 1.0 and "auto" in r.quantize.teacher
+    ids = [quantized_suffix(parse_method(s)) for s in r.quantize.teacher[:-1]]
+    # the plain names keep the ids every earlier run used
+    assert ids[:4] == ["int8-static", "int8-dynamic", "fp16", "int4"]
+    assert ids[4] == "int8-static-calibration_entropy-reduce_range_false"
+    long = parse_method("static?exclude_nodes=" + ",".join(f"node_Conv_{i}" for i in range(20)))
+    assert len(quantized_suffix(long)) < 80 and quantized_suffix(long) == quantized_suffix(long)
+    assert load_recipe().quantize.teacher[-1] == "auto"  # the demo runs auto beside the fixed methods

@@ -491,3 +491,59 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=HERE.parent)
     assert out.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------- quantization diagnostics and auto
+def test_quantization_diagnostics_section(results, html_text):
+    md = render_markdown(results)
+    section = md[md.index("## Quantization diagnostics (1 thread)"):md.index("## Failed measurements")]
+    assert "**⚠ SLOWER than the model they were quantized from: teacher.int8-dynamic@ort" in section
+    row = next(line for line in section.splitlines() if line.startswith("| ⚠ teacher.int8-dynamic |"))
+    assert "| 81% |" in row and "1.93 [1.90, 1.96] SLOWER vs teacher.fp32" in row and "ConvInteger" in row
+    assert "| student.cnn-s.kd.int8-static | ort | static int8, QDQ (U8S8) | 41% | 0.75 [0.72, 0.78] faster " \
+           "vs student.cnn-s.kd |" in section
+    assert 'id="quantization"' in html_text and '<tr class="slower">' in html_text
+    res = copy.deepcopy(results)
+    for r in res["results"]:
+        r.pop("diagnostics", None)
+    assert "Quantization diagnostics" not in render_markdown(res)  # older results.json: no section
+
+
+def _auto(loud=False):
+    cands = [{"spec": "fp32", "reason": "the reference and the fallback", "ratio": 1.0, "ci95": None,
+              "verdict": "reference", "metric": 0.994, "drop": 0.0, "within_budget": True},
+             {"spec": "static", "reason": "conv-heavy graph", "ratio": 0.54, "ci95": [0.52, 0.56], "verdict": "faster",
+              "metric": 0.992, "drop": 0.002, "drop_ci95": [0.0, 0.006], "within_budget": True, "reused": True},
+             {"spec": "dynamic", "reason": "MatMuls only", "ratio": 1.9, "ci95": [1.8, 2.0], "verdict": "slower",
+              "metric": 0.99, "drop": 0.004, "within_budget": True}]
+    return {"chosen": cands[0 if loud else 1], "chosen_is_fp32": loud, "loud": loud, "metric": "accuracy",
+            "message": "KEEPING FP32: no int8 variant was faster" if loud else "chose static: 1.85x faster",
+            "max_drop_points": 0.5, "rounds": 2, "candidates": cands,
+            "skipped": [{"what": "int4", "why": "no MatMul"}],
+            "exclusion": {"method": "static", "sensitivity": [{"node": "conv1", "op_type": "Conv", "rel_l2": 0.2, "rank": 1},
+                                                              {"node": "fc", "op_type": "Gemm", "rel_l2": 0.1, "rank": 2}],
+                          "steps": [{"excluded": [], "drop": 0.02}, {"excluded": ["conv1"], "drop": 0.004}],
+                          "result": "static?exclude_nodes=conv1 0.60 faster (not chosen)"}}
+
+
+@pytest.mark.parametrize("loud", [False, True])
+def test_auto_section(results, loud):
+    res = copy.deepcopy(results)
+    for r in res["results"]:
+        if r["variant"] == "teacher.int8-static":
+            r["auto"] = _auto(loud)
+    md = render_markdown(res)
+    section = md[md.index("### auto: teacher.int8-static"):md.index("## Failed measurements")]
+    assert "| ★ | static | conv-heavy graph (file reused) | 0.54 [0.52, 0.56] faster | 99.2% | +0.20 [+0.00, +0.60] | yes |" \
+        in section if not loud else "| ★ | fp32 |" in section
+    assert "1.90 [1.80, 2.00] SLOWER" in section and "Not tried: int4: no MatMul." in section
+    assert "1 node(s) in float: drop +0.40 pts" in section and "| conv1 | Conv | 0.2000 |" in section
+    assert ("**⚠ KEEPING FP32" in section) == loud
+    page = render_html(res)
+    assert "chart-sensitivity-0" in page and ('class="loud">⚠ KEEPING FP32' in page) == loud
+    from rich.console import Console
+
+    console = Console(record=True, width=100)
+    print_summary(res, console=console)
+    out = console.export_text()
+    assert "auto (teacher.int8-static)" in out and "teacher.int8-dynamic@ort is SLOWER than teacher.fp32" in out

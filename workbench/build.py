@@ -208,31 +208,109 @@ class Builder:
         return self.rd.artifact(f"{job.student.name}.{job.method}.fp32", key, make)
 
     # -- quantization ----------------------------------------------------------------------------
-    def quantized(self, src: Artifact, method_name: str, source_model) -> tuple[Artifact, bool]:
-        from .export import onnx_parity
-        from .quantize import METHODS
+    def quant_method(self, spec: str):
+        """The Method of a recipe spec, with the recipe's calibration sample count unless the spec sets one."""
+        from .quantize import parse_method
 
-        method = METHODS.get(method_name)
-        q = self.recipe.quantize
-        calib = self.task.x_train[: q.calib_samples] if method.needs_calibration else None
-        key = content_key("quantize", src.sha256, method_name, q.calib_samples if method.needs_calibration else None, self.fp)
+        method = parse_method(spec)
+        if method.needs_calibration and "calib_samples" not in method.changed:
+            method = method.with_options(calib_samples=min(self.recipe.quantize.calib_samples, len(self.task.x_train)))
+        return method
+
+    def quantized(self, src: Artifact, spec: str, source_model) -> tuple[Artifact, bool]:
+        """``src`` quantized with the method ``spec`` ("static", "static?calibration=entropy", ...).
+
+        Artifact id from the spec as written (``teacher.int8-static``; options appended, see
+        quantized_suffix); content key from the method's key (every resolved option)."""
+        from .export import onnx_parity
+        from .quantize import parse_method
+        from .quantize.auto import quantized_suffix
+
+        method = self.quant_method(spec)
+        calib = self.task.x_train if method.needs_calibration else None
+        key = content_key("quantize", src.sha256, method.key, self.fp)
         base = src.id.rsplit(".", 1)[0]
-        art_id = f"{base}.{method.precision}-{method_name}" if method.precision == "int8" else f"{base}.{method.precision}"
+        art_id = f"{base}.{quantized_suffix(parse_method(spec))}"
 
         def make(path: Path) -> dict:
             t0 = time.perf_counter()
             if calib is not None:
-                with self.progress.bar(f"calibrating {art_id} ({len(calib)} training images)", len(calib)) as update:
+                n = method.options["calib_samples"]
+                with self.progress.bar(f"calibrating {art_id} ({n} training images)", n) as update:
                     method.apply(self.rd.abspath(src), path, calib, self.task.input_name,
-                                 progress=lambda f: update(round(f * len(calib))))
+                                 progress=lambda f: update(round(f * n)))
             else:
                 method.apply(self.rd.abspath(src), path, None, self.task.input_name)
             took = time.perf_counter() - t0
             diff = onnx_parity(source_model, path, self.parity_inputs, self.task.input_name, atol=None)
-            role = src.extra.get("role", "student")
             return dict(params=src.params, precision=method.precision, lineage=(*src.lineage, method.describe),
                         made_in_s=round(src.made_in_s + took, 2), parity_max_abs=diff,
-                        extra={**src.extra, "family": "quantized-teacher" if role == "teacher" else "distilled+quantized",
-                               "quantize_s": round(took, 2)})
+                        extra={**src.extra, "family": self._family(src), "quantize_s": round(took, 2),
+                               "source": src.id, "method": {"name": method.name, "spec": method.spec,
+                                                            "key": method.key}})
 
         return self.rd.artifact(art_id, key, make)
+
+    @staticmethod
+    def _family(src: Artifact) -> str:
+        return "quantized-teacher" if src.extra.get("role", "student") == "teacher" else "distilled+quantized"
+
+    def auto_quantized(self, src: Artifact, source_model, built: list[Artifact], inputs_path: Path,
+                       isa: dict) -> tuple[Artifact, bool]:
+        """``auto``: candidates for this graph and CPU measured interleaved with ``src``; the fastest within
+        [quantize] max_drop points becomes ``<base>.auto`` (``src`` itself when none is faster). Files of
+        ``built`` artifacts with the same method key are reused, not re-quantized."""
+        from .export import onnx_parity
+        from .quantize.auto import AUTO_VERSION, accuracy_eval, auto_quantize, propose_candidates
+
+        q, m = self.recipe.quantize, self.recipe.measure
+        proto, rounds = auto_protocol(self.recipe)
+        src_path = self.rd.abspath(src)
+        props = propose_candidates(src_path, isa, has_calibration=True)
+        for i, p in enumerate(props):
+            if p.method.needs_calibration:
+                props[i] = type(p)(self.quant_method(p.method.spec), p.reason)
+        threads = m.resolved_threads()[0]
+        key = content_key("quantize-auto", AUTO_VERSION, src.sha256, self.fp, q.max_drop, proto.to_json(), rounds,
+                          threads, [p.method.key for p in props])
+        reuse = {a.extra["method"]["key"]: str(self.rd.abspath(a)) for a in built
+                 if a.extra.get("source") == src.id and isinstance(a.extra.get("method"), dict)}
+        art_id = f"{src.id.rsplit('.', 1)[0]}.auto"
+
+        def make(path: Path) -> dict:
+            t0 = time.perf_counter()
+            with self.progress.bar(f"auto-quantizing {src.id}: {len(props)} candidates measured against it", 100) as update:
+                res = auto_quantize(src_path, path, calib=self.task.x_train,
+                                    eval_fn=accuracy_eval(self.task.x_test, self.task.y_test, self.task.input_name),
+                                    inputs=inputs_path, threads=threads, max_drop=q.max_drop / 100, rounds=rounds,
+                                    protocol=proto, progress=lambda f, msg: update(round(100 * f), msg[:60]),
+                                    candidates=props, reuse=reuse, isa=isa, input_name=self.task.input_name,
+                                    profile=False)
+            took = time.perf_counter() - t0
+            (self.progress.info if not res.loud else lambda s: self.progress.info(f"[bold red]{s}[/bold red]"))(
+                f"  auto ({src.id}): {res.message}")
+            diff = onnx_parity(source_model, path, self.parity_inputs, self.task.input_name, atol=None)
+            summary = res.to_json()
+            summary.pop("diagnostics", None)  # the pipeline diagnoses every quantized record itself
+            for c in summary["candidates"]:
+                c.pop("path", None)
+            chosen = res.chosen
+            how = chosen.describe if not res.chosen_is_fp32 else "kept fp32: no candidate qualified"
+            return dict(params=src.params, precision=chosen.precision,
+                        lineage=(*src.lineage, f"auto(max drop {q.max_drop:g} pts): {how}"),
+                        made_in_s=round(src.made_in_s + took, 2), parity_max_abs=diff,
+                        extra={**src.extra, "family": self._family(src), "quantize_s": round(took, 2), "source": src.id,
+                               "method": {"name": "auto", "spec": chosen.spec, "key": chosen.key}, "auto": summary})
+
+        return self.rd.artifact(art_id, key, make)
+
+
+def auto_protocol(recipe: Recipe):
+    """(protocol, rounds) auto measures its candidates with: the recipe's, shortened (it only ranks them;
+    the chosen artifact is measured again with the full protocol)."""
+    from .measure import Protocol
+
+    m = recipe.measure
+    return Protocol(warmup_runs=min(m.warmup_runs, 5), warmup_s=min(m.warmup_s, 0.1), min_runs=min(m.min_runs, 20),
+                    min_s=min(m.min_s, 0.3), max_s=min(m.max_s, 1.0), target_ci=m.target_ci,
+                    memory_runs=m.memory_runs, timeout_s=m.timeout_s), min(m.rounds, 2)

@@ -235,9 +235,11 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
 
 @cli.command()
 @click.argument("model")
-@click.option("--method", required=True, type=click.Choice(["static", "dynamic", "fp16", "int4"]),
+@click.option("--method", required=True, type=click.Choice(["static", "dynamic", "fp16", "int4", "auto"]),
               help="static: int8 calibrated on data (QDQ or QOperator); dynamic: int8 weights, activations "
-                   "quantized at run time; fp16; int4: weight-only MatMulNBits for MatMul weights.")
+                   "quantized at run time; fp16; int4: weight-only MatMulNBits for MatMul weights; auto: propose "
+                   "candidates for this graph and CPU, measure them interleaved with fp32, keep the fastest within "
+                   "--max-drop (fp32 itself, said loudly, when none is faster).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Method option, repeatable. static: format=qdq|qoperator, calibration=minmax|entropy|percentile, "
                    "percentile=99.999, per_channel, reduce_range, symmetric_activations, symmetric_weights "
@@ -261,21 +263,28 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
               "processes.")
 @click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds.")
 @click.option("--no-measure", is_flag=True, help="Only quantize and check that the result loads.")
+@click.option("--max-drop", type=float, metavar="POINTS", help="auto: accuracy budget in percentage POINTS vs fp32 "
+              "(0.5 = half a point; without labels: points of mean cosine to fp32's outputs x 100). [0.5]")
+@click.option("--sensitivity", is_flag=True, help="static/dynamic: per-node sensitivity table (output error vs fp32 "
+              "when only that node is quantized), most sensitive first; also in --json.")
 @click.option("--json", "json_out", metavar="OUT.json", help="Write the summary, measurements and diagnostics as JSON.")
 def quantize(model, method, options, task, calib_samples, calib_npz, calib_random, inputs, shapes, out, threads, rounds,
-             max_s, no_measure, json_out):
+             max_s, no_measure, max_drop, sensitivity, json_out):
     """Quantize any ONNX model, then compare it with fp32: size, latency ratio with CI and verdict,
     accuracy drop, graph format, time in int8 kernels, CPU ISA, and why it is or is not faster.
 
     Examples: workbench quantize model.onnx --method static --task digits;
     workbench quantize model.onnx --method static --task digits --option calibration=entropy --option format=qoperator;
-    workbench quantize bert.onnx --method dynamic --shape sequence=128
+    workbench quantize bert.onnx --method dynamic --shape sequence=128;
+    workbench quantize model.onnx --method auto --task digits --max-drop 0.5;
+    workbench quantize model.onnx --method static --task digits --sensitivity
     """
     from .quantize.standalone import quantize_model
 
     quantize_model(model, method, list(options), task=task, calib_samples=calib_samples, calib_npz=calib_npz,
                    calib_random=calib_random, inputs=inputs, shapes=list(shapes), out=out, threads=threads,
-                   rounds=rounds, measure=not no_measure, json_out=json_out, max_s=max_s)
+                   rounds=rounds, measure=not no_measure, json_out=json_out, max_s=max_s, max_drop=max_drop,
+                   sensitivity=sensitivity)
 
 
 def main(argv=None) -> int:

@@ -66,9 +66,11 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     jobs = train_jobs(recipe)
     trained = b.run_training(jobs)
     progress.info("[bold]2/4 export and quantize[/bold]")
+    from .measure import collect_environment
+
+    env = collect_environment(list(recipe.measure.runtimes))
     arts: list[Artifact] = [teacher_art]
-    for method in recipe.quantize.teacher:
-        arts.append(b.quantized(teacher_art, method, teacher)[0])
+    arts += _quantize_all(b, teacher_art, teacher, recipe.quantize.teacher, inputs_path, env.get("isa", {}))
     deploy_seed = recipe.distill.seeds[0]
     for st in recipe.students:
         for m in ("labels", "kd"):
@@ -76,8 +78,8 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
             art, _ = b.student_fp32(job, trained[job.name])
             arts.append(art)
             if m == "kd":
-                for method in recipe.quantize.students:
-                    arts.append(b.quantized(art, method, b.load_student(job))[0])
+                arts += _quantize_all(b, art, b.load_student(job), recipe.quantize.students, inputs_path,
+                                      env.get("isa", {}))
 
     # 2. accuracy of each artifact through each runtime
     progress.info("[bold]3/4 evaluate and measure[/bold] every artifact through the runtime and the harness")
@@ -85,18 +87,60 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
 
     # 3. latency and memory through the harness
     records = _measure(recipe, rd, arts, inputs_path, qualities, progress, f"{task.name} test split (first example, batch 1)")
+    _diagnose(rd, arts, records, env.get("isa", {}))
 
     # 4. results.json and the reports
     studies = {"distillation": _study(recipe, trained)}
-    from .measure import collect_environment
-
-    doc = document(rd.root.name, command, recipe.to_dict(), collect_environment(list(recipe.measure.runtimes)),
-                   task.summary(), records, studies, time.perf_counter() - t_start)
+    doc = document(rd.root.name, command, recipe.to_dict(), env, task.summary(), records, studies,
+                   time.perf_counter() - t_start)
     results_path = write_json(rd.root / "results.json", doc)
     from .report import write_reports
 
     write_reports(results_path)
     return results_path
+
+
+def _quantize_all(b: Builder, src: Artifact, source_model, specs, inputs_path: Path, isa: dict) -> list[Artifact]:
+    """``src`` quantized with every spec, in the recipe's order; ``auto`` runs after the fixed methods so
+    it can reuse their files for candidates with the same method key."""
+    from .quantize.auto import AUTO
+
+    fixed = {spec: b.quantized(src, spec, source_model)[0] for spec in specs if spec.strip() != AUTO}
+    out = []
+    for spec in specs:
+        if spec.strip() == AUTO:
+            out.append(b.auto_quantized(src, source_model, list(fixed.values()), inputs_path, isa)[0])
+        else:
+            out.append(fixed[spec])
+    return out
+
+
+def _diagnose(rd: RunDir, arts: list[Artifact], records: list[dict], isa: dict) -> None:
+    """Every record of a quantized artifact gets ``diagnostics``: graph format, share of kernel time in
+    quantized kernels (the artifact's profile, taken at the first thread count), the ISA, the latency
+    ratio vs its own unquantized source (same runtime and threads, same interleaved run) and the
+    explanation (workbench.quantize.diagnose)."""
+    from .measure import compare
+    from .quantize.diagnose import diagnose
+
+    by_art = {a.id: a for a in arts}
+    recs = {(r["variant"], r["runtime"]["name"], r["runtime"]["options"].get("threads")): r for r in records}
+    for rec in records:
+        art = by_art.get(rec["variant"])
+        if art is None or "source" not in art.extra or rec["status"] != "ok":
+            continue
+        rt, th = rec["runtime"]["name"], rec["runtime"]["options"].get("threads")
+        profile = next((r.get("profile") for r in records if r["variant"] == art.id and r["runtime"]["name"] == rt
+                        and r.get("profile")), None)
+        ref = recs.get((art.extra["source"], rt, th))
+        comp = None
+        if ref is not None and ref["status"] == "ok" and ref.get("latency") and rec.get("latency"):
+            comp = compare(ref, rec, against=ref["id"])
+        d = diagnose(rd.abspath(art), profile, isa=isa, ratio=comp.ratio_median if comp else None,
+                     verdict=comp.verdict if comp else None, ci=comp.ci95 if comp else None)
+        d["against"] = ref["id"] if comp else None
+        d["threads"] = th
+        rec["diagnostics"] = d
 
 
 def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) -> dict:
@@ -144,6 +188,8 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
                 rec = record(art, rt, th, input_source, qualities.get((art.id, rt)),
                              res.get("latency"), mem.get("memory"), error)
                 rec["profile"] = mem["profile"]
+                if res.get("same_file_as"):  # byte-identical artifact: measured once, in that artifact's workers
+                    rec["latency_measured_as"] = res["same_file_as"]
                 if res.get("comparison"):
                     rec["comparisons"].append({**res["comparison"], "against": f"{REFERENCE}@{rt}/t{th}"})
                 for c in res.get("vs_quantized", []):
@@ -170,12 +216,21 @@ def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, in
 
         return read_json(path)
     paths = [str(rd.abspath(a)) for a in arts]
-    with progress.bar(f"measuring {len(arts)} artifacts on {rt}, {th} thread(s), {rounds} interleaved rounds",
+    # identical files (e.g. `auto` choosing a fixed method's file) are measured once and share the measurement
+    first = {}
+    for a, p in zip(arts, paths):
+        first.setdefault(a.sha256, (a.id, p))
+    uniq = list(first.values())
+    with progress.bar(f"measuring {len(uniq)} artifacts on {rt}, {th} thread(s), {rounds} interleaved rounds",
                       100) as update:
         try:
-            ms = measure_interleaved(paths, rt, th, str(inputs_path), protocol, rounds=rounds, seed=0,
+            ms = measure_interleaved([p for _, p in uniq], rt, th, str(inputs_path), protocol, rounds=rounds, seed=0,
                                      on_progress=lambda f, msg: update(round(f * 100), msg))
-            out = {a.id: {"latency": lm.to_json(), "error": None} for a, lm in zip(arts, ms)}
+            got = {i: lm.to_json() for (i, _), lm in zip(uniq, ms)}
+            out = {a.id: {"latency": got[first[a.sha256][0]], "error": None} for a in arts}
+            for a in arts:
+                if first[a.sha256][0] != a.id:
+                    out[a.id]["same_file_as"] = first[a.sha256][0]
         except MeasurementError as e:
             progress.info(f"[yellow]interleaved measurement failed ({e}); measuring each artifact alone[/yellow]")
             out = {}

@@ -57,9 +57,11 @@ class DistillSection:
 
 @dataclass(frozen=True)
 class QuantizeSection:
+    # method specs ("static", "static?calibration=entropy", ...) or "auto" (measure candidates, keep the best)
     teacher: tuple = ("static", "dynamic", "fp16")
     students: tuple = ("static",)  # applied to the KD student of every size
     calib_samples: int = 256
+    max_drop: float = 0.5  # auto: accuracy budget vs the unquantized model, in percentage POINTS
 
 
 @dataclass(frozen=True)
@@ -238,14 +240,24 @@ def _tname(types) -> str:
 
 
 def _check_values(r: Recipe) -> None:
-    from .quantize import METHODS
+    from .quantize import parse_method
+    from .quantize.auto import AUTO, quantized_suffix
     from .runtimes import RUNTIMES
     from .tasks import TASKS
 
     if ":" not in r.task.name:  # spec strings (images:DIR, npz:FILE) are checked when the run loads them
         TASKS.get(r.task.name)
-    for m in (*r.quantize.teacher, *r.quantize.students):
-        METHODS.get(m)
+    for what, specs in (("teacher", r.quantize.teacher), ("students", r.quantize.students)):
+        seen: dict[str, str] = {}
+        for m in specs:
+            if not isinstance(m, str):
+                raise RecipeError(f"[quantize] {what} must list method specs as strings, e.g. \"static\", "
+                                  f"\"static?calibration=entropy\" or \"auto\"; got {m!r}")
+            suffix = "auto" if m.strip() == AUTO else quantized_suffix(parse_method(m))
+            if suffix in seen:
+                raise RecipeError(f"[quantize] {what} lists {seen[suffix]!r} and {m!r}, which are the same method; "
+                                  "list it once")
+            seen[suffix] = m
     for rt in r.measure.runtimes:
         RUNTIMES.get(rt)
     d = r.distill
@@ -260,6 +272,8 @@ def _check_values(r: Recipe) -> None:
               (d.steps > 0 and d.few_steps > 0, "[distill] steps and few_steps must be > 0"),
               (d.batch_size > 0, "[distill] batch_size must be > 0"), (0 <= d.augment_shift <= 4, "[distill] augment_shift must be 0-4"),
               (r.quantize.calib_samples > 0, "[quantize] calib_samples must be > 0"),
+              (0 <= r.quantize.max_drop <= 100, "[quantize] max_drop is in accuracy points, between 0 and 100 "
+                                                 "(0.5 = half a point)"),
               (r.measure.min_runs > 0 and r.measure.min_s >= 0 and r.measure.max_s >= r.measure.min_s,
                "[measure] needs min_runs > 0 and 0 <= min_s <= max_s"),
               (0 < r.measure.target_ci < 1, "[measure] target_ci must be a fraction such as 0.02"),

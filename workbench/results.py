@@ -1,4 +1,10 @@
-"""Assembling result records (one per artifact x runtime x threads) and the results.json document."""
+"""Assembling result records (one per artifact x runtime x threads) and the results.json document.
+
+Beyond MEASUREMENT.md's fields, records of quantized artifacts carry ``diagnostics`` (graph format,
+share of kernel time in quantized kernels, ISA, ratio / verdict vs the unquantized source, explanation:
+workbench.quantize.diagnose) and those made by ``auto`` carry ``auto`` (chosen spec, candidate table,
+message); ``artifact.source`` / ``artifact.method`` name what was quantized and how.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,6 +19,9 @@ def artifact_json(art: Artifact) -> dict:
     d = art.to_json()
     extra = d.pop("extra", {})
     d["quantize_s"] = extra.get("quantize_s")
+    for key in ("source", "method"):  # quantized artifacts: the unquantized artifact and the method spec/key
+        if key in extra:
+            d[key] = extra[key]
     return d
 
 
@@ -39,6 +48,8 @@ def record(art: Artifact, runtime: str, threads: int, input_source: str, quality
         "stability": lat.get("stability", {"warnings": [], "sentinel_drift_pct": None}),
         "comparisons": [],
     }
+    if "auto" in art.extra:  # the auto search: chosen spec, every candidate's ratio / verdict / metric, the message
+        rec["auto"] = art.extra["auto"]
     if rec["input"] is not None:
         rec["input"]["source"] = input_source
     if rec["protocol"] is not None:

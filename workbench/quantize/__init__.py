@@ -7,6 +7,12 @@
 Diagnostics for a quantized file (graph format, time in int8 kernels, ISA, a plain explanation):
 :mod:`workbench.quantize.diagnose`; the standalone ``workbench quantize`` command:
 :mod:`workbench.quantize.standalone`.
+
+``auto`` (not a registered method: it measures): :mod:`.propose` proposes candidates for a graph and
+CPU, :mod:`.auto` quantizes, evaluates and measures them interleaved with fp32 and keeps the fastest
+within the budget (:mod:`.choice` holds the rule), or fp32 itself said loudly; :mod:`.sensitivity`
+gives per-node sensitivity and greedy mixed precision (nodes left in float); :mod:`.auto_cli` is
+their command-line side (``--method auto``, ``--sensitivity``).
 """
 from __future__ import annotations
 

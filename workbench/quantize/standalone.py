@@ -12,6 +12,9 @@ loud WARNING when the variant is slower than fp32.
 Static quantization needs realistic calibration data: --task SPEC (its training split) or
 --calib X.npz. Without either it is refused, unless --calib-random asks for generated inputs
 (then a warning says the ranges will not fit real data).
+
+``--method auto`` hands over to :mod:`.auto_cli` (candidates measured interleaved with fp32, the
+fastest within ``--max-drop`` points kept); ``--sensitivity`` adds the per-node error table.
 """
 from __future__ import annotations
 
@@ -147,10 +150,12 @@ def _output_diff(model: Path, out: Path, feeds: dict) -> float | None:
 def quantize_model(model: str, method: str, options=(), *, task: str | None = None, calib_samples: int | None = None,
                    calib_npz: str | None = None, calib_random: bool = False, inputs: str | None = None, shapes=(),
                    out: str | None = None, threads: int = 1, rounds: int = 3, measure: bool = True,
-                   json_out: str | None = None, max_s: float | None = None, protocol=None, console=None) -> dict:
+                   json_out: str | None = None, max_s: float | None = None, protocol=None, console=None,
+                   max_drop: float | None = None, sensitivity: bool = False) -> dict:
     """Quantize ``model`` with ``method`` (+ ``options``: dict or ["KEY=VALUE"]), check it loads, and unless
     ``measure`` is False compare it with fp32 (latency, accuracy, profile, diagnostics). Returns the
-    summary dict (also written to ``json_out``)."""
+    summary dict (also written to ``json_out``). ``method="auto"`` measures candidates and keeps the fastest
+    within ``max_drop`` POINTS (:mod:`.auto_cli`); ``sensitivity`` adds the per-node error table (static/dynamic)."""
     from rich.console import Console
 
     from ..bench import check_writable, prepare
@@ -162,12 +167,26 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         console = Console()
         if not console.is_terminal:
             console = Console(width=max(console.width, 130))
+    if method == "auto":
+        from .auto_cli import quantize_auto
+
+        if sensitivity:
+            raise RecipeError("--sensitivity goes with a fixed --method (static or dynamic); auto runs it itself "
+                              "when its fastest candidate misses the budget")
+        return quantize_auto(model, options=options, task=task, calib_samples=calib_samples, calib_npz=calib_npz,
+                             calib_random=calib_random, inputs=inputs, shapes=shapes, out=out, threads=threads,
+                             rounds=rounds, measure=measure, json_out=json_out, max_s=max_s, max_drop=max_drop,
+                             protocol=protocol, console=console)
+    if max_drop is not None:
+        raise RecipeError("--max-drop is the accuracy budget of --method auto; drop it or use --method auto")
     src = Path(model)
     if not src.is_file():
         raise ArtifactError(f"model file {model} not found; give the path of an .onnx file")
     specs = list(read_model_inputs(str(src)).specs)  # a corrupt / non-ONNX file fails here, one line
     opts = dict(options) if isinstance(options, dict) else parse_option_pairs(options)
     m = make_method(method, **opts)
+    if sensitivity and m.name not in ("static", "dynamic"):
+        raise RecipeError(f"--sensitivity works with --method static or dynamic, not {m.name}")
     if calib_samples is not None:
         if not m.needs_calibration:
             raise RecipeError(f"--calib-samples applies to calibrated methods (static), not --method {method}; drop it")
@@ -268,6 +287,13 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
     doc["diagnostics"] = d
     doc["environment"] = env
     _print_summary(console, doc, dst)
+    if sensitivity:
+        from .auto_cli import sensitivity_report
+
+        feeds = (resolved if measure else prepare(
+            [str(src)], "ort", [threads], inputs, None, shapes=list(shapes or ()),
+            task=task_obj if getattr(task_obj, "x_test", None) is not None else None, rounds=rounds)[0]).feeds
+        doc["sensitivity"] = sensitivity_report(console, src, m, calib, task_obj, specs, feeds)
     if json_out:
         write_json(json_out, doc)
         console.print(f"written: {escape(str(json_out))}", highlight=False)

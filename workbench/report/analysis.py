@@ -20,6 +20,7 @@ from workbench.report.format import (DASH, _d, _get, _l, _num, fmt_acc, fmt_mb, 
                                      fmt_params, fmt_pts, fmt_speedup, fmt_threads)
 from workbench.report.rows import (COLUMNS, MADE_IN_NOTE, PARETO_MARK, TABLE_NOTE, Row, build_rows,
                                    pareto_front, table_cells)
+from workbench.report.quantization import build_auto, build_diagnostics
 from workbench.report.studies import StudyRow, build_studies, study_sentence, study_summary
 
 __all__ = [
@@ -191,6 +192,8 @@ class Report:
     protocol: tuple  # (key, value)
     command: str
     cpu: str
+    diagnostics: tuple = ()  # quantization.DiagRow at `threads`, slower-than-source first
+    auto: tuple = ()  # quantization.AutoChoice per artifact made by `auto`
 
 
 def analyse(results: dict) -> Report:
@@ -235,4 +238,5 @@ def analyse(results: dict) -> Report:
         failed=tuple(r for r in rows if not r.ok),
         machine=str(description) if description else None, environment=_environment(env),
         protocol=_protocol(results), command=str(run.get("command") or DASH), cpu=cpu,
+        diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
     )

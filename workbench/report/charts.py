@@ -129,3 +129,15 @@ def latency_distribution_figure(rep: Report) -> go.Figure | None:
                       height=120 + 40 * len(rows), **_LAYOUT)
     fig.update_xaxes(type="log", title="latency (ms, log scale)")
     return fig
+
+
+def sensitivity_figure(rows, variant: str) -> go.Figure:
+    """Per-node sensitivity (output error when only that node is quantized), most sensitive on top."""
+    rows = list(rows)
+    fig = go.Figure(go.Bar(x=[e for _, _, e in rows], y=[f"{n} ({op})" for n, op, _ in rows], orientation="h",
+                           marker_color="#d62728", hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{variant}: per-node quantization sensitivity (relative L2 error of the outputs)",
+                      height=120 + 24 * len(rows), **_LAYOUT)
+    fig.update_xaxes(title="relative L2 error vs fp32 when only this node is quantized")
+    fig.update_yaxes(autorange="reversed")
+    return fig

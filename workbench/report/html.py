@@ -10,6 +10,7 @@ import html as _html
 from workbench.report.analysis import MADE_IN_NOTE, TABLE_NOTE, Report, analyse
 from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_pts, fmt_speedup,
                                      fmt_threads)
+from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import COLUMNS, table_cells
 
 _CSS = """
@@ -26,6 +27,7 @@ table.sortable th[data-dir=asc]::after{content:" ▲"}table.sortable th[data-dir
 tr.failed td{background:#fde8e8;color:#8b0000}tr.recommended td{background:#eef6ee;font-weight:bold}tr.pareto td:last-child{font-weight:bold;color:#ff7f0e}
 code,pre{background:#f5f5f5;padding:.1rem .3rem;border-radius:3px}pre{padding:.6rem}
 .kd-helps{color:#1e7b1e}.kd-hurts{color:#b22222}
+tr.slower td{background:#fde8e8}.loud{background:#fde8e8;border-left:4px solid #b22222;padding:.4rem .8rem;font-weight:bold}
 """
 
 _SORT_JS = """
@@ -164,6 +166,35 @@ def _all(rep: Report) -> list[str]:
     return out + ["</section>"]
 
 
+def _quantization(rep: Report) -> list[str]:
+    if not rep.diagnostics and not rep.auto:
+        return []
+    out = [f'<section id="quantization"><h2>Quantization diagnostics ({_e(fmt_threads(rep.threads))})</h2>']
+    if rep.diagnostics:
+        slower = [d for d in rep.diagnostics if d.slower]
+        if slower:
+            out.append(f'<p class="loud">{SLOWER_MARK} SLOWER than the model they were quantized from: ' + _e(", ".join(
+                f"{d.variant}@{d.runtime}" for d in slower)) + " — do not ship them for speed.</p>")
+        out.append(_table(DIAG_COLUMNS, [d.cells() for d in rep.diagnostics], "",
+                          ["slower" if d.slower else "" for d in rep.diagnostics]))
+        out.append(f'<p class="note">{_e(DIAG_NOTE)}</p>')
+    for i, a in enumerate(rep.auto):
+        out.append(f"<h3>auto: {_e(a.variant)} = {_e(a.chosen)}</h3>")
+        out.append(f'<p class="loud">{SLOWER_MARK} {_e(a.message)}</p>' if a.loud else f"<p>{_e(a.message)}</p>")
+        out.append(_table(AUTO_COLUMNS, [list(c) for c in a.candidates], "",
+                          ["recommended" if c[0] else "slower" if "SLOWER" in c[3] else "" for c in a.candidates]))
+        if a.skipped:
+            out.append(f"<p>Not tried: {_e('; '.join(a.skipped))}.</p>")
+        if a.exclusion:
+            out.append(f"<p>{_e(a.exclusion)}</p>")
+        if a.sensitivity:
+            from workbench.report.charts import sensitivity_figure
+
+            out.append(_figure(sensitivity_figure(a.sensitivity, a.variant), f"chart-sensitivity-{i}"))
+        out.append(f'<p class="note">{_e(auto_note(a))}</p>')
+    return out + ["</section>"]
+
+
 def _context(rep: Report) -> list[str]:
     out = []
     if rep.failed:
@@ -200,7 +231,7 @@ def render_html(results: dict) -> str:
     rep = analyse(results)
     body = [f"<h1>{_e(rep.title)}</h1>", f'<p class="disclaimer">{_e(rep.disclaimer)}</p>',
             f'<p class="meta">{_e(rep.task_line)}</p>']
-    for section in (_answer, _distillation, _vs_quantized, _charts, _all, _context):
+    for section in (_answer, _distillation, _vs_quantized, _charts, _all, _quantization, _context):
         body += section(rep)
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',

@@ -4,6 +4,7 @@ from __future__ import annotations
 from workbench.report.analysis import MADE_IN_NOTE, TABLE_NOTE, Report, analyse
 from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_pts, fmt_speedup,
                                      fmt_threads)
+from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import COLUMNS, table_cells
 
 
@@ -89,6 +90,32 @@ def table_section(rep: Report) -> list[str]:
     return out
 
 
+def quantization_section(rep: Report) -> list[str]:
+    if not rep.diagnostics and not rep.auto:
+        return []
+    out = [f"## Quantization diagnostics ({fmt_threads(rep.threads)})", ""]
+    if rep.diagnostics:
+        slower = [d for d in rep.diagnostics if d.slower]
+        if slower:
+            out += ["**" + SLOWER_MARK + " SLOWER than the model they were quantized from: " +
+                    ", ".join(f"{d.variant}@{d.runtime}" for d in slower) + " — do not ship them for speed.**", ""]
+        out += _table(DIAG_COLUMNS, [d.cells() for d in rep.diagnostics])
+        out += [DIAG_NOTE, ""]
+    for a in rep.auto:
+        out += [f"### auto: {a.variant} = {a.chosen}", ""]
+        out += [f"**{SLOWER_MARK} {a.message}**" if a.loud else a.message, ""]
+        out += _table(AUTO_COLUMNS, [list(c) for c in a.candidates])
+        if a.skipped:
+            out += ["Not tried: " + "; ".join(a.skipped) + ".", ""]
+        if a.exclusion:
+            out += [a.exclusion, ""]
+        if a.sensitivity:
+            out += _table(["node", "op", "rel. L2 error when only it is quantized"],
+                          [[n, op, f"{e:.4f}"] for n, op, e in a.sensitivity])
+        out += [auto_note(a), ""]
+    return out
+
+
 def warnings_section(rep: Report) -> list[str]:
     out = ["## Stability warnings", ""]
     if not rep.warning_groups:
@@ -125,6 +152,6 @@ def render_markdown(results: dict) -> str:
     rep = analyse(results)
     out = [f"# {rep.title}", "", f"> {rep.disclaimer}", "", rep.task_line, ""]
     for section in (answer_section, distillation_section, vs_quantized_section, pareto_section,
-                    table_section, context_sections):
+                    table_section, quantization_section, context_sections):
         out += section(rep)
     return "\n".join(out).rstrip("\n") + "\n"

@@ -104,6 +104,12 @@ def print_summary(results: dict, console=None) -> None:
                            f"narrow terminal: report.md has every column.", style="dim"))
     console.print(Text(rep.answer, style="bold"))
     console.print(Text(f"Rule: {rep.rule}."))
+    for a in rep.auto:
+        console.print(Text(f"auto ({a.variant}): {a.message}", style="bold red" if a.loud else None))
+    for d in rep.diagnostics:
+        if d.slower:
+            console.print(Text(f"⚠ {d.variant}@{d.runtime} is SLOWER than {(d.against or 'its source').split('@')[0]} "
+                               f"(ratio {d.ratio:.2f}): do not ship it for speed.", style="bold red"))
     for r in rep.failed:
         console.print(Text(f"FAILED {r.id}: {r.error}", style="red"))
     if rep.warnings:

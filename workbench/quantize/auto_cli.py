@@ -1,0 +1,213 @@
+"""`workbench quantize MODEL --method auto` and `--sensitivity`: the command-line side of
+:mod:`.auto` and :mod:`.sensitivity` (argument checks, data sources, printing, --json).
+
+``--max-drop`` is in POINTS: accuracy percentage points when the task has labels (0.5 = half a
+point), else points of mean cosine similarity to fp32's outputs x 100 (0.5 -> cosine >= 0.995).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.markup import escape
+
+from ..errors import ArtifactError, RecipeError
+
+DEFAULT_MAX_DROP_POINTS = 0.5
+SENSITIVITY_SAMPLES = 128
+
+
+def eval_for(src: Path, task, specs, calib, feeds: dict, threads: int):
+    """The eval_fn auto uses: accuracy on the task's labelled test split, else fidelity to fp32."""
+    from .auto import accuracy_eval, fidelity_eval
+
+    name = specs[0].name
+    y = getattr(task, "y_test", None)
+    if task is not None and y is not None and getattr(task, "metric", None) == "accuracy" and len(specs) == 1 \
+            and getattr(task, "x_test", None) is not None:
+        return accuracy_eval(task.x_test, y, name, threads), f"accuracy on {task.name}'s test split ({len(y)} examples)"
+    if task is not None and getattr(task, "x_test", None) is not None and len(specs) == 1:
+        x = task.x_test[:SENSITIVITY_SAMPLES]
+        return fidelity_eval(src, x, name), f"cosine to fp32 outputs on {len(x)} test examples of {task.name}"
+    if calib is not None:
+        data = calib if isinstance(calib, dict) else {name: calib}
+        data = {k: np.asarray(v)[:SENSITIVITY_SAMPLES] for k, v in data.items()}
+        return fidelity_eval(src, data, name), f"cosine to fp32 outputs on {len(next(iter(data.values())))} " \
+                                               "calibration samples"
+    return fidelity_eval(src, feeds, name), "cosine to fp32 outputs on the measurement input (1 sample: weak)"
+
+
+def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, calib_npz=None, calib_random=False,
+                  inputs=None, shapes=(), out=None, threads=1, rounds=3, measure=True, json_out=None, max_s=None,
+                  max_drop=None, protocol=None, console=None) -> dict:
+    """Choose the quantization of ``model`` by measuring candidates (see :mod:`.auto`); print the table."""
+    from ..bench import check_writable, default_protocol, prepare
+    from ..fileio import write_json
+    from ..measure import collect_environment
+    from ..measure.inputs import write_npz
+    from ..measure.model_inputs import read_model_inputs
+    from . import make_method
+    from .auto import auto_quantize, propose_candidates, short_protocol
+    from .standalone import DEFAULT_CALIB_SAMPLES, _calibration, _check_out, default_output
+
+    if options:
+        raise RecipeError("--option does not apply to --method auto: it chooses the options itself; "
+                          "use a fixed --method to set options")
+    if not measure:
+        raise RecipeError("--method auto chooses by measuring; drop --no-measure (or use a fixed --method)")
+    points = DEFAULT_MAX_DROP_POINTS if max_drop is None else max_drop
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points <= 100:
+        raise RecipeError(f"--max-drop is in points (0.5 = half an accuracy point) between 0 and 100, got {points!r}")
+    for name, v in (("--threads", threads), ("--rounds", rounds)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RecipeError(f"{name} must be a whole number >= 1, got {v!r}")
+    src = Path(model)
+    if not src.is_file():
+        raise ArtifactError(f"model file {model} not found; give the path of an .onnx file")
+    specs = list(read_model_inputs(str(src)).specs)
+    dst = Path(out) if out else default_output(src, "auto")
+    _check_out(dst, src)
+    if json_out:
+        check_writable(json_out)
+    task_obj = None
+    if task is not None:
+        from ..tasks import load_task
+
+        task_obj = load_task(task)
+    calib, calib_from = None, ""
+    if task_obj is not None or calib_npz or calib_random:
+        static = make_method("static") if calib_samples is None else make_method("static", calib_samples=calib_samples)
+        calib, calib_from = _calibration(static, src, specs, task_obj, calib_npz, calib_random, shapes)
+    task_in = task_obj if getattr(task_obj, "x_test", None) is not None else None
+    resolved = prepare([str(src)], "ort", [threads], inputs, None, shapes=list(shapes or ()), task=task_in,
+                       rounds=rounds)[0]
+    env = collect_environment(["ort"])
+    isa = env.get("isa", {})
+    props = propose_candidates(src, isa, calib is not None)
+    if calib is not None:  # the sample count in the lineage is the count actually used
+        have = len(next(iter(calib.values()))) if isinstance(calib, dict) else len(calib)
+        n = min(calib_samples or DEFAULT_CALIB_SAMPLES, have)
+        for i, p in enumerate(props):
+            if p.method.needs_calibration:
+                props[i] = type(p)(p.method.with_options(calib_samples=n), p.reason)
+    eval_fn, eval_what = eval_for(src, task_obj, specs, calib, resolved.feeds, threads)
+    if protocol is None:
+        protocol = default_protocol(max_s) if max_s is not None else short_protocol()
+
+    p = lambda s: console.print(s, highlight=False)  # noqa: E731
+    p(f"auto: choosing the quantization of {escape(src.name)} on this machine ({escape(_isa_text(isa))})")
+    if calib_from:
+        p(f"calibration data: {escape(calib_from)}")
+    p(f"metric: {escape(eval_what)}; budget: a drop of at most {points:g} points")
+    for pr in props:
+        p(f"  candidate {escape(pr.method.spec)}: {escape(pr.reason)}")
+    for what, why in props.skipped:
+        p(f"  skipped {escape(what)}: {escape(why)}")
+    seen = set()
+
+    def progress(f, msg):
+        head = msg.split(":")[0].split(" ")[0]
+        if head in ("quantizing", "evaluating", "writing") or (head == "measuring" and head not in seen) \
+                or "sensitivity" in msg:
+            seen.add(head)
+            p(f"  {escape(msg if head != 'measuring' else 'measuring fp32 and every candidate interleaved ...')}")
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="workbench-auto-") as tmpd:
+        feeds_path = write_npz(os.path.join(tmpd, "inputs.npz"), resolved.feeds, resolved.sources)
+        res = auto_quantize(src, dst, calib=calib, eval_fn=eval_fn, inputs=feeds_path, threads=threads,
+                            max_drop=points / 100, rounds=rounds, protocol=protocol, progress=progress,
+                            candidates=props, isa=isa, input_name=specs[0].name)
+    print_auto(console, res.to_json(), dst)
+    p(f"auto took {time.perf_counter() - t0:.1f} s")
+    doc = {"schema_version": 1, "model": str(src), "output": str(dst), "method": "auto", "spec": res.chosen.spec,
+           "metric": eval_what, "max_drop_points": points, "calibration": calib_from or None,
+           "auto": res.to_json(), "diagnostics": res.diagnostics, "environment": env}
+    if json_out:
+        write_json(json_out, doc)
+        p(f"written: {escape(str(json_out))}")
+    return doc
+
+
+def _isa_text(isa: dict) -> str:
+    from .diagnose import isa_summary
+
+    return isa_summary(isa)["text"]
+
+
+def _pts(v) -> str:
+    return "-" if v is None else f"{100 * v:+.2f}"
+
+
+def print_auto(console, auto: dict, dst: Path) -> None:
+    """The candidate table (reason, ratio [CI], verdict, metric, drop, within budget), the choice and why."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=f"auto: candidates measured interleaved with fp32 ({auto['threads']} thread(s), "
+                    f"{auto['rounds']} rounds); ratio = median / fp32 median, < 1 is faster", box=box.SIMPLE_HEAD)
+    for col in ("", "candidate", "ratio [95% CI]", "verdict", auto["metric"], "drop (pts) [95% CI]", "budget"):
+        t.add_column(col, no_wrap=col != "candidate", overflow="fold",
+                     justify="left" if col in ("", "candidate", "verdict") else "right")
+    chosen = auto["chosen"]["spec"]
+    for c in auto["candidates"]:
+        ratio = "-" if c["ratio"] is None else f"{c['ratio']:.3f}" + (
+            f" [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]" if c.get("ci95") else "")
+        verdict = c["verdict"] or ("FAILED" if c.get("error") else "-")
+        if verdict == "slower":
+            verdict = "[bold red]SLOWER[/bold red]"
+        drop = _pts(c["drop"]) + (f" [{100 * c['drop_ci95'][0]:+.2f}, {100 * c['drop_ci95'][1]:+.2f}]"
+                                  if c.get("drop_ci95") else "")
+        metric = "-" if c["metric"] is None else (f"{100 * c['metric']:.2f}%" if auto["metric"] == "accuracy"
+                                                  else f"{c['metric']:.4f}")
+        budget = "-" if c["spec"] == "fp32" or c["metric"] is None else ("within" if c["within_budget"] else "OUTSIDE")
+        t.add_row("★" if c["spec"] == chosen else "", escape(c["spec"]), ratio, verdict, metric, drop, budget)
+    console.print(t)
+    for c in auto["candidates"][1:]:
+        why = c["reason"] + (" [file reused]" if c.get("reused") else "")
+        console.print(f"  {escape(c['spec'])}: {escape(why)}" + (f" [red]ERROR: {escape(c['error'])}[/red]"
+                                                                  if c.get("error") else ""), highlight=False)
+    ex = auto.get("exclusion")
+    if ex and ex.get("steps"):
+        steps = ", ".join(f"{len(s['excluded'])} in float -> drop {_pts(s['drop'])}" for s in ex["steps"])
+        console.print(f"sensitivity fallback on {escape(ex['method'])}: {escape(steps)}; {escape(str(ex.get('result')))}",
+                      highlight=False)
+    if auto["loud"]:
+        console.print(f"[bold red]{escape(auto['message'])}[/bold red]", highlight=False)
+        console.print(f"[bold red]WARNING: {escape(dst.name)} is the fp32 model itself (copied): no int8 variant "
+                      "was both faster than fp32 and within the budget on this machine[/bold red]", highlight=False)
+    else:
+        console.print(f"[bold]{escape(auto['message'])}[/bold]", highlight=False)
+    d = auto.get("diagnostics") or {}
+    if d:
+        share = d.get("quantized_time_share")
+        console.print(f"  format:    {escape(d['label'])}" + (f"; {share:.0%} of the time in quantized kernels"
+                                                              if share is not None else ""), highlight=False)
+        console.print(f"  why:       {escape(d['explanation'])}", highlight=False)
+    console.print(f"written: {escape(str(dst))}", highlight=False)
+
+
+def sensitivity_report(console, src: Path, method, calib, task, specs, feeds: dict) -> list[dict]:
+    """--sensitivity: per-node error table for ``method`` on realistic inputs (the task's test split,
+    else the calibration data, else the measurement input)."""
+    from .sensitivity import node_sensitivity, print_sensitivity
+
+    name = specs[0].name
+    if task is not None and getattr(task, "x_test", None) is not None and len(specs) == 1:
+        data, what = task.x_test[:SENSITIVITY_SAMPLES], f"{min(SENSITIVITY_SAMPLES, len(task.x_test))} test examples"
+    elif calib is not None:
+        data = calib if isinstance(calib, dict) else {name: calib}
+        data = {k: np.asarray(v)[:SENSITIVITY_SAMPLES] for k, v in data.items()}
+        what = f"{len(next(iter(data.values())))} calibration samples"
+    else:
+        data, what = feeds, "the measurement input"
+    console.print(f"per-node sensitivity of {escape(method.spec)} on {what} ...", highlight=False)
+    t0 = time.perf_counter()
+    rows = node_sensitivity(src, method, calib, data, input_name=name)
+    print_sensitivity(console, rows)
+    console.print(f"  ({len(rows) - 1} nodes in {time.perf_counter() - t0:.1f} s; leave the top ones in float with "
+                  "--option exclude_nodes=NAME,NAME)", highlight=False)
+    return rows

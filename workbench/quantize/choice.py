@@ -1,0 +1,119 @@
+"""What ``auto`` found: one row per candidate, the whole search, and the rule that picks the winner.
+
+    chosen, message, loud = choose(rows, max_drop)      # None = keep fp32 (loud)
+
+Pure data and one pure function, so the rule is tested without measuring anything.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+AUTO_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    spec: str  # "fp32" for the reference
+    describe: str
+    key: str | None
+    precision: str
+    reason: str
+    stage: str = "proposed"  # proposed | sensitivity | reference
+    path: str | None = None
+    reused: bool = False
+    quantize_s: float | None = None
+    metric: float | None = None
+    drop: float | None = None  # reference metric - metric (fraction; x100 = points)
+    drop_ci95: tuple | None = None  # paired bootstrap over examples
+    within_budget: bool = False
+    ratio: float | None = None  # median(candidate) / median(fp32), same interleaved run
+    ci95: tuple | None = None
+    verdict: str | None = None
+    median_ms: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["drop_ci95"] = list(self.drop_ci95) if self.drop_ci95 else None
+        d["ci95"] = list(self.ci95) if self.ci95 else None
+        return d
+
+    def speed_text(self) -> str:
+        if self.ratio is None:
+            return f"{self.spec} not measured ({self.error or 'failed'})"
+        ci = f" [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}]" if self.ci95 else ""
+        verdict = "SLOWER" if self.verdict == "slower" else self.verdict
+        return f"{self.spec} {self.ratio:.2f}{ci} {verdict}"
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    chosen: CandidateResult
+    message: str  # what was chosen and why; LOUD when fp32 is kept
+    loud: bool
+    candidates: tuple  # CandidateResult, fp32 first
+    skipped: tuple  # (what, why)
+    metric: str
+    reference_metric: float
+    max_drop: float  # fraction of the metric
+    threads: int
+    rounds: int
+    out_path: str
+    elapsed_s: float
+    mix: dict = field(default_factory=dict)
+    exclusion: dict | None = None  # {method, sensitivity [rows], steps [..]} when the fallback ran
+    diagnostics: dict | None = None
+
+    @property
+    def chosen_is_fp32(self) -> bool:
+        return self.chosen.spec == "fp32"
+
+    def to_json(self) -> dict:
+        return {"version": AUTO_VERSION, "chosen": self.chosen.to_json(), "chosen_is_fp32": self.chosen_is_fp32,
+                "message": self.message, "loud": self.loud, "metric": self.metric,
+                "reference_metric": self.reference_metric, "max_drop": self.max_drop,
+                "max_drop_points": 100 * self.max_drop, "threads": self.threads, "rounds": self.rounds,
+                "out_path": self.out_path, "elapsed_s": round(self.elapsed_s, 2), "mix": self.mix,
+                "candidates": [c.to_json() for c in self.candidates],
+                "skipped": [{"what": w, "why": y} for w, y in self.skipped],
+                "exclusion": self.exclusion, "diagnostics": self.diagnostics,
+                "rule": RULE}
+
+
+RULE = ("the fastest candidate whose metric drop vs fp32 is within the budget (point estimate) and whose "
+        "latency verdict vs fp32 is 'faster' (95% CI of the ratio of medians below 1, interleaved run); "
+        "candidates not clearly slower than that one (paired comparison, same run) win on the metric; "
+        "else fp32")
+
+
+def choose(rows, max_drop: float, not_slower: Callable | None = None) -> tuple[CandidateResult | None, str, bool]:
+    """(chosen row or None for fp32, message, loud) from measured candidate rows (fp32 row excluded).
+
+    ``not_slower(a, b)``: True when b is not clearly slower than a (their paired comparison in the same
+    interleaved run is not 'slower'); candidates that tie with the fastest that way are ranked by metric."""
+    cands = [r for r in rows if r.spec != "fp32"]
+    good = [r for r in cands if r.within_budget and r.verdict == "faster" and r.ratio is not None]
+    if good:
+        fastest = min(good, key=lambda r: (r.ratio, r.spec))
+        ties = [r for r in good if r is fastest or (not_slower is not None and not_slower(fastest, r))]
+        best = max(ties, key=lambda r: (r.metric if r.metric is not None else -1.0, -r.ratio, r.spec))
+        lo, hi = best.ci95 or (best.ratio, best.ratio)
+        tie = (f"; as fast as {fastest.spec} within the measurement's resolution and more accurate"
+               if best is not fastest else "")
+        return best, (f"chose {best.spec}: {1 / best.ratio:.2f}x faster than fp32 (ratio {best.ratio:.2f} "
+                      f"[{lo:.2f}, {hi:.2f}]), metric drop {100 * best.drop:+.2f} points within the "
+                      f"{100 * max_drop:g}-point budget{tie}"), False
+    parts = []
+    for r in cands:
+        txt = r.speed_text()
+        if r.ratio is not None and not r.within_budget and r.drop is not None:
+            txt += f", loses {100 * r.drop:.2f} points (budget {100 * max_drop:g})"
+        parts.append(txt)
+    if not cands:
+        why = "no candidate to try for this graph"
+    elif any(r.verdict == "faster" for r in cands):
+        why = "the int8 variants that were faster than fp32 missed the accuracy budget"
+    else:
+        why = "no int8 variant was faster than fp32 on this machine"
+    return None, f"KEEPING FP32: {why}: " + "; ".join(parts or ["-"]), True

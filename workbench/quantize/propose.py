@@ -1,0 +1,156 @@
+"""Candidate quantization methods for one graph on one CPU, each with a one-line reason (for ``auto``).
+
+    props = propose_candidates("m.onnx", isa, has_calibration=True)
+    [(p.method.spec, p.reason) for p in props], props.skipped, props.mix
+
+The graph's op mix decides: conv-heavy graphs get static QDQ (and 8-bit weights as well when the CPU
+has VNNI, and QOperator), MatMul-heavy ones dynamic per-channel (QInt8 and QUInt8 weights), static
+QDQ and int4 for constant-weight MatMuls. Dynamic int8 never touches Conv (ConvInteger is slower than
+fp32 on ORT's CPU provider): with Conv present it is restricted to MatMul/Attention, or dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .methods import Method, make_method
+
+CONV_OPS = ("Conv", "ConvTranspose")
+MATMUL_OPS = ("MatMul", "Gemm", "Attention")
+
+
+
+@dataclass(frozen=True)
+class Proposal:
+    method: Method
+    reason: str
+
+
+class Proposals(list):
+    """A list of Proposal, plus ``skipped`` [(what, why)] and the graph's op ``mix``."""
+
+    def __init__(self, items=(), skipped=(), mix=None):
+        super().__init__(items)
+        self.skipped = list(skipped)
+        self.mix = mix or {}
+
+
+def graph_mix(onnx_path) -> dict:
+    """Counts of compute nodes and the share of multiply-adds in Conv vs MatMul/Gemm.
+
+    MACs come from ONNX shape inference (symbolic dims taken as 1); where shapes are unknown the
+    weights' parameter counts stand in. ``weighted_matmuls``: MatMuls with a constant 2-D weight (int4).
+    """
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = shape_inference.infer_shapes(model)
+    except Exception:
+        pass
+    g = model.graph
+    inits = {t.name: tuple(t.dims) for t in g.initializer}
+    shapes = dict(inits)
+    for vi in [*g.input, *g.value_info, *g.output]:
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
+    counts: dict[str, int] = {}
+    macs = {"conv": 0.0, "matmul": 0.0}
+    params = {"conv": 0.0, "matmul": 0.0}
+    weighted = 0
+    for n in g.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+        fam = "conv" if n.op_type in CONV_OPS else "matmul" if n.op_type in MATMUL_OPS else None
+        if fam is None:
+            continue
+        w = inits.get(n.input[1]) if len(n.input) > 1 else None
+        if w:
+            params[fam] += float(np.prod(w))
+        if n.op_type == "MatMul" and w and len(w) == 2:
+            weighted += 1
+        out = shapes.get(n.output[0])
+        if not out:
+            continue
+        if fam == "conv" and w and len(w) >= 3:
+            macs[fam] += float(np.prod(out)) * float(np.prod(w[1:]))
+        elif fam == "matmul":
+            a = shapes.get(n.input[0])
+            k = (a[-1] if a else None) if not (n.op_type == "Gemm" and _attr(n, "transA")) else (a[-2] if a else None)
+            if k:
+                macs[fam] += float(np.prod(out)) * k
+    basis = "MACs" if macs["conv"] + macs["matmul"] > 0 else "parameters"
+    src = macs if basis == "MACs" else params
+    total = src["conv"] + src["matmul"]
+    return {"conv_nodes": sum(counts.get(o, 0) for o in CONV_OPS), "matmul_nodes": counts.get("MatMul", 0),
+            "gemm_nodes": counts.get("Gemm", 0), "attention_nodes": counts.get("Attention", 0),
+            "weighted_matmuls": weighted, "conv_share": (src["conv"] / total) if total else 0.0,
+            "basis": basis, "macs": macs, "nodes": len(g.node)}
+
+
+def _attr(node, name):
+    return next((a.i for a in node.attribute if a.name == name), 0)
+
+
+def propose_candidates(onnx_path, isa: dict | None = None, has_calibration: bool = True) -> Proposals:
+    """Candidate methods for this graph and CPU, each with a one-line reason (fp32 is always the fallback).
+
+    ``isa``: collect_environment()['isa'] (default: this machine's). Never proposes dynamic int8 on
+    Conv: with Conv present, dynamic is restricted to MatMul/Attention, or dropped when there is none.
+    """
+    if isa is None:
+        from ..measure import collect_environment
+
+        isa = collect_environment().get("isa", {})
+    from .diagnose import isa_summary
+
+    mix = graph_mix(onnx_path)
+    vnni = isa_summary(isa)["int8_dot"]
+    conv_heavy = mix["conv_share"] >= 0.5
+    share = f"{mix['conv_share']:.0%} of the {mix['basis']} in Conv"
+    props, skipped = [], []
+
+    def add(method, reason):
+        if all(p.method.key != method.key for p in props):
+            props.append(Proposal(method, reason))
+
+    matmuls = mix["matmul_nodes"] + mix["attention_nodes"]
+    dyn_ops = {"op_types": "MatMul,Attention"} if mix["conv_nodes"] else {}
+    if conv_heavy:
+        if has_calibration:
+            add(make_method("static"), f"conv-heavy graph ({share}): static QDQ runs QLinearConv, ORT's fast int8 "
+                                      "path; U8S8 with 7-bit weights (reduce_range) is safe on every x86 CPU")
+            if vnni:
+                add(make_method("static", reduce_range=False), "this CPU has int8 dot-product instructions (VNNI): "
+                    "no int16 saturation, so full 8-bit weights may keep more accuracy at the same speed")
+            add(make_method("static", format="qoperator"), "the same as QOperator (QLinearConv nodes in the file): "
+                "sometimes faster where ORT cannot fuse every Q/DQ pair")
+        else:
+            skipped.append(("static", "no calibration data (give --task or --calib)"))
+        if matmuls:
+            add(make_method("dynamic", per_channel=True, weight_type="s8", **dyn_ops),
+                "dynamic int8 on the MatMuls only (Conv stays float: ConvInteger is slower than fp32)")
+        else:
+            skipped.append(("dynamic", "it would turn Conv into ConvInteger, which has no fast kernel, and there "
+                                       "is no MatMul to quantize instead"))
+    elif mix["conv_nodes"] + matmuls + mix["gemm_nodes"]:
+        what = f"MatMul-heavy graph ({100 - round(100 * mix['conv_share'])}% of the {mix['basis']} in MatMul/Gemm)"
+        if matmuls:
+            add(make_method("dynamic", per_channel=True, weight_type="s8", **dyn_ops),
+                f"{what}: dynamic int8 (DynamicQuantizeMatMul) needs no calibration; per-channel QInt8 weights "
+                "keep transformer outputs close to fp32")
+            add(make_method("dynamic", per_channel=True, weight_type="u8", **dyn_ops),
+                "the same with QUInt8 weights: the other x86 kernel, faster on some CPUs")
+        else:
+            skipped.append(("dynamic", "ORT's dynamic quantization has no Gemm kernel and the graph has no MatMul"))
+        if has_calibration:
+            add(make_method("static"), "static QDQ: activation ranges from calibration, no run-time range computation")
+        else:
+            skipped.append(("static", "no calibration data (give --task or --calib)"))
+        if mix["weighted_matmuls"]:
+            add(make_method("int4", block_size=32), f"{mix['weighted_matmuls']} MatMul(s) with constant weights: "
+                "4-bit weight blocks (MatMulNBits) cut weight memory ~4x; speed depends on their size")
+    else:
+        skipped.append(("all", "no Conv, MatMul or Gemm node: nothing worth quantizing"))
+    return Proposals(props, skipped, mix)
