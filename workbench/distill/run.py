@@ -234,6 +234,10 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
 
 
 def summary_lines(card: dict) -> list[str]:
+    if "metrics" not in card:  # transformer cards
+        from .transformer_run import summary_lines as text_lines
+
+        return text_lines(card)
     m = card["metrics"]
     lines = [f"student {card['student']['spec']}: {card['student']['params']:,} params "
              f"(teacher {format(card['teacher']['params'], ',') if card['teacher']['params'] else 'black box'})"]
