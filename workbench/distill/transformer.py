@@ -80,29 +80,38 @@ def _cache_root(cache_root, out_dir: Path) -> Path:
 
 def teacher_outputs(teacher, corpus, max_len: int, layers: list[int], cache_root: Path, progress=None,
                     batch_size: int = 32) -> tuple[dict, str, bool]:
-    """(arrays, key, hit): the teacher's sentence embeddings of every split and, for the train split,
-    the outputs of teacher ``layers`` (0-based) per real token as float16, ragged (``train_hidden``
-    (tokens, len(layers), hidden) with ``train_offsets`` (n+1,)). Computed once per key, then read
-    memory-mapped."""
+    """(arrays, key, hit): the teacher's sentence embeddings of every split (``{split}_out``) and, for the
+    train split, the outputs of teacher ``layers`` (0-based) per real token as float16, ragged
+    (``train_hidden`` (tokens, len(layers), hidden) with ``train_offsets`` (n+1,)). Computed once per
+    key, then read memory-mapped."""
+    from ..zoo.hf import mean_pool
+
+    texts = {s: corpus.texts(s) for s in ("train", "val", "test")}
+    parts = {"kind": "sentence-embeddings", "pooling": "mean+l2", "corpus": corpus.fingerprint()}
+    return _cached_teacher_pass(teacher, texts, max_len, layers, cache_root, parts, int(teacher.config.hidden_size),
+                                lambda out, mask: mean_pool(out.last_hidden_state, mask), progress, batch_size)
+
+
+def _cached_teacher_pass(teacher, texts: dict, max_len: int, layers: list[int], cache_root, parts: dict, out_dim: int,
+                         head, progress, batch_size: int) -> tuple[dict, str, bool]:
     from ..evaluate.embedding import tokenize
     from .cache import OutputCache
 
     cache = OutputCache(cache_root)
-    parts = {"kind": "sentence-embeddings", "format": CACHE_FORMAT, "teacher": teacher.sha256,
-             "tokenizer": teacher.tokenizer_sha256, "corpus": corpus.fingerprint(), "max_len": int(max_len),
-             "layers": [int(x) for x in layers], "pooling": "mean+l2", "hidden_dtype": "float16"}
+    parts = {**parts, "format": CACHE_FORMAT, "teacher": teacher.sha256, "tokenizer": teacher.tokenizer_sha256,
+             "max_len": int(max_len), "layers": [int(x) for x in layers], "hidden_dtype": "float16"}
     key = cache.key(**parts)
     got = cache.load(key)
     if got is not None:
         return got, key, True
     TEACHER_PASSES["count"] += 1
-    ids = {s: tokenize(teacher.tokenizer, corpus.texts(s), max_len) for s in ("train", "val", "test")}
+    ids = {s: tokenize(teacher.tokenizer, t, max_len) for s, t in texts.items()}
     hidden = int(teacher.config.hidden_size)
     offsets = np.zeros(len(ids["train"]) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(x) for x in ids["train"]])
     arrays = {"train_offsets": (offsets.shape, "int64")}
     for s in ids:
-        arrays[f"{s}_emb"] = ((len(ids[s]), hidden), "float32")
+        arrays[f"{s}_out"] = ((len(ids[s]), out_dim), "float32")
     if layers:
         arrays["train_hidden"] = ((int(offsets[-1]), len(layers), hidden), "float16")
     total = sum(len(v) for v in ids.values())
@@ -112,13 +121,13 @@ def teacher_outputs(teacher, corpus, max_len: int, layers: list[int], cache_root
         with cache.writer(key, arrays, parts=parts) as out:
             out["train_offsets"][:] = offsets
             done = 0
-            for s in ("train", "val", "test"):
-                for sel, emb, states in _teacher_batches(teacher.module, ids[s], layers if s == "train" else [],
-                                                         batch_size, _pad_id(teacher.tokenizer)):
-                    out[f"{s}_emb"][sel] = emb
-                    for j, i in enumerate(sel):
-                        n = len(ids[s][i])
-                        if states is not None:
+            for s in ids:
+                for sel, vec, states in _teacher_batches(teacher.module, ids[s], layers if s == "train" else [],
+                                                         batch_size, _pad_id(teacher.tokenizer), head):
+                    out[f"{s}_out"][sel] = vec
+                    if states is not None:
+                        for j, i in enumerate(sel):
+                            n = len(ids[s][i])
                             out["train_hidden"][offsets[i]:offsets[i] + n] = states[j, :n]
                     done += len(sel)
                     if update:
@@ -133,25 +142,36 @@ def _pad_id(tokenizer) -> int:
     return int(getattr(tokenizer, "pad_token_id", 0) or 0)
 
 
-def _teacher_batches(module, ids: list, layers: list[int], batch_size: int, pad_id: int):
-    """Yields (indices, pooled embeddings, (batch, seq, len(layers), hidden) fp16 states or None), length-sorted."""
+def forward(module, input_ids, mask, **kwargs):
+    """``module(input_ids, attention_mask, token_type_ids=zeros if it takes them, **kwargs)``."""
+    import inspect
+
+    import torch
+
+    if "token_type_ids" in inspect.signature(module.forward).parameters:
+        kwargs["token_type_ids"] = torch.zeros_like(input_ids)
+    return module(input_ids=input_ids, attention_mask=mask, **kwargs)
+
+
+def _teacher_batches(module, ids: list, layers: list[int], batch_size: int, pad_id: int, head):
+    """Yields (indices, head(output, mask) as numpy, (batch, seq, len(layers), hidden) fp16 states or None),
+    in length-sorted batches."""
     import torch
 
     from ..evaluate.embedding import pad_batch
-    from ..zoo.hf import SentenceEncoder, mean_pool
 
-    enc = SentenceEncoder(module).eval()
+    module.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             sel = order[s:s + batch_size]
             input_ids, mask = (torch.from_numpy(a) for a in pad_batch([ids[i] for i in sel], pad_id))
-            out = enc.token_states(input_ids, mask, output_hidden_states=bool(layers))
-            emb = mean_pool(out.last_hidden_state, mask).numpy()
+            out = forward(module, input_ids, mask, output_hidden_states=bool(layers))
+            vec = head(out, mask).float().numpy()
             states = None
             if layers:
                 states = torch.stack([out.hidden_states[k + 1] for k in layers], dim=2).to(torch.float16).numpy()
-            yield sel, emb, states
+            yield sel, vec, states
 
 
 def _padded_hidden(flat, offsets, idx, width: int):
@@ -188,14 +208,18 @@ def attention_kl(student_att, teacher_att, mask):
 def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict | None = None, max_len: int = 128,
                        progress=None, *, cache_root=None, layer_map=None, micro_batch: int = MICRO_BATCH,
                        export: bool = True, eval_threads: int = 1, k: int = 10,
-                       freeze: tuple[str, ...] = ("word_embeddings",)) -> dict:
+                       freeze: tuple[str, ...] = ("word_embeddings",), cache_layers: list[int] | None = None,
+                       dropout: float | None = None) -> dict:
     """Distil ``teacher`` (an HFModel, task "embedding") into ``drop_layers(teacher, keep_layers)`` on ``corpus``
     (a TextCorpus) with the engine's FitConfig ``cfg``; writes student/, student.onnx, card.json into
     ``out_dir`` and returns the card (a dict).
 
     ``freeze``: parameters whose names contain one of these stay as copied from the teacher (default:
     the word-embedding table, 2/3 of a 3-layer MiniLM's parameters: updating it every step costs
-    more time than the forward pass and it barely moves with a small corpus)."""
+    more time than the forward pass and it barely moves with a small corpus). ``cache_layers``: teacher
+    layers to store in the cache, a superset of the mapped ones (several students with different layer
+    maps then share one cache entry, i.e. one teacher pass). ``dropout``: the student's dropout
+    probability while training (None: as in the teacher's config)."""
     import torch
 
     from ..evaluate.embedding import embedding_fidelity, encode, pad_batch, tokenize
@@ -215,6 +239,12 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     keep = parse_keep(keep_layers, teacher.num_layers)
     lmap = parse_layer_map(layer_map, keep, teacher.num_layers) if w["hidden_mse"] > 0 or w["attention"] > 0 else {}
     t_layers = sorted(set(lmap.values())) if w["hidden_mse"] > 0 else []
+    if t_layers and cache_layers is not None:
+        missing = sorted(set(t_layers) - set(cache_layers))
+        if missing:
+            raise RecipeError(f"cache_layers {list(cache_layers)} lacks teacher layer(s) {missing} of the layer map "
+                              f"{lmap}; add them or leave cache_layers out")
+        t_layers = sorted(set(int(x) for x in cache_layers))
     say = progress.info if progress is not None else (lambda msg: None)
     say(f"student: teacher layers {keep} of {teacher.num_layers}; losses "
         + ", ".join(f"{k}={v:g}" for k, v in w.items() if v) + (f"; layer map {lmap}" if lmap else ""))
@@ -226,9 +256,8 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     if w["attention"] > 0:
         _use_eager_attention(student)
         _use_eager_attention(teacher.module)
-    frozen = [n for n, p in student.named_parameters() if any(f in n for f in freeze)]
-    for n, p in student.named_parameters():
-        p.requires_grad_(n not in frozen)
+    frozen = _freeze(student, freeze)
+    _set_dropout(student, dropout)
     enc = SentenceEncoder(student)
     pad = _pad_id(teacher.tokenizer)
     train_ids = tokenize(teacher.tokenizer, corpus.train, max_len)
@@ -236,13 +265,13 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     if len(offsets) != len(train_ids) + 1 or int(offsets[-1]) != sum(len(x) for x in train_ids):
         raise RecipeError(f"teacher-output cache entry {cache_key} does not match the corpus tokenization; "
                           "delete that folder from the cache and re-run")
-    t_emb = torch.from_numpy(np.array(arrays["train_emb"], dtype=np.float32))
+    t_emb = torch.from_numpy(np.array(arrays["train_out"], dtype=np.float32))
     t_hidden = arrays.get("train_hidden")
     pairs = [(s, t_layers.index(t)) for s, t in lmap.items()] if t_layers else []
     att_pairs = list(lmap.items()) if w["attention"] > 0 else []
     lengths = np.array([len(x) for x in train_ids])
     val_ids = tokenize(teacher.tokenizer, corpus.val, max_len)
-    val_teacher = np.asarray(arrays["val_emb"], dtype=np.float32)
+    val_teacher = np.asarray(arrays["val_out"], dtype=np.float32)
 
     def step(idx, epoch):
         idx = idx.numpy()
@@ -274,14 +303,16 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
         return float((emb * val_teacher).sum(1).mean())
 
     run_key = hashlib.sha256(json.dumps({"cache": cache_key, "keep": keep, "map": lmap, "losses": w, "max_len": max_len,
-                                         "micro_batch": micro_batch, "frozen": frozen}, sort_keys=True).encode()).hexdigest()[:16]
+                                         "micro_batch": micro_batch, "frozen": frozen, "dropout": dropout},
+                                        sort_keys=True).encode()).hexdigest()[:16]
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher.module.eval()
     result = fit({"student": student}, step, len(train_ids), evaluate, cfg, checkpoint=out_dir / "checkpoint.pt",
                  key=run_key, progress=progress, metric_name="val_cosine", describe=f"distil {len(keep)}-layer student")
     student.eval()
     card = {"kind": "embedding-distillation", "teacher": teacher.describe(), "keep": keep, "layer_map": lmap,
-            "losses": w, "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen, "cfg": cfg.to_json(),
+            "losses": w, "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen, "dropout": dropout,
+            "cfg": cfg.to_json(),
             "corpus": corpus.summary(), "teacher_cache": {"key": cache_key, "hit": hit},
             "params": {"teacher": teacher.params, "student": sum(p.numel() for p in student.parameters())},
             "fit": result.to_json(), "val_cosine_pytorch": result.best_metric}
@@ -295,10 +326,29 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
         s_emb = encode(str(onnx_path), None, teacher.tokenizer, max_len, ids=test_ids, threads=eval_threads)
         card["fidelity"] = {"split": "test", "measured_on": "student.onnx through ONNX Runtime (CPU EP)",
                             "reference": "teacher PyTorch embeddings (fp32)",
-                            **embedding_fidelity(s_emb, np.asarray(arrays["test_emb"]), k=k)}
+                            **embedding_fidelity(s_emb, np.asarray(arrays["test_out"]), k=k)}
     card["seconds"] = round(time.perf_counter() - t_start, 2)
     write_json(out_dir / "card.json", card)
     return card
+
+
+def _freeze(model, names) -> list[str]:
+    frozen = [n for n, _ in model.named_parameters() if any(f in n for f in names)]
+    for n, p in model.named_parameters():
+        p.requires_grad_(n not in frozen)
+    return frozen
+
+
+def _set_dropout(model, p: float | None) -> None:
+    if p is None:
+        return
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise RecipeError(f"dropout must be a probability in [0, 1), got {p!r}")
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = float(p)
 
 
 def _use_eager_attention(model) -> None:
@@ -331,25 +381,28 @@ def save_student(model, tokenizer, directory: Path) -> Path:
 # --------------------------------------------------------------------------- ONNX export
 
 def export_encoder(encoder, tokenizer, path, sample_texts: list[str], max_len: int = 128,
-                   atol: float = PARITY_ATOL, rtol: float = PARITY_RTOL) -> dict:
-    """Export a SentenceEncoder (or a transformers model, wrapped) to ONNX with dynamic batch and sequence
-    axes (inputs ``input_ids``, ``attention_mask`` int64; output ``sentence_embedding``), then check parity
+                   atol: float = PARITY_ATOL, rtol: float = PARITY_RTOL, output_name: str = "sentence_embedding") -> dict:
+    """Export a SentenceEncoder (a transformers model is wrapped in one; any module with
+    ``forward(input_ids, attention_mask)`` is exported as it is) to ONNX with dynamic batch and sequence
+    axes (inputs ``input_ids``, ``attention_mask`` int64; one output, ``output_name``), then check parity
     with PyTorch through the ORT adapter on ``sample_texts`` (a padded batch and each sentence alone).
-    Returns {exporter, opset, max_abs_diff, parity_texts}; raises ParityError out of tolerance."""
+    Returns {exporter, opset, max_abs_diff, parity_texts, ...}; raises ParityError out of tolerance."""
     import torch
 
     from ..evaluate.embedding import pad_batch, tokenize
     from ..export.onnx import OPSET, _quiet
     from ..zoo.hf import SentenceEncoder
 
-    enc = encoder if isinstance(encoder, SentenceEncoder) else SentenceEncoder(encoder)
+    from transformers import PreTrainedModel
+
+    enc = SentenceEncoder(encoder) if isinstance(encoder, PreTrainedModel) else encoder
     enc.eval()
     texts = [t for t in sample_texts if t] or ["A short sentence for the export.", "Another one, a little longer."]
     ids = tokenize(tokenizer, texts, max_len)
     pad = _pad_id(tokenizer)
     dummy = [torch.from_numpy(a) for a in pad_batch(ids[:2] if len(ids) >= 2 else ids * 2, pad)]
     path = Path(path)
-    max_pos = int(getattr(getattr(enc.model, "config", None), "max_position_embeddings", 512) or 512)
+    max_pos = int(getattr(getattr(getattr(enc, "model", None), "config", None), "max_position_embeddings", 512) or 512)
     errors = []
     with atomic_path(path, suffix=".onnx") as tmp:
         exporter = None
@@ -361,16 +414,16 @@ def export_encoder(encoder, tokenizer, path, sample_texts: list[str], max_len: i
                         seq = torch.export.Dim("seq", max=max_pos)
                         torch.onnx.export(enc, tuple(dummy), str(tmp), dynamo=True, external_data=False,
                                           opset_version=OPSET, input_names=["input_ids", "attention_mask"],
-                                          output_names=["sentence_embedding"], optimize=True, verbose=False,
+                                          output_names=[output_name], optimize=True, verbose=False,
                                           dynamic_shapes={"input_ids": {0: batch, 1: seq},
                                                           "attention_mask": {0: batch, 1: seq}})
                     else:
                         torch.onnx.export(enc, tuple(dummy), str(tmp), dynamo=False, opset_version=OPSET,
                                           input_names=["input_ids", "attention_mask"],
-                                          output_names=["sentence_embedding"],
+                                          output_names=[output_name],
                                           dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
                                                         "attention_mask": {0: "batch", 1: "seq"},
-                                                        "sentence_embedding": {0: "batch"}})
+                                                        output_name: {0: "batch"}})
                 exporter = "torch.onnx.export(dynamo=True)" if dynamo else "torch.onnx.export(dynamo=False, legacy)"
                 break
             except Exception as e:  # try the other exporter, then give up with both reasons
@@ -405,3 +458,147 @@ def encoder_parity(enc, onnx_path, ids: list, pad_id: int, atol: float | None, r
         if atol is not None and np.any(d > atol + rtol * np.abs(ref)):
             raise ParityError(what, float(d.max()), atol)
     return worst
+
+
+# --------------------------------------------------------------------------- text classification
+
+def _classifier_module(model):
+    """``forward(input_ids, attention_mask) -> logits``: the exportable form of a sequence classifier."""
+    import torch
+
+    class TextClassifier(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.model = m
+
+        def forward(self, input_ids, attention_mask):
+            return forward(self.model, input_ids, attention_mask).logits
+
+    return TextClassifier(model)
+
+
+def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: dict | None = None,
+                            temperature: float = 4.0, max_len: int = 128, progress=None, *, cache_root=None,
+                            layer_map=None, micro_batch: int = MICRO_BATCH, export: bool = True,
+                            freeze: tuple[str, ...] = ("word_embeddings",), eval_threads: int = 1,
+                            dropout: float | None = None) -> dict:
+    """Distil an HFModel (task "classification") into ``drop_layers(teacher, keep_layers)`` on a
+    TextClassificationTask: ``kd`` = T^2 KL(teacher || student) of the temperature-softened logits (from
+    the cache), ``ce`` = cross-entropy on the labels, ``hidden_mse`` as for embeddings. Best epoch by
+    validation accuracy. Writes student/, student.onnx (input_ids, attention_mask -> logits) and
+    card.json (test accuracy of the ONNX artifact through ONNX Runtime, with a bootstrap CI)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..evaluate import bootstrap_mean_ci
+    from ..evaluate.embedding import pad_batch, tokenize
+    from ..zoo.hf import drop_layers, parse_keep
+    from .engine import fit
+
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    w = check_losses(losses, DEFAULT_CLS_LOSSES)
+    if not temperature > 0:
+        raise RecipeError(f"temperature must be > 0, got {temperature!r}")
+    n_out = int(getattr(teacher.config, "num_labels", 0) or 0)
+    if teacher.task != "classification" or n_out != task.num_classes:
+        raise RecipeError(f"the teacher must be a sequence classifier with {task.num_classes} labels (it is "
+                          f"{teacher.task!r} with {n_out}); load it with load_hf(DIR, task='classification', "
+                          f"num_labels={task.num_classes}) after fine-tuning it on the task")
+    if not len(task.train_texts) or not len(task.val_texts) or not len(task.test_texts):
+        raise RecipeError(f"task {task.name} has an empty split; give more labelled texts")
+    keep = parse_keep(keep_layers, teacher.num_layers)
+    lmap = parse_layer_map(layer_map, keep, teacher.num_layers) if w["hidden_mse"] > 0 else {}
+    t_layers = sorted(set(lmap.values()))
+    texts = {s: task.split(s)[0] for s in ("train", "val", "test")}
+    arrays, cache_key, hit = _cached_teacher_pass(
+        teacher, texts, max_len, t_layers, _cache_root(cache_root, out_dir),
+        {"kind": "classifier-logits", "task": task.fingerprint()}, n_out, lambda out, mask: out.logits, progress, 32)
+    student = drop_layers(teacher.module, keep)
+    frozen = _freeze(student, freeze)
+    _set_dropout(student, dropout)
+    pad = _pad_id(teacher.tokenizer)
+    ids = {s: tokenize(teacher.tokenizer, t, max_len) for s, t in texts.items()}
+    y = {s: torch.from_numpy(np.asarray(task.split(s)[1], dtype=np.int64)) for s in texts}
+    t_logits = torch.from_numpy(np.array(arrays["train_out"], dtype=np.float32))
+    offsets, t_hidden = np.asarray(arrays["train_offsets"]), arrays.get("train_hidden")
+    pairs = [(s_, t_layers.index(t_)) for s_, t_ in lmap.items()]
+    lengths = np.array([len(x) for x in ids["train"]])
+    T = float(temperature)
+
+    def step(idx, epoch):
+        idx = idx.numpy()
+        idx = idx[np.argsort(lengths[idx], kind="stable")]
+        total = 0.0
+        for c in range(0, len(idx), micro_batch):
+            sel = idx[c:c + micro_batch]
+            a, m = (torch.from_numpy(x) for x in pad_batch([ids["train"][i] for i in sel], pad))
+            out = forward(student, a, m, output_hidden_states=bool(pairs))
+            loss = 0.0
+            if w["kd"]:
+                kl = F.kl_div(F.log_softmax(out.logits / T, 1), F.log_softmax(t_logits[sel] / T, 1),
+                              reduction="batchmean", log_target=True)
+                loss = loss + w["kd"] * kl * T * T
+            if w["ce"]:
+                loss = loss + w["ce"] * F.cross_entropy(out.logits, y["train"][sel])
+            if pairs:
+                th = _padded_hidden(t_hidden, offsets, sel, a.shape[1])
+                loss = loss + w["hidden_mse"] * sum(masked_mse(out.hidden_states[s_ + 1], th[:, :, j], m)
+                                                    for s_, j in pairs) / len(pairs)
+            total = total + loss * (len(sel) / len(idx))
+        return total
+
+    def predict(model_fn, split: str) -> np.ndarray:
+        order = np.argsort([len(x) for x in ids[split]], kind="stable")
+        logits = np.zeros((len(order), n_out), dtype=np.float32)
+        for s in range(0, len(order), 64):
+            sel = order[s:s + 64]
+            a, m = pad_batch([ids[split][i] for i in sel], pad)
+            logits[sel] = model_fn(a, m)
+        return logits
+
+    def torch_logits(a, m):
+        with torch.inference_mode():
+            return forward(student, torch.from_numpy(a), torch.from_numpy(m)).logits.float().numpy()
+
+    def evaluate() -> float:
+        return float((predict(torch_logits, "val").argmax(1) == y["val"].numpy()).mean())
+
+    run_key = hashlib.sha256(json.dumps({"cache": cache_key, "keep": keep, "map": lmap, "losses": w, "T": T,
+                                         "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen,
+                                         "dropout": dropout},
+                                        sort_keys=True).encode()).hexdigest()[:16]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = fit({"student": student}, step, len(ids["train"]), evaluate, cfg, checkpoint=out_dir / "checkpoint.pt",
+                 key=run_key, progress=progress, metric_name="val_accuracy",
+                 describe=f"distil {len(keep)}-layer classifier")
+    student.eval()
+    y_test = y["test"].numpy()
+    t_correct = (np.asarray(arrays["test_out"]).argmax(1) == y_test).astype(np.float64)
+    card = {"kind": "classifier-distillation", "teacher": teacher.describe(), "keep": keep, "layer_map": lmap,
+            "losses": w, "temperature": T, "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen,
+            "dropout": dropout,
+            "cfg": cfg.to_json(), "task": task.summary(), "teacher_cache": {"key": cache_key, "hit": hit},
+            "params": {"teacher": teacher.params, "student": sum(p.numel() for p in student.parameters())},
+            "fit": result.to_json(), "val_accuracy_pytorch": result.best_metric,
+            "teacher_test_accuracy": {"value": float(t_correct.mean()), "ci95": list(bootstrap_mean_ci(t_correct)),
+                                      "measured_on": "teacher PyTorch"}}
+    save_student(student, teacher.tokenizer, out_dir / "student")
+    card["student_dir"] = str(out_dir / "student")
+    if export:
+        from ..runtimes import get_runtime
+
+        onnx_path = out_dir / "student.onnx"
+        wrapper = _classifier_module(student).eval()
+        exp = export_encoder(wrapper, teacher.tokenizer, onnx_path, list(task.test_texts[:8]), max_len,
+                             output_name="logits")
+        card["onnx"] = {"path": str(onnx_path), **exp}
+        session = get_runtime("ort").load(str(onnx_path), eval_threads)
+        logits = predict(lambda a, m: session.run({"input_ids": a, "attention_mask": m})[0], "test")
+        correct = (logits.argmax(1) == y_test).astype(np.float64)
+        card["accuracy"] = {"split": "test", "value": float(correct.mean()), "ci95": list(bootstrap_mean_ci(correct)),
+                            "n": int(len(y_test)), "measured_on": "student.onnx through ONNX Runtime (CPU EP)",
+                            "agreement_with_teacher": float((logits.argmax(1) == np.asarray(arrays["test_out"]).argmax(1)).mean())}
+    card["seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json(out_dir / "card.json", card)
+    return card

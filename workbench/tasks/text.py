@@ -144,11 +144,11 @@ def split_documents(doc_sizes: dict[str, int], seed: int, val_frac: float, test_
 
 def build_corpus(name: str, description: str, documents: dict[str, str], *, seed: int = 0, val_frac: float = 0.1,
                  test_frac: float = 0.15, min_words: int = 5, max_words: int = 60, max_train: int | None = None,
-                 max_eval: int | None = None, options: dict | None = None,
+                 max_val: int | None = None, max_test: int | None = None, options: dict | None = None,
                  extra_train: dict[str, str] | None = None) -> TextCorpus:
     """Segment ``documents`` (id -> text), dedupe sentences (first occurrence in document-id order wins,
     so no sentence is in two splits), split by document, then optionally subsample each split
-    (seeded; ``max_train`` for train, ``max_eval`` for val and test). ``extra_train``: more documents
+    (seeded; ``max_train``, ``max_val``, ``max_test``). ``extra_train``: more documents
     (id -> text) whose sentences all go to the training split, after those of ``documents``; any
     sentence also found in ``documents`` is dropped from them, so nothing held out is trained on."""
     if not documents:
@@ -180,17 +180,15 @@ def build_corpus(name: str, description: str, documents: dict[str, str], *, seed
         texts, docs = parts[assign[doc]]
         texts.extend(per_doc[doc])
         docs.extend([doc] * len(per_doc[doc]))
-    for doc in sorted(extra):
-        parts["train"][0].extend(extra[doc])
-        parts["train"][1].extend([f"extra:{doc}"] * len(extra[doc]))
-    for split, cap in (("train", max_train), ("val", max_eval), ("test", max_eval)):
-        texts, docs = parts[split]
-        if cap is not None and len(texts) > cap:
-            rng = np.random.default_rng([seed, SPLITS.index(split)])
-            keep = np.sort(rng.choice(len(texts), size=cap, replace=False))
-            parts[split] = ([texts[i] for i in keep], [docs[i] for i in keep])
+    extra_part = ([s for d in sorted(extra) for s in extra[d]], [f"extra:{d}" for d in sorted(extra) for _ in extra[d]])
+    for split, cap in (("train", max_train), ("val", max_val), ("test", max_test)):
+        parts[split] = _subsample(parts[split], cap, [seed, SPLITS.index(split)])
+    if extra_part[0]:  # the corpus's own training sentences first; extra ones fill up to max_train
+        room = None if max_train is None else max(0, max_train - len(parts["train"][0]))
+        extra_part = _subsample(extra_part, room, [seed, 99])
+        parts["train"] = (parts["train"][0] + extra_part[0], parts["train"][1] + extra_part[1])
     opts = {"seed": seed, "val_frac": val_frac, "test_frac": test_frac, "min_words": min_words,
-            "max_words": max_words, "max_train": max_train, "max_eval": max_eval, **(options or {})}
+            "max_words": max_words, "max_train": max_train, "max_val": max_val, "max_test": max_test, **(options or {})}
     return TextCorpus(name, description, *(tuple(parts[s][0]) for s in SPLITS),
                       *(tuple(parts[s][1]) for s in SPLITS), options=opts)
 
@@ -198,9 +196,17 @@ def build_corpus(name: str, description: str, documents: dict[str, str], *, seed
 EXTRA_TRAIN = ("stdlib-docstrings",)
 
 
+def _subsample(part: tuple[list, list], cap: int | None, seed) -> tuple[list, list]:
+    texts, docs = part
+    if cap is None or len(texts) <= cap:
+        return part
+    keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=cap, replace=False))
+    return [texts[i] for i in keep], [docs[i] for i in keep]
+
+
 def pydoc_corpus(seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.15, min_words: int = 5,
-                 max_words: int = 60, max_train: int | None = None, max_eval: int | None = None,
-                 extra_train: str | None = None) -> TextCorpus:
+                 max_words: int = 60, max_train: int | None = None, max_val: int | None = None,
+                 max_test: int | None = None, extra_train: str | None = None) -> TextCorpus:
     """Sentences of CPython's ``pydoc_data.topics`` (the language reference; one document per topic).
 
     ``extra_train="stdlib-docstrings"`` adds the docstrings of the standard library's own .py files
@@ -216,7 +222,7 @@ def pydoc_corpus(seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.15, 
     desc = (f"CPython {sys.version.split()[0]} pydoc_data.topics: language-reference prose, one document per topic, "
             "split by document" + (" (+ standard-library docstrings, training split only)" if extra else ""))
     return build_corpus("pydoc", desc, dict(topics), seed=seed, val_frac=val_frac, test_frac=test_frac,
-                        min_words=min_words, max_words=max_words, max_train=max_train, max_eval=max_eval,
+                        min_words=min_words, max_words=max_words, max_train=max_train, max_val=max_val, max_test=max_test,
                         options={"python": sys.version.split()[0], "extra_train": extra_train}, extra_train=extra)
 
 

@@ -28,7 +28,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
                 "pytorch_model.bin.index.json")
 KEEP_RULES = ("'0,2,4' (these layers, 0-based), 'every-other' (layers 1,3,5,... counted so the last layer "
               "is kept, DistilBERT-style), 'first-N', 'last-N', or 'N' (N layers evenly spread over the "
-              "teacher's, first and last included: round(i*(L-1)/(N-1)); N=1 keeps the last)")
+              "teacher's, first and last included: floor(i*(L-1)/(N-1) + 0.5), so '3' of 6 is 0,3,5; N=1 keeps the last)")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class HFModel:
     task: str = "embedding"
     weights: Path | None = None
     files: dict = field(default_factory=dict)  # file name -> sha256 (what the hash covers)
+    new_weights: tuple[str, ...] = ()  # parameters not in the checkpoint, freshly initialised (e.g. a new head)
 
     @property
     def params(self) -> int:
@@ -54,7 +55,7 @@ class HFModel:
         return {"directory": str(self.directory), "task": self.task, "sha256": self.sha256,
                 "tokenizer_sha256": self.tokenizer_sha256, "num_layers": self.num_layers, "params": self.params,
                 "model_type": getattr(self.config, "model_type", None),
-                "weights": str(self.weights) if self.weights else None}
+                "weights": str(self.weights) if self.weights else None, "new_weights": list(self.new_weights)}
 
 
 def _sha256_file(path: Path) -> str:
@@ -158,9 +159,12 @@ def load_hf(directory: str | Path, weights: str | Path | None = None, task: str 
             raise SourceError(f"hf:{directory}: cannot load the tokenizer ({_first_line(e)}); re-save it with "
                               "tokenizer.save_pretrained(DIR)") from None
         cls = transformers.AutoModel if task == "embedding" else transformers.AutoModelForSequenceClassification
+        new_weights: list[str] = []
         try:
             if wpath is None:
-                module = cls.from_pretrained(str(d), config=config, local_files_only=True)
+                module, info = cls.from_pretrained(str(d), config=config, local_files_only=True,
+                                                   output_loading_info=True)
+                new_weights = sorted(info.get("missing_keys", []))
             else:
                 module = cls.from_config(config)
         except Exception as e:
@@ -178,7 +182,7 @@ def load_hf(directory: str | Path, weights: str | Path | None = None, task: str 
     tok_hash = {p.name: _sha256_file(p) for p in tok_files + [d / n for n in TOKENIZER_META if (d / n).is_file()]}
     return HFModel(module=module, tokenizer=tokenizer, config=module.config, sha256=_combined(files),
                    tokenizer_sha256=_combined(tok_hash), num_layers=len(encoder_layers(module)), directory=d,
-                   task=task, weights=wpath, files=files)
+                   task=task, weights=wpath, files=files, new_weights=tuple(new_weights))
 
 
 def _load_state(module, path: Path) -> None:
@@ -283,7 +287,7 @@ def _spread(n: int, num_layers: int, how: str) -> list[int]:
         raise RecipeError(f"keep {n}: the student can have 1..{num_layers} layers; {how}")
     if n == 1:
         return [num_layers - 1]
-    return sorted({int(round(i * (num_layers - 1) / (n - 1))) for i in range(n)})
+    return sorted({int(i * (num_layers - 1) / (n - 1) + 0.5) for i in range(n)})  # round half up
 
 
 def drop_layers(model, keep) -> object:
