@@ -489,7 +489,7 @@ def test_distill_text_classifier_end_to_end(tiny_dir, tmp_path):
     import csv
 
     from workbench.distill.engine import FitConfig
-    from workbench.distill.transformer import distill_text_classifier
+    from workbench.distill.text_classifier import distill_text_classifier
     from workbench.tasks.text import load_text_classification
     from workbench.zoo.hf import load_hf
 

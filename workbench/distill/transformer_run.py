@@ -55,7 +55,7 @@ def run_embedding_job(job, corpus, base, progress) -> dict:
 
 def run_text_classification_job(job, task, base, progress) -> dict:
     from .run import DEFAULT_CACHE, _prepare_out
-    from .transformer import distill_text_classifier
+    from .text_classifier import distill_text_classifier
 
     teacher, keep = _teacher_and_keep(job, base, "classification", num_labels=task.num_classes)
     if getattr(teacher, "new_weights", None):
