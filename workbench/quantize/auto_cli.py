@@ -44,14 +44,14 @@ def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, cali
                   inputs=None, shapes=(), out=None, threads=1, rounds=3, measure=True, json_out=None, max_s=None,
                   max_drop=None, protocol=None, console=None) -> dict:
     """Choose the quantization of ``model`` by measuring candidates (see :mod:`.auto`); print the table."""
-    from ..bench import check_writable, default_protocol, prepare
+    from ..bench import default_protocol, prepare
     from ..fileio import write_json
     from ..measure import collect_environment
     from ..measure.inputs import write_npz
     from ..measure.model_inputs import read_model_inputs
     from . import make_method
     from .auto import auto_quantize, propose_candidates, short_protocol
-    from .standalone import DEFAULT_CALIB_SAMPLES, _calibration, _check_out, default_output
+    from .standalone import DEFAULT_CALIB_SAMPLES, _calibration, check_run_args
 
     if options:
         raise RecipeError("--option does not apply to --method auto: it chooses the options itself; "
@@ -61,22 +61,11 @@ def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, cali
     points = DEFAULT_MAX_DROP_POINTS if max_drop is None else max_drop
     if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points <= 100:
         raise RecipeError(f"--max-drop is in points (0.5 = half an accuracy point) between 0 and 100, got {points!r}")
-    for name, v in (("--threads", threads), ("--rounds", rounds)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise RecipeError(f"{name} must be a whole number >= 1, got {v!r}")
     src = Path(model)
     if not src.is_file():
         raise ArtifactError(f"model file {model} not found; give the path of an .onnx file")
     specs = list(read_model_inputs(str(src)).specs)
-    dst = Path(out) if out else default_output(src, "auto")
-    _check_out(dst, src)
-    if json_out:
-        check_writable(json_out)
-    task_obj = None
-    if task is not None:
-        from ..tasks import load_task
-
-        task_obj = load_task(task)
+    dst, task_obj = check_run_args(src, out, "auto", json_out, task, threads, rounds)
     calib, calib_from = None, ""
     if task_obj is not None or calib_npz or calib_random:
         static = make_method("static") if calib_samples is None else make_method("static", calib_samples=calib_samples)

@@ -61,6 +61,27 @@ def model_bytes(path: str | Path) -> int:
     return total
 
 
+def check_run_args(src: Path, out, method_name: str, json_out, task, threads, rounds):
+    """Checks shared by `workbench quantize` with a fixed method and with auto, before anything is written:
+    whole-number --threads/--rounds, a writable output that is not the input, a writable --json, the task.
+    Returns (output path, loaded task or None)."""
+    from ..bench import check_writable
+
+    for name, v in (("--threads", threads), ("--rounds", rounds)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RecipeError(f"{name} must be a whole number >= 1, got {v!r}")
+    dst = Path(out) if out else default_output(src, method_name)
+    _check_out(dst, src)
+    if json_out:
+        check_writable(json_out)
+    task_obj = None
+    if task is not None:
+        from ..tasks import load_task
+
+        task_obj = load_task(task)
+    return dst, task_obj
+
+
 def _check_out(out: Path, model: Path) -> None:
     from ..fileio import probe_writable
 
@@ -158,7 +179,7 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
     within ``max_drop`` POINTS (:mod:`.auto_cli`); ``sensitivity`` adds the per-node error table (static/dynamic)."""
     from rich.console import Console
 
-    from ..bench import check_writable, prepare
+    from ..bench import prepare
     from ..fileio import atomic_path, write_json
     from ..measure.model_inputs import read_model_inputs
     from . import make_method, parse_option_pairs
@@ -193,18 +214,7 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         if "calib_samples" in opts:
             raise RecipeError("--calib-samples and --option calib_samples both set the sample count; give one")
         m = m.with_options(calib_samples=calib_samples)
-    for name, v in (("--threads", threads), ("--rounds", rounds)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise RecipeError(f"{name} must be a whole number >= 1, got {v!r}")
-    dst = Path(out) if out else default_output(src, method)
-    _check_out(dst, src)
-    if json_out:
-        check_writable(json_out)
-    task_obj = None
-    if task is not None:
-        from ..tasks import load_task
-
-        task_obj = load_task(task)
+    dst, task_obj = check_run_args(src, out, method, json_out, task, threads, rounds)
     calib, calib_from = _calibration(m, src, specs, task_obj, calib_npz, calib_random, shapes)
     if calib is not None:  # the sample count in the lineage is the count actually used
         have = len(next(iter(calib.values()))) if isinstance(calib, dict) and calib else len(calib)
