@@ -23,3 +23,18 @@ def tiny_cnn():
     m = SmallCNN(width=4, depth=1)
     m.eval()
     return m
+
+
+class RecordingProgress:
+    """A Progress stand-in that records info lines and shows no bars (tests read ``.lines``)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, msg):
+        self.lines.append(msg)
+
+    def bar(self, description, total):
+        import contextlib
+
+        return contextlib.nullcontext(lambda *a, **k: None)

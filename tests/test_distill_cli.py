@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import RecordingProgress as _Progress
 
 from workbench.cli import main
 from workbench.distill import classify
@@ -111,19 +112,6 @@ def _count_forward(module):
         return inner(*a, **k)
     module.forward = forward
     return calls
-
-
-class _Progress:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, msg):
-        self.lines.append(msg)
-
-    def bar(self, description, total):
-        import contextlib
-
-        return contextlib.nullcontext(lambda *a, **k: None)
 
 
 CFG = FitConfig(epochs=2, batch_size=32, lr=5e-3, seed=0)

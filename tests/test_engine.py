@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from workbench.distill.cache import OutputCache
 from workbench.distill.engine import FitConfig, fit, lr_factor
 from workbench.errors import RecipeError
+from conftest import RecordingProgress as _Progress
 
 
 # ---------------------------------------------------------------- a tiny real problem
@@ -38,19 +39,6 @@ class _Problem:
 
     def evaluate(self):
         return float((self.net(self.xv).argmax(1) == self.yv).float().mean())
-
-
-class _Progress:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, msg):
-        self.lines.append(msg)
-
-    def bar(self, description, total):
-        import contextlib
-
-        return contextlib.nullcontext(lambda *a, **k: None)
 
 
 def _weights(m):

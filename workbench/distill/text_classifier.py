@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..fileio import write_json
-from .transformer import DEFAULT_CLS_LOSSES, MICRO_BATCH, _cache_root, _cached_teacher_pass, _freeze, _pad_id, _padded_hidden, _set_dropout, check_losses, export_encoder, forward, masked_mse, parse_layer_map, save_student
+from .transformer import DEFAULT_CLS_LOSSES, MICRO_BATCH, _cache_root, _cached_teacher_pass, _freeze, _pad_id, _padded_hidden, _set_dropout, check_losses, export_encoder, forward, masked_mse, micro_batches, parse_layer_map, save_student
 
 
 def _classifier_module(model):
@@ -80,12 +80,8 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
     T = float(temperature)
 
     def step(idx, epoch):
-        idx = idx.numpy()
-        idx = idx[np.argsort(lengths[idx], kind="stable")]
         total = 0.0
-        for c in range(0, len(idx), micro_batch):
-            sel = idx[c:c + micro_batch]
-            a, m = (torch.from_numpy(x) for x in pad_batch([ids["train"][i] for i in sel], pad))
+        for sel, a, m, share in micro_batches(idx, lengths, ids["train"], pad, micro_batch):
             out = forward(student, a, m, output_hidden_states=bool(pairs))
             loss = 0.0
             if w["kd"]:
@@ -98,7 +94,7 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
                 th = _padded_hidden(t_hidden, offsets, sel, a.shape[1])
                 loss = loss + w["hidden_mse"] * sum(masked_mse(out.hidden_states[s_ + 1], th[:, :, j], m)
                                                     for s_, j in pairs) / len(pairs)
-            total = total + loss * (len(sel) / len(idx))
+            total = total + loss * share
         return total
 
     def predict(model_fn, split: str) -> np.ndarray:

@@ -174,6 +174,23 @@ def _teacher_batches(module, ids: list, layers: list[int], batch_size: int, pad_
             yield sel, vec, states
 
 
+def micro_batches(idx, lengths: np.ndarray, ids: list, pad: int, micro_batch: int):
+    """The batch ``idx`` (a LongTensor) sorted by length and cut into micro-batches (less padding).
+
+    Yields (example indices, input_ids, attention_mask, weight): int64 tensors right-padded to the
+    micro-batch's longest text, and the micro-batch's share of the batch (to weight its mean loss)."""
+    import torch
+
+    from ..evaluate.embedding import pad_batch
+
+    idx = idx.numpy()
+    idx = idx[np.argsort(lengths[idx], kind="stable")]
+    for c in range(0, len(idx), micro_batch):
+        sel = idx[c:c + micro_batch]
+        ids_np, mask_np = pad_batch([ids[i] for i in sel], pad)
+        yield sel, torch.from_numpy(ids_np), torch.from_numpy(mask_np), len(sel) / len(idx)
+
+
 def _padded_hidden(flat, offsets, idx, width: int):
     """(batch, width, layers, hidden) float32 tensor of the cached teacher states of sentences ``idx``."""
     import torch
@@ -222,7 +239,7 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     probability while training (None: as in the teacher's config)."""
     import torch
 
-    from ..evaluate.embedding import embedding_fidelity, encode, pad_batch, tokenize
+    from ..evaluate.embedding import embedding_fidelity, encode, tokenize
     from ..zoo.hf import SentenceEncoder, drop_layers, mean_pool, parse_keep
     from .engine import fit
 
@@ -274,20 +291,15 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     val_teacher = np.asarray(arrays["val_out"], dtype=np.float32)
 
     def step(idx, epoch):
-        idx = idx.numpy()
-        idx = idx[np.argsort(lengths[idx], kind="stable")]
         total = 0.0
-        for c in range(0, len(idx), micro_batch):
-            sel = idx[c:c + micro_batch]
-            ids_np, mask_np = pad_batch([train_ids[i] for i in sel], pad)
-            ids_t, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+        for sel, ids_t, mask, share in micro_batches(idx, lengths, train_ids, pad, micro_batch):
             out = enc.token_states(ids_t, mask, output_hidden_states=bool(pairs), output_attentions=bool(att_pairs))
             emb = mean_pool(out.last_hidden_state, mask)
             loss = 0.0
             if w["embedding_cosine"]:
                 loss = loss + w["embedding_cosine"] * (1 - (emb * t_emb[sel]).sum(1)).mean()
             if pairs:
-                th = _padded_hidden(t_hidden, offsets, sel, ids_np.shape[1])
+                th = _padded_hidden(t_hidden, offsets, sel, ids_t.shape[1])
                 mse = sum(masked_mse(out.hidden_states[s + 1], th[:, :, j], mask) for s, j in pairs) / len(pairs)
                 loss = loss + w["hidden_mse"] * mse
             if att_pairs:
@@ -295,7 +307,7 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
                     t_out = SentenceEncoder(teacher.module).token_states(ids_t, mask, output_attentions=True)
                 kl = sum(attention_kl(out.attentions[s], t_out.attentions[t], mask) for s, t in att_pairs)
                 loss = loss + w["attention"] * kl / len(att_pairs)
-            total = total + loss * (len(sel) / len(idx))
+            total = total + loss * share
         return total
 
     def evaluate() -> float:
