@@ -112,6 +112,11 @@ def train(task, arch, seed, steps, out):
 @click.option("--seed", type=int, help="[0]")
 @click.option("--shift", type=click.IntRange(0), help="Image augmentation: random integer shifts up to +-N px. [1]")
 @click.option("--few", type=click.IntRange(0), help="Use only N labelled examples per class. [all]")
+@click.option("--qat", metavar="METHOD", help="Quantization-aware fine-tuning of a TRAINED student for an ORT static "
+              "int8 method (e.g. static, static?per_channel=false): with the KD loss from --teacher (QAD) or, "
+              "with --alpha 0, labels only (QAT); compared with PTQ of the same student.")
+@click.option("--no-measure", "measure", flag_value=False, default=None,
+              help="--qat: skip the interleaved latency measurement of fp32 / PTQ / QAT.")
 @click.option("--cache", metavar="DIR", help="Teacher-output cache folder (default $WORKBENCH_CACHE or "
               "~/.cache/workbench/teacher-outputs).")
 @click.option("--list-layers", "list_layers", metavar="SPEC", help="Print a model's layer names (for --hint-layers) "
@@ -122,7 +127,9 @@ def distill(config, list_layers, quiet, **options):
     and card.json with the student's metric measured on the ONNX artifact.
 
     Examples: workbench distill --teacher zoo:digits-resnet --student "zoo:cnn?width=8&depth=1" --task digits;
-    workbench distill --teacher hf:models/minilm --student drop:0,2,4 --task corpus:pydoc --epochs 3
+    workbench distill --teacher hf:models/minilm --student drop:0,2,4 --task corpus:pydoc --epochs 3;
+    workbench distill --qat static --teacher zoo:digits-resnet --student "zoo:cnn?width=8&weights=S.safetensors"
+    --task digits --epochs 5 --lr 5e-4
     """
     from .distill.run import load_job, run_distill, summary_lines
     from .progress import Progress
@@ -135,7 +142,11 @@ def distill(config, list_layers, quiet, **options):
     card = run_distill(job, progress)
     for line in summary_lines(card):
         click.echo(line)
-    click.echo(f"written: {card['out']}/ (card.json, student weights, student.onnx)")
+    if card.get("kind") == "workbench qat card":
+        click.echo(f"written: {card['out']}/ (card.json, student.int8.onnx = the deployable QAT artifact, "
+                   "student.ptq.onnx, student.fp32.onnx, student.onnx + student.safetensors = fine-tuned float)")
+    else:
+        click.echo(f"written: {card['out']}/ (card.json, student weights, student.onnx)")
 
 
 def _list_layers(spec: str, task_spec: str) -> None:

@@ -279,7 +279,8 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
     """Train ``student`` (a LoadedModel with a module) from ``teacher`` (any LoadedModel) on ``task``.
 
     Returns a result dict (accuracies, history, cache status, seconds). ``out_dir`` receives the
-    per-epoch checkpoint. The student module is left holding its best-epoch weights.
+    per-epoch checkpoint. The student module is left holding its best-epoch weights. ``teacher`` may be
+    None when the losses need none (alpha 0, no feature losses: plain training, e.g. QAT).
     """
     import torch
     import torch.nn.functional as F
@@ -289,11 +290,13 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
 
     if student.module is None:
         raise RecipeError(f"student {student.spec} is not trainable; use zoo:, torchvision:, hf: or py:")
+    if teacher is None and losses.uses_teacher:
+        raise RecipeError("this loss needs a teacher (alpha > 0 or feature losses); give one or set alpha to 0")
     if losses.uses_features and not teacher.white_box:
         raise RecipeError(f"teacher {teacher.spec} is a black box ({teacher.kind}:): only output-level losses apply; "
                           "drop hint/attention (set their weights to 0) or give a white-box teacher")
     check_feature_layers(teacher, student, losses, task.x_train)
-    if teacher.outputs and shift:
+    if teacher is not None and teacher.outputs and shift:
         if progress:
             progress.info("  precomputed teacher outputs cover un-augmented images only: augmentation (shift) turned off")
         shift = 0
@@ -353,7 +356,7 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
     def evaluate() -> float:
         return _accuracy(model, task.x_val, task.y_val)
 
-    key = "|".join([student.spec.text, student.sha256, teacher.sha256, task.fingerprint(), str(shift),
+    key = "|".join([student.spec.text, student.sha256, teacher.sha256 if teacher is not None else "no-teacher", task.fingerprint(), str(shift),
                     str(losses.to_json()), str(None if subset is None else subset.tolist()), key_extra])
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

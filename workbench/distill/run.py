@@ -52,6 +52,9 @@ class DistillJob:
     seed: int = 0
     cache: str = ""
     feature_cache_mb: float = 1024
+    # quantization-aware fine-tuning of a trained student (image tasks): a static method spec, e.g. "static"
+    qat: str = ""
+    measure: bool = True  # qat: measure fp32 / PTQ / QAT latency interleaved through the harness
     base_dir: str = field(default="", compare=False)
 
     def fit_config(self) -> FitConfig:
@@ -96,7 +99,9 @@ def load_job(config: str | None, overrides: dict) -> DistillJob:
     unknown = sorted(set(data) - FIELDS)
     if unknown:
         raise RecipeError(f"unknown distill key(s) {', '.join(unknown)}; valid: {', '.join(sorted(FIELDS))}")
-    missing = [k for k in ("teacher", "student", "task") if not data.get(k)]
+    needed = ("student", "task") if data.get("qat") and data.get("alpha") == 0 else ("teacher", "student", "task")
+    missing = [k for k in needed if not data.get(k)]
+    data.setdefault("teacher", "")
     if missing:
         raise RecipeError(f"distill needs {', '.join('--' + m for m in missing)} (or the key in the config file)")
     for k in ("hint_layers", "attention_layers"):
@@ -105,6 +110,8 @@ def load_job(config: str | None, overrides: dict) -> DistillJob:
     for f in fields(DistillJob):  # a TOML value of the wrong type would otherwise fail deep inside training
         v = data.get(f.name)
         want = str if f.name in ("teacher", "student", "task") else type(f.default)
+        if v is not None and want is bool and not isinstance(v, bool):
+            raise RecipeError(f"distill key {f.name} must be true or false, got {v!r}")
         if v is None or want not in (int, float, str):
             continue
         if isinstance(v, bool) or not (isinstance(v, want) or (want is float and isinstance(v, int))):
@@ -132,6 +139,13 @@ def run_distill(job: DistillJob, progress) -> dict:
 
     base = Path(job.base_dir) if job.base_dir else None
     task = load_task(job.task, base)
+    if job.qat:
+        if not isinstance(task, Task):
+            raise RecipeError(f"--qat fine-tunes image classifiers; task {job.task!r} is not one (quantize "
+                              "transformers with `workbench quantize --method auto`)")
+        from .qat_run import run_qat_job
+
+        return run_qat_job(job, task, base, progress, measure=job.measure)
     if isinstance(task, Task):
         return _run_image(job, task, base, progress)
     from .. import tasks
@@ -234,6 +248,10 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
 
 
 def summary_lines(card: dict) -> list[str]:
+    if card.get("kind") == "workbench qat card":
+        from .qat_run import summary_lines as qat_lines
+
+        return qat_lines(card)
     if "metrics" not in card:  # transformer cards
         from .transformer_run import summary_lines as text_lines
 
