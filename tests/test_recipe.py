@@ -28,7 +28,7 @@ def test_quick_shrinks_budget():
     ({"students": STUDENTS, "distill": {"steps": "many"}}, "[distill] steps must be an integer"),
     ({"students": STUDENTS, "distill": {"seeds": 3}}, "[distill] seeds must be a list"),
     ({"students": STUDENTS, "distill": {"regimes": ["full", "few"]}}, "regime 'few' is not valid"),
-    ({"students": STUDENTS, "measure": {"runtimes": ["ort-gpu"]}}, "unknown runtime 'ort-gpu'; available: ort"),
+    ({"students": STUDENTS, "measure": {"runtimes": ["ort-gpu"]}}, "unknown runtime 'ort-gpu'; available: executorch, litert, ort, ort-mobile"),
     ({"students": STUDENTS, "quantize": {"teacher": ["int3"]}}, "unknown quantization method 'int3'"),
     ({"students": [{"name": "s", "widht": 4}]}, "unknown key 'widht' in student 's'; valid keys: name, arch, width"),
     ({"students": [{"name": "s", "arch": "vit"}]}, "unknown architecture 'vit'; available: cnn, resnet"),

@@ -12,9 +12,15 @@ RUNTIMES: Registry = Registry("runtime")
 
 
 def _register_builtins() -> None:
+    from .executorch import ExecutorchRuntime
+    from .litert import LiteRTRuntime
     from .ort import OrtRuntime
+    from .ort_mobile import OrtMobileRuntime
 
     RUNTIMES.register("ort", OrtRuntime())
+    RUNTIMES.register("ort-mobile", OrtMobileRuntime())
+    RUNTIMES.register("executorch", ExecutorchRuntime())
+    RUNTIMES.register("litert", LiteRTRuntime())
 
 
 _register_builtins()

@@ -1,0 +1,131 @@
+"""PyTorch -> LiteRT ``.tflite`` via litert-torch; int8 with ai-edge-quantizer.
+
+    fp32          litert_torch.convert(model, sample_kwargs={input_name: x}).export(path)
+    int8-dynamic  dynamic-range: int8 per-channel weights, activations quantized on the fly
+                  (ai_edge_quantizer.recipe.dynamic_wi8_afp32)
+    int8-full     full integer: int8 weights AND activations, int8 model inputs/outputs, calibrated
+                  on task inputs (ai_edge_quantizer.recipe.static_wi8_ai8)
+
+The model has a fixed batch of 1 (``sample``'s shape) and one signature whose input is named
+``input_name``. Parity with PyTorch goes through the workbench's LiteRT adapter: fp32 within
+``atol + rtol*|ref|``; int8 by top-1 agreement (max |diff| recorded).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError, RuntimeUnavailable
+from ..fileio import atomic_path
+from .executorch import Parity, _one_line, check_parity, quiet_native_output, require
+
+PRECISIONS = ("fp32", "int8-dynamic", "int8-full")
+
+
+@dataclass(frozen=True)
+class LiteRTExport:
+    path: str
+    precision: str
+    size_bytes: int
+    parity: Parity | None = None
+    quantizer: str = ""
+    made_in_s: float = 0.0
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["parity"] = self.parity.to_json() if self.parity else None
+        return d
+
+
+def _float_tflite(model, x, input_name: str) -> bytes:
+    import litert_torch
+    import torch
+
+    class _Named(torch.nn.Module):
+        """Gives the signature input the task's name (litert-torch names inputs after forward's kwargs)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs):
+            return self.inner(kwargs[input_name])
+
+    wrapped = _Named(model).eval()
+    return bytes(litert_torch.convert(wrapped, sample_args=(), sample_kwargs={input_name: x}).model_content())
+
+
+def _quantize(float_model: bytes, precision: str, calibration, input_name: str, batch: int) -> tuple[bytes, str]:
+    from ai_edge_quantizer import quantizer, recipe
+
+    if precision == "int8-dynamic":
+        q = quantizer.Quantizer(float_model, recipe.dynamic_wi8_afp32())
+        res = q.quantize(enable_progress_report=False)
+        return bytes(res.quantized_model), "ai-edge-quantizer dynamic_wi8_afp32 (int8 per-channel weights, dynamic activations)"
+    q = quantizer.Quantizer(float_model, recipe.static_wi8_ai8())
+    calib = np.ascontiguousarray(calibration, dtype=np.float32)
+    data = [{input_name: calib[s:s + batch]} for s in range(0, len(calib) - batch + 1, batch)]
+    signature = next(iter(_signatures(float_model)))
+    result = q.calibrate({signature: data}, num_threads=1)
+    res = q.quantize(result, enable_progress_report=False)
+    return (bytes(res.quantized_model),
+            f"ai-edge-quantizer static_wi8_ai8 (full integer, int8 I/O), calibrated on {len(data) * batch} inputs")
+
+
+def _signatures(model_content: bytes) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=model_content).get_signature_list()
+
+
+def export_litert(model, sample: np.ndarray, path: str | Path, *, precision: str = "fp32",
+                  calibration: np.ndarray | None = None, input_name: str = "input",
+                  check_inputs: np.ndarray | None = None, atol: float = 1e-4, rtol: float = 1e-3,
+                  min_top1: float | None = None) -> LiteRTExport:
+    """Export ``model`` (put in eval mode) to a .tflite at ``path`` (written atomically); see the module doc.
+
+    ``precision`` "int8-full" needs ``calibration`` inputs (e.g. task.x_val[:256]).
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown LiteRT precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
+    if precision == "int8-full" and (calibration is None or len(calibration) == 0):
+        raise ExportError("LiteRT full-integer int8 needs calibration inputs; pass calibration=<a few hundred "
+                          "examples of the task, e.g. task.x_val[:256]> or use precision='int8-dynamic'")
+    require("litert")
+    import importlib.util
+
+    for mod, dist in (("litert_torch", "litert-torch==0.10.0"), ("ai_edge_quantizer", "ai-edge-quantizer")):
+        if precision == "fp32" and mod == "ai_edge_quantizer":
+            continue
+        if importlib.util.find_spec(mod) is None:
+            raise RuntimeUnavailable(f"LiteRT export needs {dist}, which is not installed; install it with: "
+                      'pip install -c constraints.txt -e ".[litert]"')
+    path = Path(path)
+    if path.suffix.lower() != ".tflite":
+        raise ExportError(f"LiteRT models end in .tflite, not {path.suffix or 'nothing'}; name the output "
+                          f"{path.with_suffix('.tflite').name}")
+    t0 = time.perf_counter()
+    import torch
+
+    model.eval()
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    quant = ""
+    try:
+        with quiet_native_output(), torch.no_grad():
+            content = _float_tflite(model, torch.from_numpy(sample), input_name)
+            if precision != "fp32":
+                content, quant = _quantize(content, precision, calibration, input_name, len(sample))
+    except (ExportError, RuntimeUnavailable):
+        raise
+    except Exception as e:
+        raise ExportError(f"LiteRT export ({precision}) failed for {path.name}: {type(e).__name__}: {_one_line(e)}; "
+                          "simplify the model's forward or keep it on ONNX Runtime") from None
+    with atomic_path(path, suffix=".tflite") as tmp:
+        tmp.write_bytes(content)
+        parity = check_parity(model, tmp, "litert", check_inputs if check_inputs is not None else sample,
+                              input_name, atol=atol if precision == "fp32" else None, rtol=rtol,
+                              min_top1=min_top1, what=f"LiteRT {precision} export {path.name}")
+    return LiteRTExport(str(path), precision, path.stat().st_size, parity, quant, time.perf_counter() - t0)
