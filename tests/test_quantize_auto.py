@@ -116,6 +116,65 @@ def test_dynamic_is_restricted_to_matmuls_beside_conv(tmp_path):
     assert dyn and all(m.options["op_types"] == ["MatMul", "Attention"] for m in dyn)
 
 
+def _attention(path, seq=6, d=16):
+    """A one-head attention encoder with two inputs, as transformer exports are: x [batch, seq, d] float and
+    mask [batch, seq] int64 -> the additive mask ((1 - mask) * -3.4e38) -> Softmax -> mean pool -> y [batch, d]."""
+    rng = np.random.default_rng(0)
+    w = {k: (rng.standard_normal((d, d)) * 0.3).astype(np.float32) for k in ("Wq", "Wk", "Wv", "Wo")}
+    consts = [numpy_helper.from_array(v, k) for k, v in w.items()] + [
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), "neg"),
+        numpy_helper.from_array(np.array(d ** -0.5, np.float32), "scale"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax1")]
+    mm = lambda a, b, o: helper.make_node("MatMul", [a, b], [o], name=o)  # noqa: E731
+    nodes = [mm("x", "Wq", "q"), mm("x", "Wk", "k"), mm("x", "Wv", "v"),
+             helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]), mm("q", "kt", "s0"),
+             helper.make_node("Mul", ["s0", "scale"], ["s1"], name="s1"),
+             helper.make_node("Cast", ["mask"], ["mf"], name="mf", to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["one", "mf"], ["inv"], name="inv"),
+             helper.make_node("Mul", ["inv", "neg"], ["mb"], name="mb"),
+             helper.make_node("Unsqueeze", ["mb", "ax1"], ["mb3"], name="mb3"),
+             helper.make_node("Add", ["s1", "mb3"], ["s2"], name="s2"),
+             helper.make_node("Softmax", ["s2"], ["p"], name="p", axis=-1), mm("p", "v", "a"), mm("a", "Wo", "h"),
+             helper.make_node("ReduceMean", ["h", "ax1"], ["y"], name="y", keepdims=0)]
+    g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", seq, d]),
+                                          helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", seq])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", d])], consts)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return path
+
+
+def test_multi_input_attention_graph_static_on_matmuls_only_and_auto_runs(tmp_path, monkeypatch):
+    """Transformer-like graphs: two inputs (dict calibration and eval inputs), static proposed on the MatMuls
+    only (quantizing the mask Add / Softmax ranges wrecks the outputs), and auto runs end to end."""
+    import workbench.quantize.auto as auto
+
+    path = _attention(tmp_path / "attn.onnx")
+    rng = np.random.default_rng(1)
+    n, seq, d = 48, 6, 16
+    mask = np.ones((n, seq), np.int64)
+    mask[np.arange(n), rng.integers(2, seq, n)] = 0  # some padding in every row
+    data = {"x": rng.standard_normal((n, seq, d)).astype(np.float32), "mask": mask}
+    props = propose_candidates(path, VNNI, has_calibration=True)
+    specs = [p.method.spec for p in props]
+    assert props.mix["softmax_nodes"] == 1 and "static?op_types=MatMul,Gemm" in specs and "static" not in specs
+    plain, matmuls = tmp_path / "plain.onnx", tmp_path / "matmuls.onnx"
+    make_method("static").apply(path, plain, data, "x")
+    make_method("static", op_types="MatMul,Gemm").apply(path, matmuls, data, "x")
+    fid = fidelity_eval(path, data)
+    assert fid(matmuls)[0] > 0.99 and fid(matmuls)[0] >= fid(plain)[0]
+    measure, calls = _fake_measure([("dynamic", 0.6), ("static", 0.7), ("int4", 1.1)])
+    monkeypatch.setattr(auto, "_measure", measure)
+    monkeypatch.setattr(auto, "_compare", lambda a, b: "slower")
+    res = auto_quantize(path, tmp_path / "attn.auto.onnx", calib=data, eval_fn=fid, inputs=None, isa=VNNI,
+                        max_drop=0.01, candidates=props, work_dir=tmp_path / "work", profile=False)
+    assert len(calls) == 1 and not [c.error for c in res.candidates if c.error]
+    assert all(c.metric is not None for c in res.candidates) and res.chosen.spec.startswith("dynamic")
+
+
 # --------------------------------------------------------------------------- the choice rules
 
 def _row(spec, ratio, verdict, drop, within):
