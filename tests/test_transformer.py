@@ -266,7 +266,7 @@ def _labelled_rows(n=60):
 def test_text_classification_from_csv_and_jsonl(tmp_path):
     import csv
 
-    from workbench.tasks.text import load_text_classification
+    from workbench.tasks.text_classification import load_text_classification
 
     rows = _labelled_rows()
     with open(tmp_path / "d.csv", "w", newline="") as f:
@@ -290,7 +290,7 @@ def test_text_classification_from_csv_and_jsonl(tmp_path):
 
 
 def test_text_classification_errors(tmp_path):
-    from workbench.tasks.text import load_text_classification
+    from workbench.tasks.text_classification import load_text_classification
 
     with pytest.raises(TaskError, match="not found"):
         load_text_classification(tmp_path / "missing.csv")
@@ -313,7 +313,7 @@ def test_text_classification_errors(tmp_path):
 
 def test_text_classification_from_a_datasets_folder(tmp_path):
     datasets = pytest.importorskip("datasets")
-    from workbench.tasks.text import load_text_classification
+    from workbench.tasks.text_classification import load_text_classification
 
     rows = _labelled_rows(30)
     ds = datasets.Dataset.from_list(rows)
@@ -490,7 +490,7 @@ def test_distill_text_classifier_end_to_end(tiny_dir, tmp_path):
 
     from workbench.distill.engine import FitConfig
     from workbench.distill.text_classifier import distill_text_classifier
-    from workbench.tasks.text import load_text_classification
+    from workbench.tasks.text_classification import load_text_classification
     from workbench.zoo.hf import load_hf
 
     with open(tmp_path / "d.csv", "w", newline="") as f:

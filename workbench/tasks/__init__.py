@@ -60,7 +60,7 @@ def load_task(text: str, base_dir: Path | None = None):
         check_options(spec, set(), "npz task")
         return load_npz_task(target)
     if spec.kind == "text":
-        from .text import load_text_classification
+        from .text_classification import load_text_classification
 
         return load_text_classification(target, **spec.options)
     if spec.kind == "corpus":
