@@ -105,7 +105,7 @@ def test_with_options_spec_key_round_trip():
     ("int4", {"block_size": 48}, "use one of: 16, 32, 64, 128, 256"),
     ("int4", {"accuracy_level": 7}, "use one of: 0, 1, 2, 3, 4 or none"),
     ("fp16", {"keep_io_types": "sometimes"}, "use true or false"),
-    ("nope", {}, "unknown quantization method 'nope'; available: dynamic, fp16, int4, static"),
+    ("nope", {}, "unknown quantization method 'nope'; available: dynamic, fp16, int4, optimum, static"),
 ])
 def test_option_validation_is_one_line(name, opts, needle):
     with pytest.raises(RecipeError) as e:
@@ -324,3 +324,30 @@ def test_cli_measured_run(tmp_path, cnn, capsys):
     assert "ratio" in out and "accuracy:" in out and "why:" in out
     if c["verdict"] == "slower":
         assert "WARNING: m.dynamic.onnx is SLOWER than fp32" in out
+
+
+@pytest.mark.skipif(not __import__("workbench.quantize.optimum_ptq", fromlist=["x"]).available(),
+                    reason="optimum (extra peer) not installed")
+def test_optimum_presets_as_a_method(tmp_path, mlp):
+    from workbench.quantize.optimum_ptq import resolve_preset
+
+    x = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
+    for opts in ({}, {"preset": "avx2", "per_channel": False}):
+        q = tmp_path / f"o-{len(opts)}.onnx"
+        m = make_method("optimum", **opts)
+        m.apply(mlp, q)
+        g = graph_format(q)
+        assert g["format"] == "dynamic" and g["ops"].get("MatMulInteger") == 2  # optimum's presets are dynamic int8
+        _close(mlp, q, {"x": x}, tol=0.15)
+    assert resolve_preset("auto") in ("avx512_vnni", "avx512", "avx2", "arm64")
+    assert "auto = " in make_method("optimum").describe and "per-tensor" in make_method("optimum", per_channel=False).describe
+    assert parse_method("optimum?preset=avx2").spec == "optimum?preset=avx2"
+
+
+def test_optimum_missing_says_how_to_install(tmp_path, mlp, monkeypatch):
+    from workbench.quantize import optimum_ptq
+
+    monkeypatch.setattr(optimum_ptq, "available", lambda: False)
+    with pytest.raises(QuantizationError, match=r'needs optimum.*pip install -c constraints.txt -e "\.\[peer\]"'):
+        make_method("optimum").apply(mlp, tmp_path / "o.onnx")
+    assert not (tmp_path / "o.onnx").exists()

@@ -246,9 +246,10 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
 
 @cli.command()
 @click.argument("model")
-@click.option("--method", required=True, type=click.Choice(["static", "dynamic", "fp16", "int4", "auto"]),
+@click.option("--method", required=True, type=click.Choice(["static", "dynamic", "fp16", "int4", "optimum", "auto"]),
               help="static: int8 calibrated on data (QDQ or QOperator); dynamic: int8 weights, activations "
-                   "quantized at run time; fp16; int4: weight-only MatMulNBits for MatMul weights; auto: propose "
+                   "quantized at run time; fp16; int4: weight-only MatMulNBits for MatMul weights; optimum: optimum's "
+                   "ORTQuantizer presets (dynamic; extra peer); auto: propose "
                    "candidates for this graph and CPU, measure them interleaved with fp32, keep the fastest within "
                    "--max-drop (fp32 itself, said loudly, when none is faster).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
@@ -256,7 +257,8 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
                    "percentile=99.999, per_channel, reduce_range, symmetric_activations, symmetric_weights "
                    "(true/false), activation_type=u8|s8, weight_type=s8|u8, op_types=Conv,MatMul, exclude_nodes=A,B. "
                    "dynamic: per_channel, reduce_range, weight_type, op_types, exclude_nodes. fp16: keep_io_types. "
-                   "int4: block_size=16|32|64|128|256, symmetric, accuracy_level=0..4, exclude_nodes.")
+                   "int4: block_size=16|32|64|128|256, symmetric, accuracy_level=0..4, exclude_nodes. "
+                   "optimum: preset=auto|avx512_vnni|avx512|avx2|arm64, per_channel, operators=MatMul,Attention.")
 @click.option("--task", metavar="SPEC", help="Task whose training split calibrates (static), whose test split feeds "
               "the measurement and, with labels, gives fp32 vs quantized accuracy (digits, npz:FILE, images:DIR ...).")
 @click.option("--calib-samples", type=int, metavar="N", help="Calibration samples, evenly spaced over the data [256].")

@@ -23,12 +23,13 @@ METHODS: Registry = Registry("quantization method")
 
 
 def _register_builtins() -> None:
-    from . import ort_ptq
+    from . import optimum_ptq, ort_ptq
 
     METHODS.register("static", ort_ptq.STATIC)
     METHODS.register("dynamic", ort_ptq.DYNAMIC)
     METHODS.register("fp16", ort_ptq.FP16)
     METHODS.register("int4", ort_ptq.INT4)
+    METHODS.register("optimum", optimum_ptq.OPTIMUM)  # optional extra: optimum's ORTQuantizer presets
 
 
 _register_builtins()
