@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.workbench-installed
 # torch must be pinned in the same pip call as everything that depends on it (../shared/FINDINGS.md)
 TORCH  := "torch==2.14.1" "torchvision==0.29.1"
 
-.PHONY: install demo demo-quick test test-fast teacher clean
+.PHONY: install browser demo demo-quick test test-fast teacher clean
 
 install: $(STAMP)
 
@@ -25,10 +25,16 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(VENV)/bin/workbench run --quick --out runs/demo-quick
 
-test: $(STAMP)
+# the report's browser test opens it in a real headless Chromium: Debian's package
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) || \
+	  { echo "could not install chromium for the browser test: run 'apt-get install chromium' as root" >&2; exit 2; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(PY) -m pytest -q -m "not slow"
 
 # re-train the reference teacher committed in models/ (reproduces models/digits-resnet.card.json)
