@@ -27,7 +27,11 @@ def cli():
 @click.option("--quick", is_flag=True, help="Small budget: 2 seeds, fewer steps, 1 thread, short measurements.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the plan; do nothing.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def run(recipe, out, quick, dry_run, quiet):
+@click.option("--mlflow", "mlflow_uri", metavar="URI", help="Also log every measurement to MLflow at URI "
+              "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
+              "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
+@click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
+def run(recipe, out, quick, dry_run, quiet, mlflow_uri, mlflow_experiment):
     """Run a recipe (default: the built-in digits demo) and write results.json, report.md, report.html.
 
     Example: workbench run --quick --out runs/first
@@ -56,6 +60,15 @@ def run(recipe, out, quick, dry_run, quiet):
     if not quiet:
         print_summary(load_results(results_path), console=progress.console)
     click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")
+    if mlflow_uri:
+        _log_mlflow(results_path, mlflow_uri, mlflow_experiment, results_path.parent)
+
+
+def _log_mlflow(results_path, uri: str, experiment, reports_dir) -> None:
+    from .tracking import log_to_mlflow
+
+    ids = log_to_mlflow(results_path, uri, experiment=experiment, reports_dir=reports_dir)
+    click.echo(f"mlflow:  {len(ids) - 1} runs under parent run {ids[0]} at {uri}")
 
 
 @cli.command()
@@ -195,7 +208,11 @@ def doctor():
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md/report.html (default: beside results.json).")
-def report(results, out):
+@click.option("--mlflow", "mlflow_uri", metavar="URI", help="Also log every measurement to MLflow at URI "
+              "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
+              "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
+@click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
+def report(results, out, mlflow_uri, mlflow_experiment):
     """Re-render report.md and report.html from results.json without recomputing.
 
     Example: workbench report runs/digits-demo/results.json
@@ -207,6 +224,8 @@ def report(results, out):
         paths = write_reports(path, out)
         print_summary(doc)
         click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+        if mlflow_uri:
+            _log_mlflow(path, mlflow_uri, mlflow_experiment, paths["md"].parent)
 
 
 @cli.command()

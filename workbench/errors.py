@@ -56,3 +56,7 @@ class ArtifactError(WorkbenchError):
 
 class OutputError(WorkbenchError):
     """An output path cannot be written."""
+
+
+class TrackingError(WorkbenchError):
+    """Results could not be logged to an experiment tracker (MLflow missing, URI unreachable or refused)."""
