@@ -80,7 +80,7 @@ def test_bad_inputs_are_one_line_exit_2(cnn, tx, tmp_path, capsys):
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, input=np.zeros((1, 3, 32), np.float32))
     both = ["--json", str(out)]
-    _bad(["bench", cnn, "--runtime", "nope", *both], capsys, "unknown runtime 'nope'", "available: ort")
+    _bad(["bench", cnn, "--runtime", "nope", *both], capsys, "unknown runtime 'nope'", "available: executorch, litert, ort, ort-mobile")
     _bad(["bench", str(tmp_path / "missing.onnx"), *both], capsys, "missing.onnx not found")
     _bad(["bench", str(corrupt), *both], capsys, "cannot read corrupt.onnx")
     _bad(["bench", cnn, "--shape", "input=1xAx3", *both], capsys,

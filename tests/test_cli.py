@@ -90,7 +90,7 @@ def test_corrupt_teacher_weights(tmp_path):
 def test_dry_run_prints_plan(capsys):
     assert main(["run", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "[distill]" in out and "# plan: 36 training runs, 13 artifacts, 26 measurements" in out
+    assert "[distill]" in out and "# plan: 36 training runs, 25 artifacts (ort 13, ort-mobile 4, executorch 4, litert 4), 38 measurements" in out
 
 
 def test_report_rerenders_and_keeps_earlier_results(tmp_path, capsys):

@@ -44,11 +44,13 @@ def run(recipe, out, quick, dry_run, quiet, mlflow_uri, mlflow_experiment):
     out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))
     if dry_run:
         from .build import train_jobs
+        from .build_runtimes import planned_artifacts
 
         click.echo(r.to_toml())
-        n_art = 1 + len(r.quantize.teacher) + len(r.students) * (2 + len(r.quantize.students))
-        click.echo(f"# plan: {len(train_jobs(r))} training runs, {n_art} artifacts, "
-                   f"{n_art * len(r.measure.runtimes) * len(r.measure.resolved_threads())} measurements -> {out}")
+        plan = planned_artifacts(r)
+        n_meas = sum(n * len(r.threads_for(rt)) for rt, n in plan.items())
+        click.echo(f"# plan: {len(train_jobs(r))} training runs, {sum(plan.values())} artifacts "
+                   f"({', '.join(f'{rt} {n}' for rt, n in plan.items())}), {n_meas} measurements -> {out}")
         return
     from .pipeline import run as run_pipeline
     from .progress import Progress

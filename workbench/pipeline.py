@@ -1,8 +1,9 @@
 """run(recipe) -> results.json: the only orchestrator.
 
 teacher -> export; students trained labels-only and with KD over seeds and regimes; deployed
-students exported; teacher and students quantized; every artifact evaluated through the runtime
-and measured through the one harness; results.json, report.md, report.html.
+students exported; teacher and students quantized; each runtime of the recipe gets its artifacts
+(workbench.build_runtimes); every artifact evaluated through its runtime and measured through the
+one harness; cross-runtime comparisons (workbench.runtime_compare); results.json, report.md, report.html.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import Builder, TrainJob, train_jobs
+from .build_runtimes import MobileBuilder, model_of, plan_runtimes
 from .errors import MeasurementError, RecipeError
 from .fileio import write_json, write_text
 from .recipe import Recipe
@@ -26,15 +28,14 @@ REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on
 
 def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None) -> Path:
     from .progress import Progress
-    from .runtimes import get_runtime
+    from .runtimes import RUNTIMES, Runtime
     from .sources import load_model
     from .tasks import Task, get_task, load_task
 
     progress = progress or Progress()
     t_start = time.perf_counter()
     # check every input before writing anything: a bad recipe leaves no half-made run directory
-    for rt in recipe.measure.runtimes:
-        get_runtime(rt)
+    runtimes, skipped = plan_runtimes(recipe)  # a missing runtime: error (user recipe) or skipped (built-in demo)
     base = Path(recipe.base_dir) if recipe.base_dir else None
     if ":" in recipe.task.name:
         task = load_task(recipe.task.name, base)
@@ -56,6 +57,14 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     rd = RunDir(out)
     write_text(rd.root / "recipe.toml", recipe.to_toml())
     progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
+    notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
+    mobile = [rt for rt in runtimes if rt != "ort"]
+    if recipe.quick_mode and mobile:
+        notes.append(f"quick: {', '.join(mobile)} get the fp32 teacher and "
+                     f"{', '.join(s.name for s in recipe.mobile_students()) or 'no student'} only (no int8 variants), "
+                     "1 thread; run without --quick for every mobile variant")
+    for n in notes:
+        progress.info(f"[yellow]note: {n}[/yellow]")
     b = Builder(recipe, rd, task, teacher, loaded.sha256, progress)
     inputs_path = rd.root / "inputs.npz"
     np.savez(inputs_path, **{task.input_name: np.ascontiguousarray(b.sample)})
@@ -69,8 +78,9 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     from .measure import collect_environment
 
     env = collect_environment(list(recipe.measure.runtimes))
+    isa = env.get("isa", {})
     arts: list[Artifact] = [teacher_art]
-    arts += _quantize_all(b, teacher_art, teacher, recipe.quantize.teacher, inputs_path, env.get("isa", {}))
+    arts += _quantize_all(b, teacher_art, teacher, recipe.quantize.teacher, inputs_path, isa)
     deploy_seed = recipe.distill.seeds[0]
     for st in recipe.students:
         for m in ("labels", "kd"):
@@ -78,21 +88,39 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
             art, _ = b.student_fp32(job, trained[job.name])
             arts.append(art)
             if m == "kd":
-                arts += _quantize_all(b, art, b.load_student(job), recipe.quantize.students, inputs_path,
-                                      env.get("isa", {}))
+                arts += _quantize_all(b, art, b.load_student(job), recipe.quantize.students, inputs_path, isa)
+    models = {"teacher": (content_key(b.teacher_sha, b.fp), lambda: teacher)}
+    for st in recipe.mobile_students():
+        job = TrainJob(st, "full", deploy_seed, "kd")
+        models[f"{st.name}.kd"] = (b.job_key(job), lambda job=job: b.load_student(job))
+    arts_by_rt = {}
+    for rt in runtimes:
+        if rt != "ort":
+            progress.info(f"  {rt}: artifacts of {', '.join(models)}")
+        arts_by_rt[rt] = arts if rt == "ort" else MobileBuilder(b).build(rt, arts, models)
 
     # 2. accuracy of each artifact through each runtime
     progress.info("[bold]3/4 evaluate and measure[/bold] every artifact through the runtime and the harness")
-    qualities = _evaluate(recipe, rd, task, arts, progress)
+    qualities = _evaluate(rd, task, arts_by_rt, progress)
+    from .runtime_compare import add_cross_runtime, add_vs_pytorch, pytorch_accuracies
+
+    add_vs_pytorch(qualities, arts_by_rt, pytorch_accuracies(b, recipe, trained, deploy_seed), recipe)
 
     # 3. latency and memory through the harness
-    records = _measure(recipe, rd, arts, inputs_path, qualities, progress, f"{task.name} test split (first example, batch 1)")
-    _diagnose(rd, arts, records, env.get("isa", {}))
+    has_profiler = {rt: type(RUNTIMES.get(rt)).profile is not Runtime.profile for rt in runtimes}
+    records = _measure(recipe, rd, arts_by_rt, inputs_path, qualities, progress,
+                       f"{task.name} test split (first example, batch 1)", has_profiler)
+    _diagnose(rd, arts, records, isa)
+    add_cross_runtime(records)
+    for rec in records:  # every result names the machine it ran on (never a phone)
+        rec["machine"] = env.get("description")
 
     # 4. results.json and the reports
     studies = {"distillation": _study(recipe, trained)}
     doc = document(rd.root.name, command, recipe.to_dict(), env, task.summary(), records, studies,
-                   time.perf_counter() - t_start)
+                   time.perf_counter() - t_start,
+                   runtimes={"measured": runtimes, "skipped": skipped, "notes": notes,
+                             "threads": {rt: list(recipe.threads_for(rt)) for rt in runtimes}})
     results_path = write_json(rd.root / "results.json", doc)
     from .report import write_reports
 
@@ -127,7 +155,7 @@ def _diagnose(rd: RunDir, arts: list[Artifact], records: list[dict], isa: dict) 
     recs = {(r["variant"], r["runtime"]["name"], r["runtime"]["options"].get("threads")): r for r in records}
     for rec in records:
         art = by_art.get(rec["variant"])
-        if art is None or "source" not in art.extra or rec["status"] != "ok":
+        if art is None or rec["artifact"]["format"] != "onnx" or "source" not in art.extra or rec["status"] != "ok":
             continue
         rt, th = rec["runtime"]["name"], rec["runtime"]["options"].get("threads")
         profile = next((r.get("profile") for r in records if r["variant"] == art.id and r["runtime"]["name"] == rt
@@ -143,13 +171,14 @@ def _diagnose(rd: RunDir, arts: list[Artifact], records: list[dict], isa: dict) 
         rec["diagnostics"] = d
 
 
-def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) -> dict:
+def _evaluate(rd: RunDir, task, arts_by_rt: dict, progress) -> dict:
+    """Accuracy of each artifact through ITS runtime, on the test split (cached per artifact and runtime)."""
     from .evaluate import evaluate_accuracy
 
     out = {}
-    with progress.bar("evaluating on the test split", len(arts) * len(recipe.measure.runtimes)) as update:
+    with progress.bar("evaluating on the test split", sum(map(len, arts_by_rt.values()))) as update:
         i = 0
-        for rt in recipe.measure.runtimes:
+        for rt, arts in arts_by_rt.items():
             for art in arts:
                 key = content_key("evaluate", art.sha256, rt, task.fingerprint())
                 q, _ = rd.cached("eval", f"{art.id}@{rt}", key, lambda: evaluate_accuracy(
@@ -158,7 +187,7 @@ def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) 
                 out[(art.id, rt)] = q
                 i += 1
                 update(i, art.id)
-        for rt in recipe.measure.runtimes:
+        for rt, arts in arts_by_rt.items():
             ref = out.get((REFERENCE, rt))
             for art in arts:
                 if ref is not None:
@@ -166,10 +195,11 @@ def _evaluate(recipe: Recipe, rd: RunDir, task, arts: list[Artifact], progress) 
     return out
 
 
-def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path, qualities: dict,
-             progress, input_source: str) -> list[dict]:
+def _measure(recipe: Recipe, rd: RunDir, arts_by_rt: dict, inputs_path: Path, qualities: dict,
+             progress, input_source: str, has_profiler: dict) -> list[dict]:
     """Latency (interleaved rounds, one fresh worker per artifact per round), memory and the per-op
-    profile (each in its own fresh worker) of every artifact, per runtime and thread count."""
+    profile (each in its own fresh worker; runtimes with a profiler) of every artifact, per runtime and
+    thread count (recipe.threads_for: the mobile runtimes may use fewer)."""
     from .measure import Protocol
 
     m = recipe.measure
@@ -177,17 +207,18 @@ def _measure(recipe: Recipe, rd: RunDir, arts: list[Artifact], inputs_path: Path
                         max_s=m.max_s, target_ci=m.target_ci, memory_runs=m.memory_runs, timeout_s=m.timeout_s)
     inputs_sha = sha256_file(inputs_path)
     records = []
-    for rt in m.runtimes:
-        for th in m.resolved_threads():
+    for rt, arts in arts_by_rt.items():
+        for th in recipe.threads_for(rt):
             lat = _latency_group(rd, arts, rt, th, protocol, m.rounds, inputs_path, inputs_sha, progress)
             extra = _memory_and_profile(rd, arts, rt, th, protocol, inputs_path, inputs_sha, progress,
-                                        profile=(th == m.resolved_threads()[0]))
+                                        profile=has_profiler[rt] and th == recipe.threads_for(rt)[0])
             for art in arts:
                 res, mem = lat[art.id], extra[art.id]
                 error = res.get("error") or mem.get("error")
                 rec = record(art, rt, th, input_source, qualities.get((art.id, rt)),
                              res.get("latency"), mem.get("memory"), error)
                 rec["profile"] = mem["profile"]
+                rec["model"] = model_of(art)
                 if res.get("same_file_as"):  # byte-identical artifact: measured once, in that artifact's workers
                     rec["latency_measured_as"] = res["same_file_as"]
                 if res.get("comparison"):

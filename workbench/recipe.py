@@ -69,6 +69,9 @@ class ExportSection:
     parity_atol: float = 1e-4
     parity_rtol: float = 1e-3
     parity_samples: int = 64
+    # accuracy of an fp32 artifact through its runtime may differ from its PyTorch model's by at most this
+    # many points before the report flags the gap (quantized artifacts: [quantize] max_drop)
+    accuracy_tolerance: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,20 @@ class MeasureSection:
         return tuple(out)
 
 
+MOBILE_RUNTIMES = ("ort-mobile", "executorch", "litert")
+LITERT_INT8 = ("dynamic", "full")
+
+
+@dataclass(frozen=True)
+class MobileSection:
+    """What the mobile runtimes (ort-mobile, executorch, litert) get: see workbench.build_runtimes."""
+
+    threads: tuple = ()  # thread counts for the mobile runtimes; empty = [measure] threads
+    students: tuple = ()  # KD students that get mobile artifacts; empty = every student
+    int8: bool = True  # also int8: ORT static QDQ as .ort, ExecuTorch PT2E (XNNPACK), LiteRT (litert_int8)
+    litert_int8: tuple = ("dynamic",)  # "dynamic" (dynamic-range) and/or "full" (full integer, int8 I/O)
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str = "digits-demo"
@@ -105,11 +122,23 @@ class Recipe:
     quantize: QuantizeSection = field(default_factory=QuantizeSection)
     export: ExportSection = field(default_factory=ExportSection)
     measure: MeasureSection = field(default_factory=MeasureSection)
+    mobile: MobileSection = field(default_factory=MobileSection)
     base_dir: str | None = field(default=None, compare=False)  # folder of the recipe file (resolves relative paths)
+    builtin: bool = field(default=False, compare=False)  # the built-in demo: missing runtimes are skipped, not errors
+    quick_mode: bool = field(default=False, compare=False)  # made by quick()
+
+    def threads_for(self, runtime: str) -> tuple[int, ...]:
+        """Resolved thread counts a runtime is measured at ([mobile] threads for the mobile runtimes)."""
+        if runtime in MOBILE_RUNTIMES and self.mobile.threads:
+            return replace(self.measure, threads=self.mobile.threads).resolved_threads()
+        return self.measure.resolved_threads()
+
+    def mobile_students(self) -> tuple:
+        return tuple(s for s in self.students if not self.mobile.students or s.name in self.mobile.students)
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"schema_version": self.schema_version, "name": self.name}
-        for sec in ("task", "teacher", "distill", "quantize", "export", "measure"):
+        for sec in ("task", "teacher", "distill", "quantize", "export", "measure", "mobile"):
             d[sec] = {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in dataclasses.asdict(getattr(self, sec)).items() if v is not None}
         d["students"] = [s.to_toml() for s in self.students]
@@ -121,9 +150,12 @@ class Recipe:
         return tomli_w.dumps(self.to_dict())
 
     def quick(self) -> "Recipe":
-        """A smaller budget for a fast look (`--quick`): 2 seeds, fewer steps, 1 thread, shorter measurements."""
+        """A smaller budget for a fast look (`--quick`): 2 seeds, fewer steps, 1 thread, shorter measurements;
+        the mobile runtimes get the fp32 teacher and the first mobile student only (no int8 variants)."""
         return replace(
-            self,
+            self, quick_mode=True,
+            mobile=replace(self.mobile, threads=(1,), students=tuple(s.name for s in self.mobile_students()[:1]),
+                           int8=False),
             distill=replace(self.distill, seeds=tuple(self.distill.seeds[:2]) or (0, 1),
                             regimes=tuple(r for r in self.distill.regimes if r in ("full", "few-5")) or ("full",),
                             steps=min(self.distill.steps, 150), few_steps=min(self.distill.few_steps, 100)),
@@ -135,7 +167,8 @@ class Recipe:
 
 
 SECTIONS = {"task": TaskSection, "teacher": TeacherSection, "distill": DistillSection,
-            "quantize": QuantizeSection, "export": ExportSection, "measure": MeasureSection}
+            "quantize": QuantizeSection, "export": ExportSection, "measure": MeasureSection,
+            "mobile": MobileSection}
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
@@ -147,7 +180,8 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"recipe {path.name} is not valid TOML: {e}") from None
-    return recipe_from_dict(data, base_dir=path.resolve().parent)
+    recipe = recipe_from_dict(data, base_dir=path.resolve().parent)
+    return replace(recipe, builtin=path.resolve().parent == BUILTIN_DIR.resolve())
 
 
 def recipe_from_dict(data: dict, base_dir: Path | None = None) -> Recipe:
@@ -281,6 +315,18 @@ def _check_values(r: Recipe) -> None:
     for ok, msg in checks:
         if not ok:
             raise RecipeError(msg)
-    for t in r.measure.threads:
-        if not (t == "all" or (isinstance(t, int) and not isinstance(t, bool) and t > 0)):
-            raise RecipeError(f"[measure] threads must be positive integers or \"all\", got {t!r}")
+    for sec, threads in (("measure", r.measure.threads), ("mobile", r.mobile.threads)):
+        for t in threads:
+            if not (t == "all" or (isinstance(t, int) and not isinstance(t, bool) and t > 0)):
+                raise RecipeError(f"[{sec}] threads must be positive integers or \"all\", got {t!r}")
+    names = [s.name for s in r.students]
+    for s in r.mobile.students:
+        if s not in names:
+            raise RecipeError(f"[mobile] students names {s!r}, which is not a student of this recipe; "
+                              f"students: {', '.join(names)}")
+    for m in r.mobile.litert_int8:
+        if m not in LITERT_INT8:
+            raise RecipeError(f"[mobile] litert_int8 lists {m!r}; use \"dynamic\" (dynamic-range) and/or \"full\" "
+                              "(full integer)")
+    if r.export.accuracy_tolerance < 0:
+        raise RecipeError("[export] accuracy_tolerance is in accuracy points and must be >= 0 (0.5 = half a point)")

@@ -3,7 +3,12 @@
 Beyond MEASUREMENT.md's fields, records of quantized artifacts carry ``diagnostics`` (graph format,
 share of kernel time in quantized kernels, ISA, ratio / verdict vs the unquantized source, explanation:
 workbench.quantize.diagnose) and those made by ``auto`` carry ``auto`` (chosen spec, candidate table,
-message); ``artifact.source`` / ``artifact.method`` name what was quantized and how.
+message); ``artifact.source`` / ``artifact.method`` name what was quantized and how. Artifacts of the
+mobile runtimes carry ``artifact.export`` (ort-mobile: required_operators.config path and operator count;
+executorch: delegated share; litert: quantizer; all: ``parity`` vs PyTorch incl. top-1 agreement) and
+``artifact.converted_from`` (ort-mobile: the .onnx variant). Records carry ``model`` (the PyTorch model),
+``quality.vs_pytorch`` and ``cross_runtime`` (workbench.runtime_compare); ``run.runtimes`` lists the
+runtimes measured, those skipped (with the install command) and the thread counts of each.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ def artifact_json(art: Artifact) -> dict:
     d = art.to_json()
     extra = d.pop("extra", {})
     d["quantize_s"] = extra.get("quantize_s")
-    for key in ("source", "method"):  # quantized artifacts: the unquantized artifact and the method spec/key
+    for key in ("source", "method", "export", "converted_from", "model"):  # see the module docstring
         if key in extra:
             d[key] = extra[key]
     return d
@@ -58,12 +63,10 @@ def record(art: Artifact, runtime: str, threads: int, input_source: str, quality
 
 
 def document(run_id: str, command: str, recipe: dict, environment: dict, task: dict, records: list[dict],
-             studies: dict, duration_s: float) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run": {"run_id": run_id, "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "workbench_version": __version__, "command": command, "recipe": recipe, "environment": environment,
-                "task": task, "duration_s": round(duration_s, 1)},
-        "results": records,
-        "studies": studies,
-    }
+             studies: dict, duration_s: float, runtimes: dict | None = None) -> dict:
+    run = {"run_id": run_id, "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "workbench_version": __version__, "command": command, "recipe": recipe, "environment": environment,
+           "task": task, "duration_s": round(duration_s, 1)}
+    if runtimes is not None:
+        run["runtimes"] = runtimes
+    return {"schema_version": SCHEMA_VERSION, "run": run, "results": records, "studies": studies}

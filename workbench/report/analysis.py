@@ -21,6 +21,7 @@ from workbench.report.format import (DASH, _d, _get, _l, _num, fmt_acc, fmt_mb, 
 from workbench.report.rows import (COLUMNS, MADE_IN_NOTE, PARETO_MARK, TABLE_NOTE, Row, build_rows,
                                    pareto_front, table_cells)
 from workbench.report.quantization import build_auto, build_diagnostics
+from workbench.report.runtimes import build_runtime_view
 from workbench.report.studies import StudyRow, build_studies, study_sentence, study_summary
 
 __all__ = [
@@ -194,6 +195,7 @@ class Report:
     cpu: str
     diagnostics: tuple = ()  # quantization.DiagRow at `threads`, slower-than-source first
     auto: tuple = ()  # quantization.AutoChoice per artifact made by `auto`
+    runtimes: object = None  # runtimes.RuntimeView when more than one runtime was measured (or one skipped)
 
 
 def analyse(results: dict) -> Report:
@@ -205,8 +207,10 @@ def analyse(results: dict) -> Report:
     measured = sorted({r.threads for r in rows if r.plottable and r.threads is not None})
     if threads is None:
         threads = 1 if (1 in measured or not measured) else measured[0]
-    teacher = next((r for r in rows if r.is_reference and r.plottable and r.threads == threads), None)
+    refs = [r for r in rows if r.is_reference and r.plottable and r.threads == threads]
+    teacher = next((r for r in refs if r.runtime == "ort"), refs[0] if refs else None)  # ort: the baseline runtime
     rec = recommend(rows, drop, threads) if teacher else None
+    rec_teacher = next((r for r in refs if rec is not None and r.runtime == rec.runtime), teacher)
     source = "default budget" if budget_of(results) == (DEFAULT_MAX_DROP_POINTS, None) else "budget from the recipe"
     rule = (f"the fastest {fmt_threads(threads, True)} variant whose accuracy is within {drop:g} points of "
             f"the fp32 teacher's on the same runtime (point estimates; {source})")
@@ -229,7 +233,8 @@ def analyse(results: dict) -> Report:
         disclaimer=(f"Measured on {cpu}{cores}, not on a phone: use these numbers to rank variants, "
                     f"and re-measure the chosen one on the target device."),
         rows=tuple(rows), threads=threads, max_drop_points=drop, rule=rule, teacher=teacher,
-        recommended=rec, answer=answer_sentence(rec, teacher, threads), picks=picks,
+        recommended=rec, answer=answer_sentence(rec, rec_teacher, threads, len({r.runtime for r in rows}) > 1),
+        picks=picks,
         beyond_budget=tuple(r for r in rows if rec and r.pareto and r.threads == threads
                             and r.median < rec.median and not within_budget(r, drop)), studies=studies,
         study_summary=study_summary(studies),
@@ -239,4 +244,5 @@ def analyse(results: dict) -> Report:
         machine=str(description) if description else None, environment=_environment(env),
         protocol=_protocol(results), command=str(run.get("command") or DASH), cpu=cpu,
         diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
+        runtimes=build_runtime_view(results, threads, cpu + cores),
     )

@@ -54,7 +54,8 @@ class Pick:
     within_budget: bool
 
 
-def answer_sentence(rec: Row | None, teacher: Row | None, threads: int) -> str:
+def answer_sentence(rec: Row | None, teacher: Row | None, threads: int, several_runtimes: bool = False) -> str:
+    """``teacher``: the fp32 teacher on the recommendation's runtime (its speed-up is against that one)."""
     if teacher is None:
         return (f"No recommendation: the fp32 teacher has no successful {fmt_threads(threads)} "
                 f"measurement with accuracy, so nothing can be compared against it.")
@@ -65,7 +66,8 @@ def answer_sentence(rec: Row | None, teacher: Row | None, threads: int) -> str:
                 f"budget ({rec.variant} on {rec.runtime}, {fmt_threads(threads)}: "
                 f"{fmt_ms(rec.median, rec.median_ci)}, {fmt_acc(rec.accuracy, rec.accuracy_ci)}).")
     return (f"Recommended: {rec.variant} on {rec.runtime}, {fmt_threads(threads)}: "
-            f"speed-up {fmt_speedup(rec.ratio, rec.ratio_ci)} over the fp32 teacher "
+            f"speed-up {fmt_speedup(rec.ratio, rec.ratio_ci)} over the fp32 teacher"
+            f"{' on the same runtime' if several_runtimes else ''} "
             f"({fmt_ms(rec.median, rec.median_ci)} vs {fmt_ms(teacher.median, teacher.median_ci)}), "
             f"accuracy {fmt_acc(rec.accuracy, rec.accuracy_ci)} ({fmt_pts(rec.vs_ref)} vs the teacher's "
             f"{fmt_acc(teacher.accuracy)}), {fmt_mb(rec.size_bytes)} (teacher {fmt_mb(teacher.size_bytes)}).")

@@ -12,6 +12,7 @@ from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, 
                                      fmt_threads)
 from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import COLUMNS, table_cells
+from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;
@@ -150,6 +151,34 @@ def _charts(rep: Report) -> list[str]:
     return out + ["</section>"]
 
 
+def _runtimes(rep: Report) -> list[str]:
+    v = rep.runtimes
+    if v is None:
+        return []
+    out = ['<section id="runtimes"><h2>Runtimes side by side</h2>', f"<p>{_e(v.headline())}</p>",
+           f'<p class="disclaimer">{_e(v.machine_line)}</p>']
+    if v.skipped or v.notes:
+        out.append("<ul>" + "".join(f"<li>Skipped {_e(rt)}: {_e(why)}</li>" for rt, why in v.skipped)
+                   + "".join(f"<li>Note: {_e(n)}</li>" for n in v.notes) + "</ul>")
+    out.append(f"<h3>The same model on each runtime ({_e(fmt_threads(v.threads))})</h3>")
+    out.append(_table(RUNTIME_COLUMNS, [r.cells() for r in v.rows], "",
+                      ["slower" if r.within is False else "" for r in v.rows]) if v.rows
+               else "<p>No model was measured on two runtimes.</p>")
+    out.append(f'<p class="note">{_e(RATIO_NOTE)}</p>')
+    out.append(f"<h3>Pareto front of each runtime ({_e(fmt_threads(v.threads))})</h3>")
+    if v.fronts:
+        from workbench.report.runtimes import runtime_figure
+
+        out.append(_figure(runtime_figure(v, rep.rows), "chart-runtimes"))
+    out.append("<ul>" + "".join(f"<li>{_e(front_line(rt, front))}</li>" for rt, front in v.fronts) + "</ul>")
+    details = detail_lines(v)
+    if details:
+        out.append("<h3>Runtime details</h3><ul>" + "".join(f"<li>{_e(d)}</li>" for d in details) + "</ul>")
+    out.append("<h3>Accuracy through each runtime vs PyTorch</h3><ul>"
+               + "".join(f"<li>{_e(g)}</li>" for g in gap_lines(v)) + "</ul>")
+    return out + ["</section>"]
+
+
 def _all(rep: Report) -> list[str]:
     out = ['<section id="all"><h2>All measurements</h2>', '<p class="note">Click a column header to sort.</p>']
     out.append(_table(COLUMNS, [table_cells(r) for r in rep.rows], "sortable",
@@ -231,7 +260,7 @@ def render_html(results: dict) -> str:
     rep = analyse(results)
     body = [f"<h1>{_e(rep.title)}</h1>", f'<p class="disclaimer">{_e(rep.disclaimer)}</p>',
             f'<p class="meta">{_e(rep.task_line)}</p>']
-    for section in (_answer, _distillation, _vs_quantized, _charts, _all, _quantization, _context):
+    for section in (_answer, _distillation, _vs_quantized, _charts, _runtimes, _all, _quantization, _context):
         body += section(rep)
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',

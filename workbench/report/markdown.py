@@ -6,6 +6,7 @@ from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, 
                                      fmt_threads)
 from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import COLUMNS, table_cells
+from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
 
 
 def _cell(text) -> str:
@@ -83,6 +84,24 @@ def pareto_section(rep: Report) -> list[str]:
     return out + [""]
 
 
+def runtimes_section(rep: Report) -> list[str]:
+    v = rep.runtimes
+    if v is None:
+        return []
+    out = ["## Runtimes side by side", "", v.headline(), "", f"**{v.machine_line}**", ""]
+    out += [f"- Skipped {rt}: {why}" for rt, why in v.skipped] + ([""] if v.skipped else [])
+    out += [f"- Note: {n}" for n in v.notes] + ([""] if v.notes else [])
+    out += [f"### The same model on each runtime ({fmt_threads(v.threads)})", ""]
+    out += _table(RUNTIME_COLUMNS, [r.cells() for r in v.rows]) if v.rows else ["No model was measured on two runtimes.", ""]
+    out += [RATIO_NOTE, "", f"### Pareto front of each runtime ({fmt_threads(v.threads)})", ""]
+    out += [f"- {front_line(rt, front)}" for rt, front in v.fronts] + [""]
+    details = detail_lines(v)
+    if details:
+        out += ["### Runtime details", ""] + [f"- {d}" for d in details] + [""]
+    out += ["### Accuracy through each runtime vs PyTorch", ""] + [f"- {g}" for g in gap_lines(v)] + [""]
+    return out
+
+
 def table_section(rep: Report) -> list[str]:
     out = ["## All measurements", ""]
     out += _table(COLUMNS, [[t for t, _ in table_cells(r)] for r in rep.rows])
@@ -152,6 +171,6 @@ def render_markdown(results: dict) -> str:
     rep = analyse(results)
     out = [f"# {rep.title}", "", f"> {rep.disclaimer}", "", rep.task_line, ""]
     for section in (answer_section, distillation_section, vs_quantized_section, pareto_section,
-                    table_section, quantization_section, context_sections):
+                    runtimes_section, table_section, quantization_section, context_sections):
         out += section(rep)
     return "\n".join(out).rstrip("\n") + "\n"

@@ -1,0 +1,213 @@
+"""Per-runtime views of a results.json: the same model across runtimes, per-runtime Pareto fronts, the
+ORT-mobile operator configs, ExecuTorch's delegated share, the runtimes skipped, accuracy gaps vs PyTorch.
+
+Built only when a run measured more than one runtime (or skipped one); report.md and report.html lay out
+the same RuntimeView. Pure Python except ``runtime_figure`` (plotly, imported when HTML is rendered).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from workbench.report.format import (DASH, _d, _get, _l, _num, _pair, fmt_acc, fmt_mb, fmt_ms, fmt_threads)
+from workbench.report.rows import pareto_front
+
+RUNTIME_COLUMNS = ("model", "variant", "runtime", "precision", "median [95% CI]",
+                   "ratio to ort fp32 of the same model [95% CI]", "verdict", "accuracy [95% CI]",
+                   "Δ vs PyTorch (pts)", "size", "Pareto (runtime)")
+RATIO_NOTE = ("Ratio = median of the row / median of the same model's fp32 artifact on ort at the same thread "
+              "count (< 1 is faster). Cross-runtime ratios compare separate interleaved runs (the harness "
+              "interleaves the artifacts of one runtime at a time): unpaired two-level bootstrap over processes "
+              "and samples, so drift between runs is not cancelled; ratios within ort are paired by round. "
+              "Δ vs PyTorch = accuracy through the runtime minus the PyTorch model's (fp32 source for "
+              "quantized rows); ⚠ = beyond the tolerance. ★ = on that runtime's Pareto front.")
+GAP_MARK = "⚠"
+ORDER = ("ort", "ort-mobile", "executorch", "litert")
+
+
+@dataclass(frozen=True)
+class RuntimeRow:
+    model: str
+    variant: str
+    runtime: str
+    precision: str | None
+    median: float | None
+    median_ci: tuple | None
+    ratio: float | None
+    ratio_ci: tuple | None
+    verdict: str | None
+    paired: bool | None
+    accuracy: float | None
+    accuracy_ci: tuple | None
+    gap_points: float | None
+    tolerance_points: float | None
+    within: bool | None
+    size_bytes: float | None
+    top1: float | None  # parity: share of check inputs keeping PyTorch's top-1 class
+    pareto: bool = False
+
+    def cells(self) -> list[str]:
+        if self.ratio is None:
+            ratio = DASH
+        elif self.verdict == "baseline":
+            ratio = "1.00 (baseline)"
+        else:
+            ratio = f"{self.ratio:.2f}" + (f" [{self.ratio_ci[0]:.2f}, {self.ratio_ci[1]:.2f}]" if self.ratio_ci else "")
+        verdict = DASH if self.verdict in (None, "baseline") else self.verdict + ("" if self.paired else " (unpaired)")
+        gap = DASH if self.gap_points is None else (f"{GAP_MARK} " if self.within is False else "") + \
+            f"{self.gap_points:+.1f}" + (f" (tol {self.tolerance_points:g})" if self.tolerance_points is not None else "")
+        return [self.model, self.variant, self.runtime, self.precision or DASH, fmt_ms(self.median, self.median_ci),
+                ratio, verdict, fmt_acc(self.accuracy, self.accuracy_ci), gap, fmt_mb(self.size_bytes),
+                "★" if self.pareto else ""]
+
+
+@dataclass(frozen=True)
+class RuntimeView:
+    threads: int
+    runtimes: tuple  # measured, in display order
+    skipped: tuple  # (runtime, reason)
+    notes: tuple
+    rows: tuple  # RuntimeRow at `threads`, grouped by model
+    fronts: tuple  # (runtime, tuple of RuntimeRow, fastest first)
+    ort_mobile: tuple  # (variant, config path, operator count)
+    executorch: tuple  # (variant, precision, delegated share, delegated nodes, nodes left, ops left)
+    gaps: tuple  # RuntimeRow beyond tolerance, every thread count folded (accuracy does not depend on threads)
+    machine_line: str
+
+    def headline(self) -> str:
+        return (f"Runtimes measured: {', '.join(self.runtimes)} ({fmt_threads(self.threads)} shown)"
+                + (f"; skipped: {', '.join(r for r, _ in self.skipped)}" if self.skipped else "") + ".")
+
+
+def _rt_key(name: str) -> tuple:
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
+
+
+def _cross(rec: dict) -> dict | None:
+    for c in _l(rec.get("cross_runtime")):
+        if isinstance(c, dict) and c.get("kind") == "fp32 of the same model on ort":
+            return c
+    return None
+
+
+def _model(rec: dict) -> str:
+    return str(rec.get("model") or str(rec.get("variant") or "?").rsplit(".", 1)[0])
+
+
+def _row(rec: dict) -> RuntimeRow:
+    art, lat, q = _d(rec.get("artifact")), _d(rec.get("latency")), _d(rec.get("quality"))
+    vp = _d(q.get("vs_pytorch"))
+    c = _cross(rec)
+    rt = str(_get(rec, "runtime", "name") or "?")
+    is_base = rt == "ort" and art.get("precision") == "fp32" and str(rec.get("variant", "")).endswith(".fp32")
+    ratio, ci, verdict, paired = (1.0, None, "baseline", True) if is_base and rec.get("status") == "ok" else (
+        (_num(c.get("ratio_median")), _pair(c.get("ci95")), c.get("verdict"), bool(c.get("paired"))) if c
+        else (None, None, None, None))
+    ok = rec.get("status") == "ok"
+    return RuntimeRow(
+        model=_model(rec), variant=str(rec.get("variant")), runtime=rt,
+        precision=None if art.get("precision") is None else str(art.get("precision")),
+        median=_num(lat.get("median")) if ok else None, median_ci=_pair(lat.get("ci95_median")) if ok else None,
+        ratio=ratio, ratio_ci=ci, verdict=None if verdict is None else str(verdict), paired=paired,
+        accuracy=_num(q.get("value")), accuracy_ci=_pair(q.get("ci95")), gap_points=_num(vp.get("gap_points")),
+        tolerance_points=_num(vp.get("tolerance_points")),
+        within=vp.get("within") if isinstance(vp.get("within"), bool) else None, size_bytes=_num(art.get("size_bytes")),
+        top1=_num(_get(art, "export", "parity", "top1_agreement")))
+
+
+def build_runtime_view(results: dict, threads: int, machine: str) -> RuntimeView | None:
+    info = _d(_get(results, "run", "runtimes"))
+    recs = [r for r in _l(results.get("results")) if isinstance(r, dict)]
+    measured = sorted({str(_get(r, "runtime", "name")) for r in recs}, key=_rt_key)
+    skipped = tuple((str(s.get("runtime")), str(s.get("reason") or "")) for s in _l(info.get("skipped"))
+                    if isinstance(s, dict))
+    if len(measured) < 2 and not skipped:
+        return None
+    at = [r for r in recs if _get(r, "runtime", "options", "threads") == threads]
+    models = list(dict.fromkeys(_model(r) for r in recs))
+    shared = {m for m in models if len({str(_get(r, "runtime", "name")) for r in at if _model(r) == m}) > 1}
+    rows = [_row(r) for r in at if _model(r) in shared]
+    # per-runtime Pareto fronts over every variant measured on that runtime at `threads`
+    fronts, marked = [], set()
+    for rt in measured:
+        pts = [_row(r) for r in at if _get(r, "runtime", "name") == rt]
+        pts = [p for p in pts if p.median is not None and p.accuracy is not None]
+        front = sorted((pts[i] for i in pareto_front([(p.median, p.accuracy) for p in pts])),
+                       key=lambda p: (p.median, p.variant))
+        marked |= {(p.variant, p.runtime) for p in front}
+        if front:
+            fronts.append((rt, tuple(front)))
+    prec = {"fp32": 0}
+    rows = sorted((replace(r, pareto=(r.variant, r.runtime) in marked) for r in rows),
+                  key=lambda r: (models.index(r.model), prec.get(r.precision or "", 1), r.variant, _rt_key(r.runtime)))
+    firsts = {}
+    for r in recs:  # one entry per artifact (its first record)
+        firsts.setdefault((str(r.get("variant")), str(_get(r, "runtime", "name"))), r)
+    ort_mobile, et = [], []
+    for (variant, rt), r in firsts.items():
+        exp = _d(_get(r, "artifact", "export"))
+        if rt == "ort-mobile" and exp.get("required_operators_config"):
+            ort_mobile.append((variant, str(exp["required_operators_config"]), exp.get("operator_count")))
+        if rt == "executorch" and _num(exp.get("delegated_share")) is not None:
+            et.append((variant, str(_get(r, "artifact", "precision") or DASH), float(exp["delegated_share"]),
+                       exp.get("delegated_nodes"), exp.get("non_delegated_nodes"),
+                       ", ".join(f"{k} ×{v}" for k, v in _d(exp.get("non_delegated_ops")).items()) or DASH))
+    gaps = tuple(_row(r) for (variant, rt), r in firsts.items() if _d(_get(r, "quality", "vs_pytorch")).get("within") is False)
+    machine_line = (f"All numbers are from this machine's CPU ({machine}) running the mobile runtimes' CPU kernels "
+                    "(ORT's CPU execution provider for ort-mobile, XNNPACK for ExecuTorch and LiteRT), not a phone: "
+                    "they rank runtimes and variants on this CPU; re-measure on the target device.")
+    return RuntimeView(threads=threads, runtimes=tuple(measured), skipped=skipped,
+                       notes=tuple(str(n) for n in _l(info.get("notes")) if not str(n).startswith("skipped runtime")),
+                       rows=tuple(rows), fronts=tuple(fronts), ort_mobile=tuple(ort_mobile), executorch=tuple(et),
+                       gaps=gaps, machine_line=machine_line)
+
+
+def front_line(rt: str, front) -> str:
+    return f"{rt}: " + " → ".join(f"{p.variant} ({fmt_ms(p.median)}, {fmt_acc(p.accuracy)})" for p in front)
+
+
+def detail_lines(v: RuntimeView) -> list[str]:
+    """The plain-text facts below the table (same text in Markdown and HTML)."""
+    out = []
+    for variant, cfg, n in v.ort_mobile:
+        out.append(f"ORT-mobile {variant}: {n if n is not None else '?'} operators in {cfg} "
+                   "(build a reduced runtime with --include_ops_by_config)")
+    for variant, prec, share, d, left, ops in v.executorch:
+        rest = f"{left} left to portable kernels: {ops}" if left else "none left to portable kernels"
+        out.append(f"ExecuTorch {variant} ({prec}): {share:.0%} of graph nodes delegated to XNNPACK "
+                   f"({d} delegated, {rest})")
+    return out
+
+
+def gap_lines(v: RuntimeView) -> list[str]:
+    if not v.gaps:
+        return ["Every artifact's accuracy through its runtime is within tolerance of its PyTorch model."]
+    return [f"{GAP_MARK} {r.variant} on {r.runtime}: {fmt_acc(r.accuracy)} is {r.gap_points:+.1f} pts from the "
+            f"PyTorch model (tolerance {r.tolerance_points:g} pts)" + (f"; top-1 agreement {r.top1:.0%} on the "
+                                                                      "parity inputs" if r.top1 is not None else "")
+            for r in v.gaps]
+
+
+def runtime_figure(v: RuntimeView, rows):
+    """Accuracy vs median latency, one colour per runtime, each runtime's Pareto step line (plotly)."""
+    import plotly.graph_objects as go
+
+    colours = {"ort": "#1f77b4", "ort-mobile": "#17becf", "executorch": "#d62728", "litert": "#2ca02c"}
+    fig = go.Figure()
+    for rt in v.runtimes:
+        pts = [r for r in rows if r.runtime == rt and r.plottable and r.threads == v.threads]
+        if not pts:
+            continue
+        c = colours.get(rt, "#9467bd")
+        fig.add_trace(go.Scatter(x=[r.median for r in pts], y=[r.accuracy * 100 for r in pts], mode="markers",
+                                 name=rt, marker=dict(color=c, size=9),
+                                 text=[f"{r.variant}@{rt}<br>{fmt_ms(r.median, r.median_ci)}<br>"
+                                       f"{fmt_acc(r.accuracy, r.accuracy_ci)}" for r in pts],
+                                 hovertemplate="%{text}<extra></extra>"))
+        front = dict(v.fronts).get(rt, ())
+        fig.add_trace(go.Scatter(x=[p.median for p in front], y=[p.accuracy * 100 for p in front], mode="lines",
+                                 line=dict(shape="hv", dash="dot", color=c), name=f"{rt} Pareto front",
+                                 hoverinfo="skip", showlegend=False))
+    fig.update_layout(template="plotly_white", title=f"Accuracy vs latency per runtime ({fmt_threads(v.threads)})",
+                      xaxis=dict(title="median latency (ms, log)", type="log"), yaxis=dict(title="accuracy (%)"),
+                      margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.18))
+    return fig
