@@ -58,11 +58,9 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     write_text(rd.root / "recipe.toml", recipe.to_toml())
     progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
     notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
-    mobile = [rt for rt in runtimes if rt != "ort"]
-    if recipe.quick_mode and mobile:
-        notes.append(f"quick: {', '.join(mobile)} get the fp32 teacher and "
-                     f"{', '.join(s.name for s in recipe.mobile_students()) or 'no student'} only (no int8 variants), "
-                     "1 thread; run without --quick for every mobile variant")
+    if recipe.quick_mode and recipe.quick_skipped:
+        notes.append(f"quick: measured on ort only; run without --quick to measure every variant on "
+                     f"{', '.join(recipe.quick_skipped)} too")
     for n in notes:
         progress.info(f"[yellow]note: {n}[/yellow]")
     b = Builder(recipe, rd, task, teacher, loaded.sha256, progress)

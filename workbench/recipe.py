@@ -126,6 +126,7 @@ class Recipe:
     base_dir: str | None = field(default=None, compare=False)  # folder of the recipe file (resolves relative paths)
     builtin: bool = field(default=False, compare=False)  # the built-in demo: missing runtimes are skipped, not errors
     quick_mode: bool = field(default=False, compare=False)  # made by quick()
+    quick_skipped: tuple = field(default=(), compare=False)  # runtimes quick() left out
 
     def threads_for(self, runtime: str) -> tuple[int, ...]:
         """Resolved thread counts a runtime is measured at ([mobile] threads for the mobile runtimes)."""
@@ -150,17 +151,18 @@ class Recipe:
         return tomli_w.dumps(self.to_dict())
 
     def quick(self) -> "Recipe":
-        """A smaller budget for a fast look (`--quick`): 2 seeds, fewer steps, 1 thread, shorter measurements;
-        the mobile runtimes get the fp32 teacher and the first mobile student only (no int8 variants)."""
+        """A smaller budget for a fast look (`--quick`, under 2 minutes): 2 seeds, fewer steps, 1 thread,
+        shorter measurements, ONNX Runtime only (the mobile runtimes' exports and fresh-process start-up,
+        ExecuTorch's ~5 s each, would double it); the full run measures every runtime."""
         return replace(
-            self, quick_mode=True,
+            self, quick_mode=True, quick_skipped=tuple(rt for rt in self.measure.runtimes if rt != "ort"),
             mobile=replace(self.mobile, threads=(1,), students=tuple(s.name for s in self.mobile_students()[:1]),
                            int8=False),
             distill=replace(self.distill, seeds=tuple(self.distill.seeds[:2]) or (0, 1),
                             regimes=tuple(r for r in self.distill.regimes if r in ("full", "few-5")) or ("full",),
                             steps=min(self.distill.steps, 150), few_steps=min(self.distill.few_steps, 100)),
             quantize=replace(self.quantize, calib_samples=min(self.quantize.calib_samples, 64)),
-            measure=replace(self.measure, threads=(1,), warmup_s=min(self.measure.warmup_s, 0.2),
+            measure=replace(self.measure, runtimes=("ort",), threads=(1,), warmup_s=min(self.measure.warmup_s, 0.2),
                             min_runs=min(self.measure.min_runs, 30), min_s=min(self.measure.min_s, 0.5), rounds=min(self.measure.rounds, 2),
                             max_s=min(self.measure.max_s, 2.0), memory_runs=min(self.measure.memory_runs, 10)),
         )
