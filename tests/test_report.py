@@ -547,3 +547,48 @@ def test_auto_section(results, loud):
     print_summary(res, console=console)
     out = console.export_text()
     assert "auto (teacher.int8-static)" in out and "teacher.int8-dynamic@ort is SLOWER than teacher.fp32" in out
+
+
+# ---------------------------------------------------------------- --budget
+def test_parse_budget_keys_units_and_errors():
+    from workbench.report.budget import parse_budget
+
+    assert parse_budget("latency_ms=5, size_mb=1,min_accuracy=97,max_drop=2,threads=2") == {
+        "latency_ms": 5.0, "size_mb": 1.0, "min_accuracy": 0.97, "max_accuracy_drop_points": 2.0, "threads": 2}
+    assert parse_budget("min_accuracy=0.95") == {"min_accuracy": 0.95}
+    for bad, needle in (("latency=3", "KEY one of latency_ms"), ("size_mb=big", "not a number"),
+                        ("min_accuracy=150", "above 100%"), ("threads=0", ">= 1"), ("", "empty budget")):
+        with pytest.raises(ValueError, match=needle):
+            parse_budget(bad)
+
+
+def test_budget_limits_change_the_recommendation_and_the_rule(tmp_path):
+    import shutil
+
+    from workbench.report import apply_budget, load_results
+    from workbench.report.analysis import analyse
+    from workbench.report.budget import parse_budget
+
+    shutil.copy(FIXTURE, tmp_path / "results.json")
+    base = analyse(load_results(tmp_path / "results.json"))
+    assert base.recommended is not None
+    lim = parse_budget(f"latency_ms={base.recommended.median / 2},max_drop=2")
+    tight = analyse(apply_budget(load_results(tmp_path / "results.json"), lim))
+    assert tight.recommended is None or tight.recommended.median <= base.recommended.median / 2
+    assert "median latency <=" in tight.rule and "budget given to workbench report" in tight.rule
+    small = analyse(apply_budget(load_results(tmp_path / "results.json"), parse_budget("size_mb=0.5,max_drop=2")))
+    assert small.recommended is not None and small.recommended.size_bytes <= 0.5e6
+    none = analyse(apply_budget(load_results(tmp_path / "results.json"), parse_budget("min_accuracy=1.0")))
+    assert none.recommended is None and none.answer.startswith("No recommendation")
+
+
+def test_cli_report_budget(tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["report", str(FIXTURE), "--out", str(tmp_path), "--budget", "size_mb=0.5,max_drop=2"]) == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "size <= 0.5 MB" in md and "budget given to workbench report" in md
+    assert main(["report", str(FIXTURE), "--out", str(tmp_path / "x"), "--budget", "speed=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget" in err[0]
+    assert not (tmp_path / "x").exists()

@@ -210,20 +210,29 @@ def doctor():
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md/report.html (default: beside results.json).")
+@click.option("--budget", metavar="K=V,...", help="Recommend under this budget instead of the recipe's: "
+              "latency_ms (median, at the budget's threads), size_mb, min_accuracy (0.97 or 97), max_drop (points "
+              "below the fp32 teacher; default 0.5), threads (default 1). E.g. latency_ms=5,size_mb=1,min_accuracy=0.97")
 @click.option("--mlflow", "mlflow_uri", metavar="URI", help="Also log every measurement to MLflow at URI "
               "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
               "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
 @click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
-def report(results, out, mlflow_uri, mlflow_experiment):
+def report(results, out, budget, mlflow_uri, mlflow_experiment):
     """Re-render report.md and report.html from results.json without recomputing.
 
-    Example: workbench report runs/digits-demo/results.json
+    Examples: workbench report runs/digits-demo/results.json;
+    workbench report runs/digits-demo/results.json --budget latency_ms=0.1,size_mb=1,min_accuracy=0.97
     """
-    from .report import load_results, print_summary, write_reports
+    from .report import apply_budget, load_results, print_summary, write_reports
+    from .report.budget import parse_budget
 
+    try:
+        limits = parse_budget(budget) if budget is not None else None
+    except ValueError as e:
+        raise RecipeError(f"--budget: {e}") from None
     for path in results:
-        doc = load_results(path)
-        paths = write_reports(path, out)
+        doc = apply_budget(load_results(path), limits)
+        paths = write_reports(path, out, budget=limits)
         print_summary(doc)
         click.echo("written: " + ", ".join(str(p) for p in paths.values()))
         if mlflow_uri:

@@ -29,10 +29,21 @@ def print_summary(results: dict, console=None) -> None:
     _print(results, console)
 
 
-def write_reports(results_path, out_dir=None) -> dict[str, Path]:
+def apply_budget(results: dict, budget: dict | None) -> dict:
+    """Make ``budget`` (see :func:`workbench.report.budget.parse_budget`) the one the report uses, in memory
+    (results.json is not changed). Returns ``results``."""
+    if budget:
+        recipe = results.setdefault("run", {}).setdefault("recipe", {})
+        if isinstance(recipe, dict):
+            recipe["budget"] = {**budget, "source": "budget given to workbench report"}
+    return results
+
+
+def write_reports(results_path, out_dir=None, budget: dict | None = None) -> dict[str, Path]:
     """Write report.md and report.html next to results.json (or into out_dir); return their paths.
 
-    Both reports are rendered before anything is written, so a renderer failure changes nothing.
+    ``budget``: a budget dict (see :func:`workbench.report.budget.parse_budget`) that replaces the recipe's
+    for this rendering. Both reports are rendered before anything is written, so a renderer failure changes nothing.
     Each file is then replaced atomically by workbench.fileio.write_text (temp file + rename, normal
     permissions), so neither is ever half-written; should the second write fail, report.md is
     already the new one and the OutputError says which file could not be written.
@@ -41,6 +52,7 @@ def write_reports(results_path, out_dir=None) -> dict[str, Path]:
     if src.is_dir():
         src = src / "results.json"
     results = load_results(src)
+    apply_budget(results, budget)
     texts = {"md": render_markdown(results), "html": render_html(results)}
     out = Path(out_dir) if out_dir is not None else src.parent
     paths = {"md": out / "report.md", "html": out / "report.html"}

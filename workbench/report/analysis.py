@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from workbench.report.budget import (DEFAULT_MAX_DROP_POINTS, EPS, TRIO, Pick, VsQuantized,
                                      answer_sentence, best_of_family, budget_of,
-                                     compare_students_to_quantized, recommend, within_budget)
+                                     compare_students_to_quantized, limits_of, limits_text, recommend,
+                                     within_budget)
 from workbench.report.format import (DASH, _d, _get, _l, _num, fmt_acc, fmt_mb, fmt_ms,
                                      fmt_params, fmt_pts, fmt_speedup, fmt_threads)
 from workbench.report.rows import (COLUMNS, MADE_IN_NOTE, PARETO_MARK, TABLE_NOTE, Row, build_rows,
@@ -209,11 +210,15 @@ def analyse(results: dict) -> Report:
         threads = 1 if (1 in measured or not measured) else measured[0]
     refs = [r for r in rows if r.is_reference and r.plottable and r.threads == threads]
     teacher = next((r for r in refs if r.runtime == "ort"), refs[0] if refs else None)  # ort: the baseline runtime
-    rec = recommend(rows, drop, threads) if teacher else None
+    limits = limits_of(results)
+    rec = recommend(rows, drop, threads, limits) if teacher else None
     rec_teacher = next((r for r in refs if rec is not None and r.runtime == rec.runtime), teacher)
-    source = "default budget" if budget_of(results) == (DEFAULT_MAX_DROP_POINTS, None) else "budget from the recipe"
+    given = _d(_d(run.get("recipe")).get("budget")).get("source")
+    source = ("default budget" if budget_of(results) == (DEFAULT_MAX_DROP_POINTS, None) and not limits
+              else str(given or "budget from the recipe"))
     rule = (f"the fastest {fmt_threads(threads, True)} variant whose accuracy is within {drop:g} points of "
-            f"the fp32 teacher's on the same runtime (point estimates; {source})")
+            f"the fp32 teacher's on the same runtime" + (f" and with {limits_text(limits)}" if limits else "")
+            + f" (point estimates; {source})")
     picks = tuple(Pick(a, f, *best_of_family(rows, f, drop, threads)) for a, f in TRIO)
     studies = tuple(build_studies(results))
     cpu = machine_name(env)

@@ -25,14 +25,79 @@ def budget_of(results: dict) -> tuple[float, int | None]:
     return (DEFAULT_MAX_DROP_POINTS if drop is None else drop), (th if isinstance(th, int) else None)
 
 
+LIMIT_KEYS = {"latency_ms": "median latency at most this many ms", "size_mb": "artifact size at most this many MB",
+              "min_accuracy": "accuracy at least this (0.97 or 97 = 97%)",
+              "max_drop": "accuracy at most this many points below the fp32 teacher's",
+              "threads": "the thread count the recommendation is made for"}
+
+
+def parse_budget(text: str) -> dict:
+    """``latency_ms=5,size_mb=1,min_accuracy=0.97`` -> the recipe's budget dict (see :func:`budget_of`).
+
+    Raises ValueError with one line naming the bad part and the valid keys."""
+    out: dict = {}
+    for part in [p.strip() for p in str(text).split(",") if p.strip()]:
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in LIMIT_KEYS:
+            raise ValueError(f"budget part {part!r} is not KEY=VALUE with KEY one of {', '.join(LIMIT_KEYS)} "
+                             "(e.g. latency_ms=5,size_mb=1,min_accuracy=0.97)")
+        try:
+            v = int(value) if key == "threads" else float(value)
+        except ValueError:
+            raise ValueError(f"budget {key}={value!r} is not a number") from None
+        if v < 0 or (key == "threads" and v < 1):
+            raise ValueError(f"budget {key} must be {'>= 1' if key == 'threads' else '>= 0'}, got {value}")
+        if key == "min_accuracy":
+            v = v / 100 if v > 1 else v
+            if v > 1:
+                raise ValueError(f"budget min_accuracy={value} is above 100%")
+        out[{"max_drop": "max_accuracy_drop_points"}.get(key, key)] = v
+    if not out:
+        raise ValueError("empty budget; give e.g. latency_ms=5,size_mb=1,min_accuracy=0.97")
+    return out
+
+
+def limits_of(results: dict) -> dict:
+    """The absolute limits of the budget: {latency_ms, size_mb, min_accuracy} (only those given)."""
+    b = _get(results, "run", "recipe", "budget")
+    b = b if isinstance(b, dict) else {}
+    return {k: float(b[k]) for k in ("latency_ms", "size_mb", "min_accuracy") if _num(b.get(k)) is not None}
+
+
+def limits_text(limits: dict) -> str:
+    parts = []
+    if "latency_ms" in limits:
+        parts.append(f"median latency <= {limits['latency_ms']:g} ms")
+    if "size_mb" in limits:
+        parts.append(f"size <= {limits['size_mb']:g} MB")
+    if "min_accuracy" in limits:
+        parts.append(f"accuracy >= {100 * limits['min_accuracy']:g}%")
+    return ", ".join(parts)
+
+
+def meets_limits(row: Row, limits: dict | None) -> bool:
+    if not limits:
+        return True
+    if "latency_ms" in limits and not (row.median is not None and row.median <= limits["latency_ms"] + EPS):
+        return False
+    if "size_mb" in limits and not (row.size_bytes is not None and row.size_bytes / 1e6 <= limits["size_mb"] + EPS):
+        return False
+    if "min_accuracy" in limits and not (row.accuracy is not None and row.accuracy >= limits["min_accuracy"] - EPS):
+        return False
+    return True
+
+
 def within_budget(row: Row, max_drop_points: float) -> bool:
     return row.vs_ref is not None and row.vs_ref * 100 >= -max_drop_points - EPS
 
 
 def recommend(rows: Sequence[Row], max_drop_points: float = DEFAULT_MAX_DROP_POINTS,
-              threads: int = 1) -> Row | None:
-    """The fastest variant at `threads` whose accuracy is within the budget of the fp32 teacher's."""
-    cands = [r for r in rows if r.plottable and r.threads == threads and within_budget(r, max_drop_points)]
+              threads: int = 1, limits: dict | None = None) -> Row | None:
+    """The fastest variant at `threads` whose accuracy is within the budget of the fp32 teacher's and that
+    meets the absolute ``limits`` (latency_ms, size_mb, min_accuracy) when given."""
+    cands = [r for r in rows if r.plottable and r.threads == threads and within_budget(r, max_drop_points)
+             and meets_limits(r, limits)]
     return min(cands, key=lambda r: (r.median, -r.accuracy, r.id)) if cands else None
 
 
@@ -60,7 +125,7 @@ def answer_sentence(rec: Row | None, teacher: Row | None, threads: int, several_
         return (f"No recommendation: the fp32 teacher has no successful {fmt_threads(threads)} "
                 f"measurement with accuracy, so nothing can be compared against it.")
     if rec is None:
-        return "No recommendation: no variant meets the accuracy budget."
+        return "No recommendation: no variant meets the budget."
     if rec.is_reference:
         return (f"Keep the teacher: no compressed variant is both faster and within the accuracy "
                 f"budget ({rec.variant} on {rec.runtime}, {fmt_threads(threads)}: "
