@@ -592,3 +592,34 @@ def test_cli_report_budget(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--budget" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- --compare (before / after)
+def test_compare_runs_matches_records_and_gives_ratio_verdicts(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.report.compare import compare_runs
+
+    before = json.loads(FIXTURE.read_text())
+    after = copy.deepcopy(before)
+    for r in after["results"]:  # the "after" run: every teacher.fp32 record 2x slower, one record dropped
+        if r["variant"] == "teacher.fp32" and r.get("latency"):
+            r["latency"]["samples"] = [2 * x for x in r["latency"]["samples"]]
+            r["latency"]["median"] *= 2
+    dropped = after["results"].pop()
+    after["run"]["run_id"] = "after"
+    doc = compare_runs(before, after)
+    by = {(c.variant, c.threads): c for c in doc["changes"]}
+    slow = by[("teacher.fp32", 1)]
+    assert slow.ratio == pytest.approx(2.0, rel=1e-6) and slow.verdict == "slower"
+    same = next(c for c in doc["changes"] if c.variant != "teacher.fp32" and c.ratio is not None)
+    assert same.ratio == pytest.approx(1.0) and same.verdict == "equivalent"
+    assert [dropped["variant"], dropped["runtime"]["name"], dropped["runtime"]["options"]["threads"]] in doc["only_before"]
+    assert doc["same_machine"]
+    (tmp_path / "b.json").write_text(json.dumps(before))
+    (tmp_path / "a.json").write_text(json.dumps(after))
+    assert main(["report", str(tmp_path / "b.json"), str(tmp_path / "a.json"), "--compare", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "compare.md").read_text()
+    assert "Before / after: demo -> after" in md and "slower ⚠" in md and "unpaired" in md
+    assert (tmp_path / "compare.html").is_file() and json.loads((tmp_path / "compare.json").read_text())["changes"]
+    assert main(["report", str(tmp_path / "b.json"), "--compare"]) == 2
+    assert "--compare needs exactly two" in capsys.readouterr().err

@@ -210,6 +210,8 @@ def doctor():
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md/report.html (default: beside results.json).")
+@click.option("--compare", is_flag=True, help="Two results files BEFORE AFTER: write compare.md/.html/.json with "
+              "each variant's latency ratio after/before (CI, verdict), accuracy and size changes.")
 @click.option("--budget", metavar="K=V,...", help="Recommend under this budget instead of the recipe's: "
               "latency_ms (median, at the budget's threads), size_mb, min_accuracy (0.97 or 97), max_drop (points "
               "below the fp32 teacher; default 0.5), threads (default 1). E.g. latency_ms=5,size_mb=1,min_accuracy=0.97")
@@ -217,14 +219,25 @@ def doctor():
               "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
               "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
 @click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
-def report(results, out, budget, mlflow_uri, mlflow_experiment):
+def report(results, out, budget, compare, mlflow_uri, mlflow_experiment):
     """Re-render report.md and report.html from results.json without recomputing.
 
     Examples: workbench report runs/digits-demo/results.json;
-    workbench report runs/digits-demo/results.json --budget latency_ms=0.1,size_mb=1,min_accuracy=0.97
+    workbench report runs/digits-demo/results.json --budget latency_ms=0.1,size_mb=1,min_accuracy=0.97;
+    workbench report runs/before/results.json runs/after/results.json --compare --out runs/cmp
     """
     from .report import apply_budget, load_results, print_summary, write_reports
     from .report.budget import parse_budget
+
+    if compare:
+        if len(results) != 2:
+            raise RecipeError(f"--compare needs exactly two results files (before, after); got {len(results)}")
+        from .report.compare import write_compare
+
+        paths = write_compare(results[0], results[1], out)
+        click.echo(open(paths["md"], encoding="utf-8").read())
+        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+        return
 
     try:
         limits = parse_budget(budget) if budget is not None else None

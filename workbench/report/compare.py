@@ -1,0 +1,140 @@
+"""Before / after: two runs' results side by side (`workbench report BEFORE.json AFTER.json --compare`).
+
+Records are matched by (variant, runtime, threads). For each pair: median latency before and after,
+the ratio after / before with a bootstrap 95% CI and a verdict (the harness's rule: *faster*,
+*slower*, *equivalent* within ±2%, *inconclusive*), accuracy before and after, and size. The two
+runs were measured at different times (and maybe on different machines), so the ratios are
+UNPAIRED: drift of the machine between the runs is in them; the output says so, and says when the
+machines differ. Writes compare.md, compare.html (self-contained, no scripts) and compare.json.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from workbench.report.format import DASH, _get, fmt_acc, fmt_mb, fmt_ms
+
+
+@dataclass(frozen=True)
+class Change:
+    variant: str
+    runtime: str
+    threads: int | None
+    before_ms: float | None
+    after_ms: float | None
+    ratio: float | None
+    ratio_ci: tuple | None
+    verdict: str
+    before_acc: float | None
+    after_acc: float | None
+    before_size: float | None
+    after_size: float | None
+
+
+def _key(rec: dict) -> tuple:
+    return (rec.get("variant"), _get(rec, "runtime", "name"), _get(rec, "runtime", "options", "threads"))
+
+
+def _ok(rec: dict | None) -> bool:
+    return bool(rec) and rec.get("status") == "ok" and isinstance(rec.get("latency"), dict) \
+        and bool(rec["latency"].get("samples"))
+
+
+def compare_runs(before: dict, after: dict) -> dict:
+    """{changes: [Change], only_before: [key], only_after: [key], same_machine: bool, machines: (b, a)}."""
+    from workbench.errors import MeasurementError
+    from workbench.measure import compare
+
+    b = {_key(r): r for r in before.get("results", [])}
+    a = {_key(r): r for r in after.get("results", [])}
+    changes = []
+    for k in [k for k in a if k in b]:
+        rb, ra = b[k], a[k]
+        ratio = ci = None
+        verdict = "not measured in both"
+        if _ok(rb) and _ok(ra):
+            try:
+                c = compare(rb, ra)
+                ratio, ci, verdict = c.ratio_median, c.ci95, c.verdict
+            except MeasurementError as e:
+                verdict = f"not comparable ({e})"
+        changes.append(Change(str(k[0]), str(k[1]), k[2], _get(rb, "latency", "median"), _get(ra, "latency", "median"),
+                              ratio, tuple(ci) if ci else None, verdict, _get(rb, "quality", "value"),
+                              _get(ra, "quality", "value"), _get(rb, "artifact", "size_bytes"),
+                              _get(ra, "artifact", "size_bytes")))
+    mb = str(_get(before, "run", "environment", "description") or "?")
+    ma = str(_get(after, "run", "environment", "description") or "?")
+    return {"before_run": _get(before, "run", "run_id"), "after_run": _get(after, "run", "run_id"),
+            "changes": changes, "only_before": [list(k) for k in b if k not in a],
+            "only_after": [list(k) for k in a if k not in b], "same_machine": mb == ma, "machines": [mb, ma]}
+
+
+def _acc_change(c: Change) -> str:
+    if c.before_acc is None or c.after_acc is None:
+        return DASH
+    return f"{fmt_acc(c.before_acc)} -> {fmt_acc(c.after_acc)} ({100 * (c.after_acc - c.before_acc):+.1f} pts)"
+
+
+def _row(c: Change) -> list[str]:
+    ratio = DASH if c.ratio is None else (f"{c.ratio:.3f}" + (f" [{c.ratio_ci[0]:.3f}, {c.ratio_ci[1]:.3f}]"
+                                                             if c.ratio_ci else ""))
+    mark = " ⚠" if c.verdict == "slower" else ""
+    return [c.variant, c.runtime, DASH if c.threads is None else str(c.threads), fmt_ms(c.before_ms), fmt_ms(c.after_ms),
+            ratio, c.verdict + mark, _acc_change(c), f"{fmt_mb(c.before_size)} -> {fmt_mb(c.after_size)}"]
+
+
+HEADER = ["variant", "runtime", "threads", "before", "after", "after / before [95% CI]", "verdict", "accuracy", "size"]
+
+
+def _notes(doc: dict) -> list[str]:
+    n = ["Ratios compare two runs measured at different times (unpaired): drift of the machine between them "
+         f"is part of each ratio. 'equivalent' = the CI lies within ±2%."]
+    if not doc["same_machine"]:
+        n.append(f"The runs were measured on different machines ({doc['machines'][0]} vs {doc['machines'][1]}): "
+                 "the ratios compare the machines as well as the artifacts.")
+    if doc["only_before"] or doc["only_after"]:
+        n.append(f"Only in before: {len(doc['only_before'])} records; only in after: {len(doc['only_after'])}.")
+    return n
+
+
+def render_compare_md(doc: dict) -> str:
+    counts = {}
+    for c in doc["changes"]:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    lines = [f"# Before / after: {doc['before_run']} -> {doc['after_run']}", "",
+             "Verdicts: " + ", ".join(f"{v} {n}" for v, n in sorted(counts.items())), ""]
+    lines += [f"- {n}" for n in _notes(doc)] + [""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_row(c)) + " |" for c in doc["changes"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_compare_html(doc: dict) -> str:
+    e = html.escape
+    rows = "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in _row(c)) + "</tr>" for c in doc["changes"])
+    notes = "".join(f"<li>{e(n)}</li>" for n in _notes(doc))
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>before / after</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:4px 8px}th{background:#f4f4f4}</style></head><body>"
+            f"<h1>Before / after: {e(str(doc['before_run']))} &rarr; {e(str(doc['after_run']))}</h1><ul>{notes}</ul>"
+            "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADER) + f"</tr>{rows}</table></body></html>\n")
+
+
+def write_compare(before_path, after_path, out_dir=None) -> dict[str, Path]:
+    """Render before/after into out_dir (default: beside AFTER) as compare.md / .html / .json."""
+    import json
+
+    from workbench.fileio import write_text
+    from workbench.report.load import load_results
+
+    before, after = load_results(before_path), load_results(after_path)
+    doc = compare_runs(before, after)
+    src = Path(after_path)
+    out = Path(out_dir) if out_dir is not None else (src if src.is_dir() else src.parent)
+    texts = {"md": render_compare_md(doc), "html": render_compare_html(doc),
+             "json": json.dumps({**doc, "changes": [asdict(c) for c in doc["changes"]]}, indent=1, default=str)}
+    paths = {k: out / f"compare.{k}" for k in texts}
+    for k, p in paths.items():
+        write_text(p, texts[k])
+    return paths
