@@ -89,7 +89,7 @@ HEADER = ["variant", "runtime", "threads", "before", "after", "after / before [9
 
 def _notes(doc: dict) -> list[str]:
     n = ["Ratios compare two runs measured at different times (unpaired): drift of the machine between them "
-         f"is part of each ratio. 'equivalent' = the CI lies within ±2%."]
+         "is part of each ratio. 'equivalent' = the CI lies within ±2%."]
     if not doc["same_machine"]:
         n.append(f"The runs were measured on different machines ({doc['machines'][0]} vs {doc['machines'][1]}): "
                  "the ratios compare the machines as well as the artifacts.")
