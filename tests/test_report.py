@@ -623,3 +623,32 @@ def test_compare_runs_matches_records_and_gives_ratio_verdicts(tmp_path, capsys)
     assert (tmp_path / "compare.html").is_file() and json.loads((tmp_path / "compare.json").read_text())["changes"]
     assert main(["report", str(tmp_path / "b.json"), "--compare"]) == 2
     assert "--compare needs exactly two" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- --merge
+def test_merge_runs_keeps_the_later_record_and_names_its_sources(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.errors import RecipeError
+    from workbench.report.merge import merge_results
+
+    a = json.loads(FIXTURE.read_text())
+    b = copy.deepcopy(a)
+    b["run"]["run_id"] = "b"
+    b["results"] = [r for r in b["results"] if r["variant"] == "teacher.fp32"]
+    for r in b["results"]:
+        r["id"] = r["id"] + "-b"
+    merged = merge_results([a, b], "workbench report a b --merge")
+    assert merged["run"]["run_id"] == "merged(demo+b)" and [s["run_id"] for s in merged["run"]["merged_from"]] == ["demo", "b"]
+    assert len(merged["results"]) == len(a["results"])  # b's teacher records replaced a's, nothing duplicated
+    assert {r["id"] for r in merged["results"] if r["variant"] == "teacher.fp32"} == {r["id"] for r in b["results"]}
+    assert len(merged["run"]["merge_replaced"]) == len(b["results"])
+    other = copy.deepcopy(a)
+    other["run"]["task"]["name"] = "images:x"
+    with pytest.raises(RecipeError, match="different tasks"):
+        merge_results([a, other])
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--merge", "--out", str(tmp_path / "m")]) == 0
+    assert "run merged(demo+b)" in (tmp_path / "m" / "report.md").read_text()
+    assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--merge"]) == 2
+    assert "--merge writes a new run" in capsys.readouterr().err

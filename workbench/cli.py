@@ -210,6 +210,8 @@ def doctor():
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md/report.html (default: beside results.json).")
+@click.option("--merge", is_flag=True, help="Several results files of one task -> one run in --out DIR (results.json + "
+              "reports); a measurement present in several keeps the last file's.")
 @click.option("--compare", is_flag=True, help="Two results files BEFORE AFTER: write compare.md/.html/.json with "
               "each variant's latency ratio after/before (CI, verdict), accuracy and size changes.")
 @click.option("--budget", metavar="K=V,...", help="Recommend under this budget instead of the recipe's: "
@@ -219,16 +221,35 @@ def doctor():
               "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
               "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
 @click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
-def report(results, out, budget, compare, mlflow_uri, mlflow_experiment):
+def report(results, out, budget, compare, merge, mlflow_uri, mlflow_experiment):
     """Re-render report.md and report.html from results.json without recomputing.
 
     Examples: workbench report runs/digits-demo/results.json;
     workbench report runs/digits-demo/results.json --budget latency_ms=0.1,size_mb=1,min_accuracy=0.97;
-    workbench report runs/before/results.json runs/after/results.json --compare --out runs/cmp
+    workbench report runs/before/results.json runs/after/results.json --compare --out runs/cmp;
+    workbench report runs/a/results.json runs/b/results.json --merge --out runs/ab
     """
     from .report import apply_budget, load_results, print_summary, write_reports
     from .report.budget import parse_budget
 
+    try:
+        limits = parse_budget(budget) if budget is not None else None
+    except ValueError as e:
+        raise RecipeError(f"--budget: {e}") from None
+    if merge:
+        if compare or not out:
+            raise RecipeError("--merge writes a new run: give --out DIR (and not --compare)")
+        from .report.merge import write_merged
+
+        command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        paths = write_merged(list(results), out, command)
+        print_summary(apply_budget(load_results(paths["results"]), limits))
+        if limits:
+            write_reports(paths["results"], out, budget=limits)
+        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+        if mlflow_uri:
+            _log_mlflow(paths["results"], mlflow_uri, mlflow_experiment, Path(out))
+        return
     if compare:
         if len(results) != 2:
             raise RecipeError(f"--compare needs exactly two results files (before, after); got {len(results)}")
@@ -239,10 +260,6 @@ def report(results, out, budget, compare, mlflow_uri, mlflow_experiment):
         click.echo("written: " + ", ".join(str(p) for p in paths.values()))
         return
 
-    try:
-        limits = parse_budget(budget) if budget is not None else None
-    except ValueError as e:
-        raise RecipeError(f"--budget: {e}") from None
     for path in results:
         doc = apply_budget(load_results(path), limits)
         paths = write_reports(path, out, budget=limits)
