@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "results_fixture.json"
 ARTIFACTS = ROOT / "test-artifacts"
 pytestmark = pytest.mark.browser
-# the drawn marks of a plotly trace: markers, lines, boxes, bars, error bars
-MARKS = re.compile(r'<path class="(?:point|js-line|box|bar|violin|js-fill)"|<g class="(?:errorbar|bars)"')
+# the drawn marks of a plotly trace: markers, lines, boxes, error bars, bars (a path with a real outline)
+MARKS = re.compile(r'<path class="(?:point|js-line|box|violin|js-fill)"|<g class="errorbar"|<g class="point"><path d="M')
 
 
 def _chromium() -> str:

@@ -141,3 +141,52 @@ def sensitivity_figure(rows, variant: str) -> go.Figure:
     fig.update_xaxes(title="relative L2 error vs fp32 when only this node is quantized")
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def _family_scatter(fig, rows, x, y, text):
+    for fam in [f for f in FAMILY_STYLE if any(r.family == f for r in rows)] + \
+            sorted({r.family for r in rows} - set(FAMILY_STYLE)):
+        pts = [r for r in rows if r.family == fam]
+        symbol, colour = FAMILY_STYLE.get(fam, _OTHER)
+        fig.add_trace(go.Scatter(x=[x(r) for r in pts], y=[y(r) for r in pts], mode="markers", name=fam,
+                                 marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=1.5, color=colour)),
+                                 text=[text(r) for r in pts], hovertemplate="%{text}<extra></extra>"))
+
+
+def tradeoff_figures(rep: Report) -> list[tuple[str, go.Figure]]:
+    """Accuracy vs size; median latency vs peak memory; load / first-inference phases and the time to
+    make each variant (compression cost) — at the report's thread count."""
+    rows = [r for r in rep.rows if r.plottable and r.threads == rep.threads]
+    figs = []
+    sized = [r for r in rows if r.size_bytes]
+    if sized:
+        fig = go.Figure()
+        _family_scatter(fig, sized, lambda r: r.size_bytes / 1e6, lambda r: r.accuracy * 100,
+                        lambda r: f"{r.variant}@{r.runtime}<br>{r.size_bytes / 1e6:.3f} MB<br>{fmt_acc(r.accuracy)}")
+        fig.update_layout(title="Accuracy vs artifact size", **_LAYOUT)
+        fig.update_xaxes(type="log", title="artifact size (MB, log scale)")
+        fig.update_yaxes(title="accuracy (%)")
+        figs.append(("size", fig))
+    mem = [r for r in rows if r.peak_delta_mb is not None]
+    if mem:
+        fig = go.Figure()
+        _family_scatter(fig, mem, lambda r: r.peak_delta_mb, lambda r: r.median,
+                        lambda r: f"{r.variant}@{r.runtime}<br>peak memory +{r.peak_delta_mb:.1f} MB<br>"
+                                  f"median {fmt_ms(r.median, r.median_ci)}")
+        fig.update_layout(title=f"Median latency vs peak memory, {fmt_threads(rep.threads)}", **_LAYOUT)
+        fig.update_xaxes(title="peak memory above the pre-load baseline (MB)")
+        fig.update_yaxes(type="log", title="median latency (ms, log scale)")
+        figs.append(("memory", fig))
+    ph = sorted([r for r in rows if r.load_ms is not None or r.first_ms is not None or r.made_in_s is not None],
+                key=lambda r: (r.runtime, r.variant))
+    if ph:
+        names = [f"{r.variant}@{r.runtime}" for r in ph]
+        fig = go.Figure([go.Bar(name="load (ms)", x=names, y=[r.load_ms for r in ph]),
+                         go.Bar(name="first inference (ms)", x=names, y=[r.first_ms for r in ph]),
+                         go.Bar(name="time to make (s)", x=names, y=[r.made_in_s for r in ph], yaxis="y2",
+                                marker=dict(pattern=dict(shape="/")))])
+        fig.update_layout(title="Load and first inference (fresh process) and the cost of making each variant",
+                          barmode="group", yaxis=dict(title="ms", type="log"),
+                          yaxis2=dict(title="time to make (s)", overlaying="y", side="right", type="log"), **_LAYOUT)
+        figs.append(("phases", fig))
+    return figs

@@ -151,6 +151,20 @@ def _charts(rep: Report) -> list[str]:
     return out + ["</section>"]
 
 
+def _tradeoffs(rep: Report) -> list[str]:
+    from workbench.report.charts import tradeoff_figures
+
+    figs = tradeoff_figures(rep)
+    if not figs:
+        return []
+    out = [f'<section id="tradeoffs"><h2>Size, memory, start-up and compression cost ({_e(fmt_threads(rep.threads))})</h2>',
+           '<p class="note">Size is the artifact file; memory is the peak resident memory above the process\'s '
+           "baseline before loading; load and first inference are measured in a fresh process; time to make is "
+           "the cumulative time from the teacher to the artifact (training, export, quantization).</p>"]
+    out += [_figure(fig, f"chart-{name}") for name, fig in figs]
+    return out + ["</section>"]
+
+
 def _runtimes(rep: Report) -> list[str]:
     v = rep.runtimes
     if v is None:
@@ -260,7 +274,8 @@ def render_html(results: dict) -> str:
     rep = analyse(results)
     body = [f"<h1>{_e(rep.title)}</h1>", f'<p class="disclaimer">{_e(rep.disclaimer)}</p>',
             f'<p class="meta">{_e(rep.task_line)}</p>']
-    for section in (_answer, _distillation, _vs_quantized, _charts, _runtimes, _all, _quantization, _context):
+    for section in (_answer, _distillation, _vs_quantized, _charts, _runtimes, _tradeoffs, _all, _quantization,
+                    _context):
         body += section(rep)
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',

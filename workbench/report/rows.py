@@ -39,6 +39,8 @@ class Row:
     peak_delta_mb: float | None = None
     params: float | None = None
     made_in_s: float | None = None  # cumulative time to make the artifact from the teacher
+    load_ms: float | None = None  # phases: loading the artifact into the runtime (fresh process)
+    first_ms: float | None = None  # the first inference after loading
     parity: float | None = None
     warnings: tuple = ()
     samples: tuple = ()  # every raw latency sample (ms); charts downsample, statistics never do
@@ -90,6 +92,7 @@ def _row(rec: dict) -> Row:
         p90=_pos(lat.get("p90")), p90_ci=_pair(lat.get("ci95_p90")),
         size_bytes=_num(art.get("size_bytes")), peak_delta_mb=_num(_get(rec, "memory", "peak_delta_mb")),
         params=_num(art.get("params")), made_in_s=_num(art.get("made_in_s")),
+        load_ms=_num(_get(rec, "phases", "load_ms")), first_ms=_num(_get(rec, "phases", "first_ms")),
         parity=_num(q.get("parity_max_abs")) if _num(q.get("parity_max_abs")) is not None
         else _num(art.get("parity_max_abs")),
         warnings=tuple(w for w in _l(_get(rec, "stability", "warnings")) if isinstance(w, dict)),
