@@ -139,11 +139,15 @@ class ExecutorchRuntime(Runtime):
         if len(head) < 8 or head[4:6] != b"ET":  # flatbuffer file identifier "ETxx" at bytes 4..8
             raise ArtifactError(f"cannot load {base} with ExecuTorch: not an ExecuTorch program (no 'ET' file "
                                 "identifier); re-export it or check that the file is complete")
-        self._set_pool(threads)
+        from ..export.executorch import quiet_native_output
+
+        with quiet_native_output():  # the runtime logs its thread-pool reset and CPU probing natively
+            self._set_pool(threads)
         from executorch.runtime import Runtime as EtRuntime
 
         try:
-            program = EtRuntime.get().load_program(path)
+            with quiet_native_output():
+                program = EtRuntime.get().load_program(path)
             method = program.load_method("forward")
             if method is None:
                 raise RuntimeError("the program has no 'forward' method")

@@ -124,9 +124,12 @@ class LiteRTRuntime(Runtime):
                                 "identifier); re-export it or check that the file is complete")
         from ai_edge_litert.interpreter import Interpreter
 
+        from ..export.executorch import quiet_native_output
+
         try:
-            interp = Interpreter(model_path=path, num_threads=threads)
-            interp.allocate_tensors()
+            with quiet_native_output():  # "Created TensorFlow Lite XNNPACK delegate" goes to fd 2 natively
+                interp = Interpreter(model_path=path, num_threads=threads)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ArtifactError(f"cannot load {base} with LiteRT: {_one_line(e)}; re-export it or check that the "
                                 "file is complete") from None
