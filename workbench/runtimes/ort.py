@@ -102,6 +102,8 @@ class OrtRuntime(Runtime):
         so.log_severity_level = 3  # errors only: warnings would go to stderr of the worker
         if options["model_format"] == "ort":
             so.add_session_config_entry("session.load_model_format", "ORT")
+            if str(path).lower().endswith(".with_runtime_opt.ort"):  # replay the optimisations saved in the file
+                so.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")
         if profile_prefix is not None:
             so.enable_profiling = True
             so.profile_file_prefix = profile_prefix
@@ -109,7 +111,8 @@ class OrtRuntime(Runtime):
             session = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own pybind exception types (Fail, InvalidProtobuf ...)
             raise ArtifactError(
-                f"cannot load {os.path.basename(path)} with onnxruntime: {_one_line(exc)}; "
+                f"cannot load {os.path.basename(path)} with {'onnxruntime' if self.name == 'ort' else self.name}: "
+                f"{_one_line(exc)}; "
                 "re-export the artifact or check that the file is complete and of a supported opset"
             ) from None
         options["providers"] = list(session.get_providers())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ArtifactError
-from .ort import OrtRuntime, OrtSession, _one_line
+from .ort import OrtRuntime
 
 
 def with_runtime_opt(path: str) -> bool:
@@ -45,31 +45,6 @@ class OrtMobileRuntime(OrtRuntime):
             raise ArtifactError(f"cannot load {base} with ort-mobile: it loads ORT-format .ort files, not {ext} "
                                 "ones; convert with workbench.export.ort_mobile (or use runtime 'ort' for .onnx)")
 
-    def _session(self, path: str, threads: int, profile_prefix: str | None = None):
-        self._check(path)
-        import onnxruntime as ort
+    # sessions, loading and profiling: OrtRuntime's (it replays the saved runtime optimisations of a
+    # *.with_runtime_opt.ort file); this adapter differs in what it accepts and how it reports its options
 
-        options = self.session_options_dict(threads, path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # ENABLE_ALL is needed for the replay of saved runtime optimisations; a .ort is not re-optimised
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        so.add_session_config_entry("session.load_model_format", "ORT")
-        if with_runtime_opt(path):
-            so.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")
-        if profile_prefix is not None:
-            so.enable_profiling = True
-            so.profile_file_prefix = profile_prefix
-        try:
-            session = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT's pybind exception types
-            raise ArtifactError(f"cannot load {os.path.basename(path)} with ort-mobile: {_one_line(exc)}; "
-                                "re-export the artifact or check that the file is complete") from None
-        options["providers"] = list(session.get_providers())
-        return session, options
-
-    def load(self, path: str, threads: int) -> OrtSession:
-        return OrtSession(*self._session(path, threads))
