@@ -649,6 +649,7 @@ def test_merge_runs_keeps_the_later_record_and_names_its_sources(tmp_path, capsy
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--merge", "--out", str(tmp_path / "m")]) == 0
-    assert "run merged(demo+b)" in (tmp_path / "m" / "report.md").read_text()
+    md = (tmp_path / "m" / "report.md").read_text()
+    assert "run merged(demo+b)" in md and "merged from runs demo (created" in md and "replaced by a later run's" in md
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--merge"]) == 2
     assert "--merge writes a new run" in capsys.readouterr().err

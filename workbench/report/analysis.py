@@ -199,6 +199,17 @@ class Report:
     runtimes: object = None  # runtimes.RuntimeView when more than one runtime was measured (or one skipped)
 
 
+def _merged_from(run: dict) -> str:
+    """'; merged from runs a (created ..., machine ...), b (...)' for a `workbench report --merge` run."""
+    src = [d for d in _l(run.get("merged_from")) if isinstance(d, dict)]
+    if not src:
+        return ""
+    parts = [f"{d.get('run_id')} (created {d.get('created') or '?'}, {d.get('records')} records, on "
+             f"{d.get('machine') or '?'})" for d in src]
+    n = len(_l(run.get("merge_replaced")))
+    return "; merged from runs " + ", ".join(parts) + (f"; {n} measurements replaced by a later run's" if n else "")
+
+
 def analyse(results: dict) -> Report:
     """Build the report view model from a loaded results.json (see load.load_results)."""
     run = _d(results.get("run"))
@@ -234,7 +245,7 @@ def analyse(results: dict) -> Report:
         title=f"Compression report: {task.get('name') or '?'} (run {run.get('run_id') or '?'})",
         task_line=(f"task {task.get('name') or '?'}: {metric} on n={task.get('n_test') or '?'} test "
                    f"samples, input {task.get('input_shape') or '?'}; created {run.get('created') or '?'}, "
-                   f"workbench {run.get('workbench_version') or '?'}"),
+                   f"workbench {run.get('workbench_version') or '?'}" + _merged_from(run)),
         disclaimer=(f"Measured on {cpu}{cores}, not on a phone: use these numbers to rank variants, "
                     f"and re-measure the chosen one on the target device."),
         rows=tuple(rows), threads=threads, max_drop_points=drop, rule=rule, teacher=teacher,
