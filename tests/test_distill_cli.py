@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import RecordingProgress as _Progress
+from conftest import tiny_digits
 
 from workbench.cli import main
 from workbench.distill import classify
@@ -27,11 +28,7 @@ from workbench.zoo.weights import save_weights
 @pytest.fixture(scope="module")
 def tiny():
     """150 / 40 / 60 real digits at 16x16."""
-    from workbench.tasks import get_task
-
-    d = get_task("digits", image_size=16)
-    return dataclasses.replace(d, name="digits-tiny", x_train=d.x_train[:150], y_train=d.y_train[:150],
-                               x_val=d.x_val[:40], y_val=d.y_val[:40], x_test=d.x_test[:60], y_test=d.y_test[:60])
+    return tiny_digits(150, 40, 60)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """Quantization-aware training / distillation: the simulated integer grid is ORT's, the fake-quantized
 model agrees with the deployable int8 artifact, and `workbench distill --qat` end to end."""
-import dataclasses
 import json
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import tiny_digits
 from onnx import numpy_helper
 
 from workbench.cli import main
@@ -19,11 +19,7 @@ from workbench.zoo.weights import save_weights
 
 @pytest.fixture(scope="module")
 def tiny():
-    from workbench.tasks import get_task
-
-    d = get_task("digits", image_size=16)
-    return dataclasses.replace(d, name="digits-tiny", x_train=d.x_train[:200], y_train=d.y_train[:200],
-                               x_val=d.x_val[:60], y_val=d.y_val[:60], x_test=d.x_test[:120], y_test=d.y_test[:120])
+    return tiny_digits(200, 60, 120)
 
 
 @pytest.fixture(scope="module")

@@ -17,31 +17,17 @@ pytest.importorskip("executorch", reason="install the executorch extra: pip inst
 pytestmark = pytest.mark.executorch
 
 from workbench.errors import ArtifactError, ExportError, MeasurementError, RuntimeUnavailable  # noqa: E402
-from workbench.measure import Protocol, measure_interleaved  # noqa: E402
+from conftest import tiny_protocol  # noqa: E402
+from workbench.measure import measure_interleaved  # noqa: E402
 from workbench.runtimes import InputSpec, get_runtime  # noqa: E402
 from workbench.runtimes.executorch import ExecutorchRuntime  # noqa: E402
 
-TINY = Protocol(warmup_runs=3, warmup_s=0.05, min_runs=20, min_s=0.2, max_s=0.5, memory_runs=3,
-                timeout_s=90, bootstrap_resamples=300)
+TINY = tiny_protocol()
 
 
 @pytest.fixture(scope="module")
-def trained(digits):
-    """A tiny CNN trained for a few seconds on digits (so accuracy and top-1 agreement mean something)."""
-    import torch
-
-    from workbench.zoo.models import SmallCNN
-
-    torch.manual_seed(0)
-    m = SmallCNN(width=4, depth=1)
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    x, y = torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train).long()
-    for _ in range(4):
-        for s in range(0, len(x), 64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(m(x[s:s + 64]), y[s:s + 64]).backward()
-            opt.step()
-    return m.eval()
+def trained(trained_cnn):
+    return trained_cnn
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import pytest
 pytestmark = pytest.mark.ort_mobile
 
 from workbench.errors import ArtifactError, ParityError, RuntimeUnavailable  # noqa: E402
-from workbench.measure import Protocol, measure_interleaved  # noqa: E402
+from conftest import tiny_protocol  # noqa: E402
+from workbench.measure import measure_interleaved  # noqa: E402
 from workbench.runtimes import InputSpec, get_runtime  # noqa: E402
 from workbench.runtimes.ort_mobile import OrtMobileRuntime  # noqa: E402
 
-TINY = Protocol(warmup_runs=3, warmup_s=0.05, min_runs=20, min_s=0.2, max_s=0.5, memory_runs=3,
-                timeout_s=60, bootstrap_resamples=300)
+TINY = tiny_protocol(timeout_s=60)
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ class MobileBuilder:
         return RUNTIMES.get(runtime).version()
 
     def _parity(self, model, path: Path, runtime: str, fp32: bool):
-        from .export.executorch import check_parity
+        from .export.mobile_common import check_parity
 
         ex = self.recipe.export
         return check_parity(model, path, runtime, self.b.parity_inputs, self.b.task.input_name,

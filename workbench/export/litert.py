@@ -13,31 +13,26 @@ The model has a fixed batch of 1 (``sample``'s shape) and one signature whose in
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ExportError, RuntimeUnavailable
 from ..fileio import atomic_path
-from .executorch import Parity, _one_line, check_parity, quiet_native_output, require
+from .mobile_common import ExportRecord, Parity, _one_line, check_parity, quiet_native_output, require
 
 PRECISIONS = ("fp32", "int8-dynamic", "int8-full")
 
 
 @dataclass(frozen=True)
-class LiteRTExport:
+class LiteRTExport(ExportRecord):
     path: str
     precision: str
     size_bytes: int
     parity: Parity | None = None
     quantizer: str = ""
     made_in_s: float = 0.0
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["parity"] = self.parity.to_json() if self.parity else None
-        return d
 
 
 def _float_tflite(model, x, input_name: str) -> bytes:

@@ -1,0 +1,115 @@
+"""Helpers shared by the mobile exporters (ExecuTorch, LiteRT) and their runtime adapters: the parity
+record and check against the PyTorch source, silencing native converter/runtime logs, the
+"runtime installed?" check, and one-line error text."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import ExportError, ParityError, RuntimeUnavailable
+
+
+class ExportRecord:
+    """``to_json`` for the exporters' frozen result dataclasses (a nested ``parity`` as its own JSON)."""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["parity"] = self.parity.to_json() if self.parity else None
+        return d
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Outputs of an exported artifact through its runtime vs the PyTorch source on ``n`` inputs."""
+
+    max_abs: float
+    top1_agreement: float  # share of inputs whose argmax matches PyTorch's
+    n: int
+    criterion: str  # what was checked, e.g. "|diff| <= 1e-04 + 1e-03*|ref|" or "recorded only"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _one_line(text, limit: int = 300) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
+    first = text.splitlines()[0] if text else ""
+    line = re.sub(r"\s+", " ", first)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def require(runtime_name: str) -> None:
+    """Raise RuntimeUnavailable naming the install command when ``runtime_name`` is not installed."""
+    from ..runtimes import RUNTIMES
+
+    rt = RUNTIMES.get(runtime_name)
+    if not rt.available():
+        raise RuntimeUnavailable(f"runtime {runtime_name!r} is not installed; install it with: {rt.install_hint}")
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """Send fd 1 and 2 (native converters log there, past Python) to a temp file for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    sink = tempfile.TemporaryFile()
+    try:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.__stdout__):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        sink.close()
+
+
+def check_parity(model, path, runtime: str, inputs: np.ndarray, input_name: str, *, threads: int = 1,
+                 atol: float | None = 1e-4, rtol: float = 1e-3, min_top1: float | None = None,
+                 what: str = "export") -> Parity:
+    """Run ``path`` through the registered ``runtime`` on ``inputs`` and compare with ``model``.
+
+    ``atol`` None: max |diff| is recorded, not checked (int8). ``min_top1``: fail when fewer
+    inputs than that share keep PyTorch's top-1 class.
+    """
+    import torch
+
+    from ..evaluate import run_artifact
+
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(inputs)).float().numpy().astype(np.float64)
+    out = run_artifact(str(path), runtime, inputs, input_name, threads=threads).astype(np.float64)
+    if out.shape != ref.shape:
+        raise ExportError(f"{what}: output shape {list(out.shape)} differs from PyTorch's {list(ref.shape)}; "
+                          "check the model's forward for data-dependent shapes")
+    diff = np.abs(out - ref)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    top1 = float(np.mean(out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)))
+    if atol is not None and (not np.all(np.isfinite(out)) or np.any(diff > atol + rtol * np.abs(ref))):
+        raise ParityError(what, max_abs, atol)
+    if min_top1 is not None and top1 < min_top1:
+        raise ExportError(f"{what}: only {top1:.1%} of {len(inputs)} inputs keep PyTorch's top-1 class (need "
+                          f">= {min_top1:.0%}); calibrate on more representative data or keep this model in fp32")
+    crit = f"|diff| <= {atol:.0e} + {rtol:.0e}*|ref|" if atol is not None else "max |diff| recorded only"
+    if min_top1 is not None:
+        crit += f"; top-1 agreement >= {min_top1:.0%}"
+    return Parity(max_abs, top1, int(len(inputs)), crit)
+
+
+def _batches(x: np.ndarray, batch: int):
+    for s in range(0, len(x), batch):
+        yield x[s:s + batch]
