@@ -186,23 +186,29 @@ def _row(model, runtime, th, lat, path, protocol, resolved) -> dict:
     if isinstance(lat, str):
         return {"model": str(model), "status": "failed", "error": lat,
                 "runtime": {"name": runtime, "version": None, "options": {"threads": th}},
-                "input": None, "input_notes": list(resolved.notes), "latency": None, "memory": None, "comparisons": []}
+                "input": None, **_input_fields(resolved), "latency": None, "memory": None, "comparisons": []}
     mem, mem_error = None, None
     try:
         mem = measure_memory(str(model), runtime, th, path, protocol).to_json()
     except (MeasurementError, ArtifactError) as e:
         mem_error = str(e)
-    row = {"model": str(model), "status": "ok", **lat.to_json(), "input_notes": list(resolved.notes),
+    row = {"model": str(model), "status": "ok", **lat.to_json(), **_input_fields(resolved),
            "memory": mem, "comparisons": []}
     if mem_error:
         row["memory_error"] = mem_error
     return row
 
 
+def _input_fields(resolved) -> dict:
+    """A row's input notes and, when dims were guessed, the guesses with their --shape fix (JSON)."""
+    return {"input_notes": list(resolved.notes), "input_guessed": [g.to_json() for g in resolved.guessed]}
+
+
 # --------------------------------------------------------------------------- output
 
 def _print_inputs(console, names, resolved) -> None:
-    blocks = [r.lines() for r in resolved]
+    """Where each model's inputs come from; guessed dims as warnings (also marked in the table)."""
+    blocks = [r.lines() + [f"warning: {g.text}" for g in r.guessed] for r in resolved]
     if len(blocks) > 1 and all(b == blocks[0] for b in blocks):
         groups = [("inputs (all models)", blocks[0])]
     else:
@@ -210,7 +216,23 @@ def _print_inputs(console, names, resolved) -> None:
     for title, lines in groups:
         console.print(escape(title) + ":", highlight=False)
         for line in lines:
-            console.print("  " + escape(line), highlight=False)
+            warn = line.startswith("warning: ")
+            text = "  " + ("[bold yellow]warning[/bold yellow]: " + escape(line[9:]) if warn else escape(line))
+            console.print(text, highlight=False)
+
+
+GUESS_MARK = " ⚠"
+
+
+def _guess_mark(row) -> str:
+    """' ⚠' after a model measured on guessed dims (the table's caption says which and the fix)."""
+    return GUESS_MARK if row.get("input_guessed") else ""
+
+
+def _guess_caption(rows) -> str | None:
+    """The table's footnote for rows measured on guessed dims: '⚠ dims guessed: x 1x3x224x224 — give ...'."""
+    seen = dict.fromkeys(g["message"] for r in rows for g in r.get("input_guessed") or ())
+    return "\n".join(f"⚠ {escape(m)}" for m in seen) or None
 
 
 def _ci(lo_hi, fmt="{:.3f}") -> str:
@@ -225,16 +247,17 @@ def print_rows(console, runtime: str, names, rows) -> None:
     label = [names[i % len(names)] for i in range(len(rows))]  # rows: for each thread count, every model
     tagged = [f"{n} ({r['runtime']['options']['threads']} thread(s))" for n, r in zip(label, rows)]
     table = Table(title=f"{runtime}: latency in ms, median and p90 with 95% CIs", box=box.SIMPLE_HEAD)
+    table.caption, table.caption_justify = _guess_caption(rows), "left"  # dims bench guessed, and the fix
     for col in ("model", "threads", "median [95% CI]", "p90 [95% CI]", "runs", "peak MB", "warnings"):
         table.add_column(col, no_wrap=col != "model", overflow="fold",
                          justify="left" if col in ("model", "median [95% CI]", "p90 [95% CI]") else "right")
     for name, r in zip(label, rows):
         th = str(r["runtime"]["options"]["threads"])
         if r["status"] != "ok":
-            table.add_row(escape(name), th, "failed", "-", "-", "-", "-")
+            table.add_row(escape(name) + _guess_mark(r), th, "failed", "-", "-", "-", "-")
             continue
         lt, mem = r["latency"], r.get("memory") or {}
-        table.add_row(escape(name), th, f"{lt['median']:.3f} {_ci(lt['ci95_median'])}",
+        table.add_row(escape(name) + _guess_mark(r), th, f"{lt['median']:.3f} {_ci(lt['ci95_median'])}",
                       f"{lt['p90']:.3f} {_ci(lt['ci95_p90'])}", str(lt["n"]),
                       f"{mem['peak_delta_mb']:.1f}" if "peak_delta_mb" in mem else "-",
                       str(len(r["stability"]["warnings"])))

@@ -20,11 +20,15 @@ import numpy as np
 
 from ..errors import ArtifactError, RecipeError
 from ..runtimes.base import InputSpec
-from .model_inputs import ModelInputs, read_model_inputs  # noqa: F401  (re-exported)
+from .model_inputs import DimGuess, ModelInputs, batch_axes, read_model_inputs  # noqa: F401  (re-exported)
+from .model_inputs import dim_guesses, image_sides
+from .sizing import check_npz, check_size, shape_fix
 
 SOURCE_KEY = "__workbench_input_source__"  # reserved .npz entry: JSON {input name: description}
 SEED = 0
 DEFAULT_VOCAB = 1000
+IMAGE_SIDE = 224  # unset spatial dims of a 4-D float input with 3 channels (NCHW or NHWC)
+SAMPLE_RATE = 16000  # a generated integer input named like a sample rate (sr, sample_rate)
 _SHAPE_RE = re.compile(r"^([^=\s]+)=(\d+(?:[xX]\d+)*)$")
 
 
@@ -60,7 +64,15 @@ def parse_shapes(items) -> dict[str, tuple[int, ...]]:
 
 
 def fmt(shape) -> str:
+    """``(1, 3)`` -> ``'[1, 3]'`` (``'[]'`` for a 0-d input)."""
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def contiguous(arr) -> np.ndarray:
+    """``arr`` as a C-contiguous ndarray, copied only when needed; a 0-d array stays 0-d
+    (``np.ascontiguousarray`` would make it shape ``(1,)``)."""
+    a = np.asarray(arr)
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def _opt(name: str, dims) -> str:
@@ -118,21 +130,23 @@ def resolve_shapes(specs, overrides: dict, what: str) -> tuple[dict, list[str], 
         if s.name in overrides:
             shapes[s.name] = tuple(overrides[s.name])
             continue
-        out = []
+        out, sides = [], image_sides(s)
         for i, d in enumerate(s.shape):
             if isinstance(d, int) and d > 0:
                 out.append(d)
             elif isinstance(d, str) and d != "?" and d in bindings:
                 out.append(bindings[d])
             elif isinstance(d, str) and d != "?":
-                v, why = default_dim(d)
+                v, why = (IMAGE_SIDE, "image-side (4-D float input with 3 channels)") if i in sides else default_dim(d)
                 bindings[d] = v
                 out.append(v)
                 notes.append(f"dim {d!r} -> {v} ({why} default; set it with --shape {d}=N)")
             else:
-                out.append(1)
-                notes.append(f"input {s.name!r} dim {i} has no name -> 1 (set the whole shape with "
-                             f"{_opt(s.name, [x if isinstance(x, int) else 'N' for x in s.shape])})")
+                v = IMAGE_SIDE if i in sides else 1
+                out.append(v)
+                notes.append(f"input {s.name!r} dim {i} has no name -> {v}"
+                             + (" (image side of a 4-D float input with 3 channels)" if i in sides else "")
+                             + f" (set the whole shape with {_opt(s.name, [x if isinstance(x, int) else 'N' for x in s.shape])})")
         shapes[s.name] = tuple(out)
     return shapes, notes, used
 
@@ -143,13 +157,16 @@ def _rng(name: str):
     return np.random.default_rng([SEED, zlib.crc32(name.encode())])  # same array whatever the input order
 
 
-def generate(spec: InputSpec, shape: tuple, vocab=None) -> tuple[np.ndarray, str]:
-    """One generated input and a description of it (float: normal; ids: in range; masks: ones ...)."""
+def generate(spec: InputSpec, shape: tuple, vocab=None, fix: str | None = None) -> tuple[np.ndarray, str]:
+    """One generated input and a description of it (float: normal; ids: in range; masks: ones; an
+    integer named like a sample rate: 16000 ...). Sized first: RecipeError (``fix`` or --shape) if the
+    array would take more than the allowed share of free memory (:mod:`.sizing`)."""
     name, low = spec.name, spec.name.lower()
     if spec.dtype == "str":
         raise ArtifactError(f"cannot generate input {name!r}: it is a string tensor; pass --inputs X.npz "
                             f"with an array named {name}")
     dt = np.dtype(spec.dtype)
+    check_size(name, shape, dt, fix or shape_fix(spec, shape))
     what = f"{name} {dt}"
     if dt.kind == "f":
         return _rng(name).standard_normal(shape).astype(dt), f"{what} standard normal (seed {SEED})"
@@ -159,6 +176,8 @@ def generate(spec: InputSpec, shape: tuple, vocab=None) -> tuple[np.ndarray, str
         return np.ones(shape, dtype=dt), f"{what} ones"
     if "token_type" in low or "segment" in low:
         return np.zeros(shape, dtype=dt), f"{what} zeros"
+    if low in ("sr", "sample_rate", "sampling_rate") and dt.kind in "iu":
+        return np.full(shape, SAMPLE_RATE, dtype=dt), f"{what} {SAMPLE_RATE} (named like a sample rate)"
     if "position" in low and shape:
         return np.broadcast_to(np.arange(shape[-1], dtype=dt), shape).copy(), f"{what} 0..{shape[-1] - 1} along the last dim"
     if vocab is not None or "ids" in low or "token" in low:
@@ -216,17 +235,19 @@ def task_feeds(task, specs, overrides: dict, what: str) -> tuple[dict, dict, lis
     n = len(task.x_test)
     if batch > n:
         raise RecipeError(f"batch {batch} exceeds the {n} test examples of --task {task.name}; choose a batch <= {n}")
-    arr = np.ascontiguousarray(task.x_test[:batch]).astype(s.dtype)
+    arr = contiguous(task.x_test[:batch]).astype(s.dtype)
     which = "example 0" if batch == 1 else f"examples 0..{batch - 1}"
     return {s.name: arr}, {s.name: f"task {task.name}: test split {which}, {s.name} {arr.dtype} {fmt(arr.shape)}"}, [], used
 
 
 def load_npz(path: str) -> dict:
-    """Arrays of an .npz file (name -> array); ArtifactError if it cannot be read."""
+    """Arrays of an .npz file (name -> array, 0-d arrays kept 0-d); ArtifactError if it cannot be read
+    or holds an array too big for the memory available (checked from the headers, before loading)."""
     base = os.path.basename(path)
     if not os.path.isfile(path):
         raise ArtifactError(f"inputs file {path} not found; write it with numpy.savez(path, input_name=array) "
                             "or omit it to generate inputs")
+    check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -273,7 +294,7 @@ def npz_feeds(path: str, specs, overrides: dict, what: str) -> tuple[dict, dict,
                 if d in overrides:
                     used.add(d)
         used.update({s.name} & set(overrides))
-        feeds[s.name] = np.ascontiguousarray(arr)
+        feeds[s.name] = contiguous(arr)
         sources[s.name] = f"file {base}: {s.name} {arr.dtype} {fmt(arr.shape)}"
     return feeds, sources, notes, used
 
@@ -290,8 +311,10 @@ class ResolvedInputs:
     notes: tuple[str, ...]
     used: frozenset  # --shape names this model consumed
     defaulted: bool  # some shape or vocab was a default guess
+    guessed: tuple = ()  # DimGuess per input whose non-batch dynamic dims were guessed
 
     def lines(self) -> list[str]:
+        """What the inputs are, one line each, then the notes about defaults."""
         return [self.sources[s.name] for s in self.model.specs] + [f"note: {n}" for n in self.notes]
 
 
@@ -307,7 +330,9 @@ def resolve_inputs(model: ModelInputs, overrides: dict, npz: str | None = None, 
         feeds, sources, _ = generate_feeds(specs, shapes, model.vocab)
         notes = list(notes) + [f"{s.name}: no embedding table found in the graph; token ids drawn from "
                                f"[0, {DEFAULT_VOCAB})" for s in specs if "vocab assumed" in sources[s.name]]
-    return ResolvedInputs(model, feeds, sources, tuple(notes), frozenset(used), bool(notes) and npz is None)
+        return ResolvedInputs(model, feeds, sources, tuple(notes), frozenset(used), bool(notes),
+                              dim_guesses(specs, shapes, overrides))
+    return ResolvedInputs(model, feeds, sources, tuple(notes), frozenset(used), False)
 
 
 def write_npz(path: str, feeds: dict, sources: dict) -> str:

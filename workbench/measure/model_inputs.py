@@ -1,5 +1,7 @@
 """What a model file says about its inputs: specs (names, dtypes, symbolic dims) and, for token-id
-inputs, the vocabulary size of the embedding table they index -- read from the ONNX graph.
+inputs, the vocabulary size of the embedding table they index -- read from the ONNX graph; which
+axis of each input is the batch (:func:`batch_axes`), which axes of an image input are its sides,
+and which dims of a measured input were guessed rather than set (:func:`dim_guesses`).
 
 Used by ``workbench bench`` in the parent process (see :mod:`.inputs`); onnx is imported lazily.
 """
@@ -7,6 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..errors import ArtifactError
 from ..runtimes.base import InputSpec
@@ -115,3 +119,95 @@ def find_vocab(model) -> dict:
         if found:
             out[vi.name] = min(found)
     return out
+
+
+# --------------------------------------------------------------------------- batch axes
+
+_SIZE_WORDS = ("seq", "len", "token", "time", "frame", "step", "height", "width", "sample")
+
+
+def dim_kind(dim) -> str:
+    """How a symbolic dim reads: 'batch' (batch/N/B/bs), 'size' (sequence, time, image side ...),
+    'unnamed' (``?`` / -1) or 'other' (e.g. an exporter's ``s0``)."""
+    if not isinstance(dim, str) or dim == "?":
+        return "unnamed"
+    n = dim.lower()
+    if "batch" in n or n in ("n", "b", "bs"):
+        return "batch"
+    if any(w in n for w in _SIZE_WORDS) or n in ("h", "w", "t", "l"):
+        return "size"
+    return "other"
+
+
+def batch_axes(specs) -> dict:
+    """Input name -> the axis that holds the batch, read from the symbolic dims; None for a 0-d input,
+    one without a dynamic dim, or one where no dim reads as a batch.
+
+    In order: a dim named like a batch (batch, N, B, bs); a dim name shared by every input that has
+    dynamic dims (an exporter's ``s0`` on ``x [s0, 16]`` and ``state [2, s0, 8]``); the only dynamic dim
+    that is not named like a size (``state [2, ?, 128]`` -> 1); else a dynamic first dim (axis 0).
+    """
+    dyn = {s.name: [(i, d) for i, d in enumerate(s.shape) if not (isinstance(d, int) and d > 0)] for s in specs}
+    named = [{d for _, d in v if dim_kind(d) == "other"} for v in dyn.values() if v]
+    shared = set.intersection(*named) if len(named) > 1 else set()
+    out = {}
+    for s in specs:
+        dims = dyn[s.name]
+        axis = next((i for i, d in dims if dim_kind(d) == "batch"), None)
+        if axis is None and shared:
+            axis = next((i for i, d in dims if d in shared), None)
+        if axis is None:
+            cand = [i for i, d in dims if dim_kind(d) != "size"]
+            if len(cand) == 1 or (cand and cand[0] == 0):
+                axis = cand[0]
+        out[s.name] = axis
+    return out
+
+
+# --------------------------------------------------------------------------- guessed dims
+
+def image_sides(spec: InputSpec) -> set:
+    """Axes of ``spec`` that are the spatial sides of an image: a 4-D float input with 3 channels on
+    axis 1 (NCHW -> {2, 3}) or axis 3 (NHWC -> {1, 2}); empty otherwise."""
+    if len(spec.shape) != 4 or spec.dtype == "str" or np.dtype(spec.dtype).kind != "f":
+        return set()
+    if spec.shape[1] == 3:
+        return {2, 3}
+    return {1, 2} if spec.shape[3] == 3 else set()
+
+
+@dataclass(frozen=True)
+class DimGuess:
+    """An input whose non-batch dynamic dims nobody set: the shape it was measured with is a guess."""
+
+    input: str
+    shape: tuple
+    axes: tuple  # the guessed axes
+
+    @property
+    def fix(self) -> str:
+        return f"--shape {self.input}={'x'.join(map(str, self.shape))}"
+
+    @property
+    def text(self) -> str:
+        """'dims guessed: x 1x3x224x224 — give the real size with --shape x=...'."""
+        dims = "x".join(map(str, self.shape))
+        return f"dims guessed: {self.input} {dims} — give the real size with --shape {self.input}={dims}"
+
+    def to_json(self) -> dict:
+        return {"input": self.input, "shape": list(self.shape), "guessed_axes": list(self.axes), "fix": self.fix,
+                "message": self.text}
+
+
+def dim_guesses(specs, shapes: dict, overrides: dict) -> tuple:
+    """The inputs whose dynamic dims other than the batch were defaulted (not set by ``--shape``)."""
+    axes = batch_axes(specs)
+    out = []
+    for s in specs:
+        if s.name in overrides:
+            continue
+        guessed = tuple(i for i, d in enumerate(s.shape) if not (isinstance(d, int) and d > 0)
+                        and i != axes.get(s.name) and not (isinstance(d, str) and d in overrides))
+        if guessed:
+            out.append(DimGuess(s.name, tuple(shapes[s.name]), guessed))
+    return tuple(out)

@@ -107,7 +107,7 @@ def make_feeds(specs, raw: dict | None, inputs_path: str | None):
     import numpy as np
 
     from ..errors import MeasurementError
-    from .inputs import SOURCE_KEY, describe, generate_feeds
+    from .inputs import SOURCE_KEY, contiguous, describe, generate_feeds
 
     feeds = {}
     if raw is None:
@@ -133,7 +133,7 @@ def make_feeds(specs, raw: dict | None, inputs_path: str | None):
                 raise MeasurementError(
                     f"input {s.name!r} in {base} has shape {list(arr.shape)} but the model needs {list(s.shape)}; "
                     "save arrays of the model's input shape")
-            feeds[s.name] = np.ascontiguousarray(arr)
+            feeds[s.name] = contiguous(arr)  # 0-d stays 0-d (an int64 sample rate)
         source = base
         if SOURCE_KEY in raw:
             try:

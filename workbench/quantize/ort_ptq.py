@@ -24,11 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import QuantizationError
+from .calib_data import CALIB_CHUNK, calibration_feeds, model_input_specs  # noqa: F401  (re-exported)
+from .calib_data import CalibReader as _CalibReader  # noqa: F401  (per-input sample axes: see calib_data)
 from .methods import Method, Option
-
-# Calibration samples are fed to ORT's calibrator in chunks of this many: the calibrator keeps every
-# intermediate tensor of a chunk in memory before folding it into ranges / histograms.
-CALIB_CHUNK = 32
 
 _TYPES = {"u8": ("QUInt8", "U8"), "s8": ("QInt8", "S8")}
 _CALIB = {"minmax": ("MinMax", "MinMax"), "entropy": ("Entropy", "Entropy"), "percentile": ("Percentile", "Percentile")}
@@ -38,89 +36,6 @@ _STATIC_OPS = ('Add', 'ArgMax', 'AveragePool', 'BatchNormalization', 'Clip', 'Co
                'Reshape', 'Resize', 'Sigmoid', 'Slice', 'Softmax', 'Split', 'Squeeze', 'TopK', 'Transpose',
                'Unsqueeze', 'Where')  # onnxruntime.quantization.registry QLinearOpsRegistry | QDQRegistry
 _DYNAMIC_OPS = ('Attention', 'Conv', 'EmbedLayerNormalization', 'Gather', 'LSTM', 'MatMul', 'Transpose')
-
-
-# --------------------------------------------------------------------------- calibration data
-
-class _CalibReader:
-    """Feeds calibration samples one at a time (batch of 1) and reports progress.
-
-    ``data``: input name -> array of samples (axis 0). Supports ORT's strided collection
-    (``__len__`` / ``set_range``) so the calibrator folds one chunk at a time into its ranges;
-    ``__len__`` is rounded up to a multiple of the chunk (ORT insists on it); the last chunk is short.
-    """
-
-    def __init__(self, data: dict, progress=None, chunk: int | None = None):
-        self.data, self.progress, self.chunk = data, progress, chunk or CALIB_CHUNK
-        self.n = len(next(iter(data.values())))
-        self.i, self.end = 0, self.n
-
-    def __len__(self):
-        return -(-self.n // self.chunk) * self.chunk
-
-    def set_range(self, start_index: int, end_index: int):
-        self.i, self.end = start_index, min(end_index, self.n)
-
-    def get_next(self):
-        if self.i >= self.end:
-            return None
-        feeds = {k: np.ascontiguousarray(v[self.i:self.i + 1]) for k, v in self.data.items()}
-        self.i += 1
-        if self.progress:
-            self.progress(self.i / self.n)
-        return feeds
-
-    def rewind(self):
-        self.i, self.end = 0, self.n
-
-
-def model_input_specs(path: Path) -> list:
-    """The model's graph inputs (InputSpec list) without loading external weights."""
-    from ..errors import ArtifactError
-    from ..measure.model_inputs import read_model_inputs
-
-    try:
-        return list(read_model_inputs(str(path)).specs)
-    except ArtifactError as e:
-        raise QuantizationError(str(e)) from None
-
-
-def calibration_feeds(path: Path, calib, input_name: str, samples: int | None) -> dict:
-    """Check ``calib`` against the model's inputs -> {input name: array (n, ...)} in the model's dtypes.
-
-    An array is the single input of a one-input model (its name need not match ``input_name``);
-    a dict must name every input. ``samples``: keep that many, evenly spaced over the data
-    (deterministic; a class-sorted folder still yields every class).
-    """
-    if calib is None or (not isinstance(calib, dict) and len(calib) == 0):
-        raise QuantizationError("static quantization needs calibration data; give the task's training samples")
-    specs = model_input_specs(path)
-    names = [s.name for s in specs]
-    if isinstance(calib, dict):
-        missing = [n for n in names if n not in calib]
-        extra = [k for k in calib if k not in names]
-        if missing or extra:
-            raise QuantizationError(f"calibration data has arrays {sorted(calib)} but {path.name} has inputs "
-                                    f"{names}; give one array per input, named like the inputs")
-        data = dict(calib)
-    else:
-        if len(names) != 1:
-            raise QuantizationError(f"{path.name} has {len(names)} inputs ({', '.join(names)}); give calibration "
-                                    "data as a dict input name -> array")
-        data = {names[0] if input_name not in names else input_name: calib}
-    lengths = {k: len(v) for k, v in data.items()}
-    if len(set(lengths.values())) != 1 or 0 in lengths.values():
-        raise QuantizationError(f"calibration arrays must hold the same number (>= 1) of samples along axis 0; "
-                                f"got {lengths}")
-    n = next(iter(lengths.values()))
-    idx = np.arange(n) if samples is None or samples >= n else np.unique(np.linspace(0, n - 1, samples).round().astype(int))
-    by_name = {s.name: s for s in specs}
-    out = {}
-    for k, v in data.items():
-        dt = by_name[k].dtype
-        arr = np.asarray(v)[idx]
-        out[k] = arr.astype(np.float32 if dt == "str" else dt, copy=False)
-    return out
 
 
 # --------------------------------------------------------------------------- the methods
