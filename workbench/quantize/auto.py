@@ -143,7 +143,8 @@ def _measure(paths, inputs, threads, protocol, rounds, progress):
 def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, threads: int = 1,
                   max_drop: float = 0.005, rounds: int = 3, protocol=None, progress: Callable | None = None,
                   work_dir=None, candidates=None, reuse: dict | None = None, isa: dict | None = None,
-                  input_name: str = "input", profile: bool = True, sensitivity: bool = True) -> AutoResult:
+                  input_name: str = "input", profile: bool = True, sensitivity: bool = True,
+                  evaluation: dict | None = None) -> AutoResult:
     """Choose and write the best quantized variant of ``onnx_path`` to ``out_path`` (see the module doc).
 
     ``calib``: calibration data (array or dict; None: no static candidates); ``eval_fn(path) -> (metric,
@@ -152,6 +153,9 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
     ``candidates``: Proposals / [Proposal | Method] instead of :func:`propose_candidates`; ``reuse``:
     {method.key: existing file} (not re-quantized); ``work_dir``: keeps candidate files (default: temp);
     ``progress(fraction, message)``; ``profile``: profile the chosen file for its diagnostics.
+    An ``eval_fn`` with ``verdict(path) -> (within, judged text, ci)`` (a :class:`.fidelity.FidelityEval`)
+    judges by its own budget (e.g. top-1 agreement >= 0.85, lower 95% bound) instead of ``max_drop``;
+    ``evaluation``: what judged quality (data, output kind, warnings), recorded in the result.
     """
     from .diagnose import diagnose
 
@@ -168,10 +172,13 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
     source = candidates if candidates is not None else propose_candidates(src, isa, calib is not None)
     skipped, mix = list(getattr(source, "skipped", []) or []), dict(getattr(source, "mix", {}) or {})
     props = [p if isinstance(p, Proposal) else Proposal(p, "given by the caller") for p in source]
-    tmp = None if work_dir else tempfile.mkdtemp(prefix="workbench-auto-")
+    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+    tmp = None if work_dir else tempfile.mkdtemp(prefix=temp_prefix("auto"))
     wd = Path(work_dir or tmp)
     wd.mkdir(parents=True, exist_ok=True)
     metric_name = getattr(eval_fn, "metric", "metric")
+    budget_text = getattr(getattr(eval_fn, "budget", None), "text", None)
     try:
         # 1. quantize every candidate (or reuse the caller's file)
         rows: list[CandidateResult] = []
@@ -204,11 +211,11 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
             try:
                 value, pe = eval_fn(r.path)
             except Exception as e:  # a file ORT cannot run is a failed candidate, not a failed search
-                rows[i] = _replace(r, error=f"does not run in onnxruntime: {str(e).splitlines()[0][:200]}")
+                from .graph_prep import short_ort_error  # one line: ORT's code and what it means
+
+                rows[i] = _replace(r, error=f"does not run in onnxruntime: {short_ort_error(e)}")
                 continue
-            drop = ref_value - float(value)
-            rows[i] = _replace(r, metric=float(value), drop=drop, drop_ci95=_paired_drop_ci(ref_pe, pe),
-                               within_budget=bool(drop <= max_drop + 1e-12))
+            rows[i] = _replace(r, **_judge(eval_fn, r.path, value, pe, ref_value, ref_pe, max_drop))
 
         # 3. measure fp32 + every candidate interleaved, in one harness run
         fp32 = CandidateResult("fp32", "fp32 (not quantized)", None, "fp32", "the reference and the fallback",
@@ -228,7 +235,8 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
             except MeasurementError as e:
                 measure_error = str(e)
                 rows = [r if r.error else _replace(r, error=f"measurement failed: {e}") for r in rows]
-        chosen, message, loud = choose(rows, max_drop, lambda a, b: _compare(lats[a.spec], lats[b.spec]) != "slower")
+        chosen, message, loud = choose(rows, max_drop, lambda a, b: _compare(lats[a.spec], lats[b.spec]) != "slower",
+                                       budget=budget_text, skipped=skipped)
         if measure_error:
             message = f"KEEPING FP32: the interleaved measurement failed ({measure_error})"
 
@@ -249,7 +257,7 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
                     message = (f"chose {chosen.spec}: {best.spec} missed the budget, so its "
                                f"{len(extra['excluded'])} most sensitive node(s) stay in float; "
                                f"{1 / chosen.ratio:.2f}x faster than fp32 (ratio {chosen.ratio:.2f}, second "
-                               f"interleaved run), metric drop {100 * chosen.drop:+.2f} points")
+                               "interleaved run), " + (chosen.judged or f"metric drop {100 * chosen.drop:+.2f} points"))
                     loud = False
                 else:
                     message += f"; the sensitivity-guided variant {extra['row'].speed_text()} was not better"
@@ -275,10 +283,25 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
         return AutoResult(chosen=pick, message=message, loud=loud, candidates=tuple([fp32] + rows),
                           skipped=tuple(skipped), metric=metric_name, reference_metric=ref_value, max_drop=max_drop,
                           threads=threads, rounds=rounds, out_path=str(out), elapsed_s=time.perf_counter() - t_start,
-                          mix=mix, exclusion=exclusion, diagnostics=diag)
+                          mix=mix, exclusion=exclusion, diagnostics=diag, budget=budget_text, evaluation=evaluation)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _judge(eval_fn, path, value, pe, ref_value, ref_pe, max_drop) -> dict:
+    """The quality fields of a candidate row: metric, drop (+ paired CI), its own CI, within the budget, judged."""
+    from ..evaluate import bootstrap_mean_ci
+
+    drop = ref_value - float(value)
+    row = dict(metric=float(value), drop=drop, drop_ci95=_paired_drop_ci(ref_pe, pe))
+    verdict = getattr(eval_fn, "verdict", None)
+    if verdict is not None:
+        within, judged, ci = verdict(path)
+        return {**row, "within_budget": bool(within), "judged": judged, "metric_ci95": tuple(ci) if ci else None}
+    pe = np.asarray(pe, dtype=np.float64)
+    ci = tuple(bootstrap_mean_ci(pe)) if pe.size >= 2 else None
+    return {**row, "within_budget": bool(drop <= max_drop + 1e-12), "metric_ci95": ci}
 
 
 def _replace(row: CandidateResult, **kw) -> CandidateResult:
@@ -298,8 +321,11 @@ def _exclusion_fallback(src, method, calib, eval_fn, max_drop, ref_value, ref_pe
         with NodeQuantizer(src, method, calib, input_name, work_dir=sdir) as nq:
             sens_in = calibration_feeds(src, calib, input_name, SENSITIVITY_SAMPLES)
             rows = node_sensitivity(src, method, calib, sens_in, quantizer=nq, input_name=input_name)
+            judge = None
+            if getattr(eval_fn, "verdict", None) is not None:
+                judge = lambda path, value: eval_fn.verdict(path)[0]  # noqa: E731
             steps = greedy_exclusion(src, method, calib, eval_fn, max_drop, rows, reference=ref_value,
-                                     quantizer=nq, max_steps=MAX_EXCLUSIONS, work_dir=sdir)
+                                     quantizer=nq, max_steps=MAX_EXCLUSIONS, work_dir=sdir, judge=judge)
     except (QuantizationError, RecipeError) as e:
         return None, {"method": method.spec, "error": str(e)}
     info = {"method": method.spec, "sensitivity": rows,
@@ -312,11 +338,10 @@ def _exclusion_fallback(src, method, calib, eval_fn, max_drop, ref_value, ref_pe
     path = wd / f"{Path(src).stem}.{slug(m2.spec)}.onnx"
     shutil.copyfile(last["path"], path)
     value, pe = eval_fn(str(path))
-    drop = ref_value - float(value)
     row = CandidateResult(m2.spec, m2.describe, m2.key, m2.precision,
                           f"sensitivity-guided: {best.spec} with its {len(last['excluded'])} most sensitive node(s) "
-                          "left in float", stage="sensitivity", path=str(path), metric=float(value), drop=drop,
-                          drop_ci95=_paired_drop_ci(ref_pe, pe), within_budget=bool(drop <= max_drop + 1e-12))
+                          "left in float", stage="sensitivity", path=str(path),
+                          **_judge(eval_fn, str(path), value, pe, ref_value, ref_pe, max_drop))
     paths = [src, path] + ([chosen.path] if chosen is not None else [])
     try:
         ms, comps = _measure(paths, inputs, threads, protocol, rounds, None)

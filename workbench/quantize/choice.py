@@ -26,6 +26,8 @@ class CandidateResult:
     metric: float | None = None
     drop: float | None = None  # reference metric - metric (fraction; x100 = points)
     drop_ci95: tuple | None = None  # paired bootstrap over examples
+    metric_ci95: tuple | None = None  # 95% interval of the metric (Wilson for agreement, bootstrap otherwise)
+    judged: str | None = None  # the metric against a fidelity budget, e.g. 'top-1 agreement 0.97 [..] >= 0.85 (..)'
     within_budget: bool = False
     ratio: float | None = None  # median(candidate) / median(fp32), same interleaved run
     ci95: tuple | None = None
@@ -37,14 +39,28 @@ class CandidateResult:
         d = asdict(self)
         d["drop_ci95"] = list(self.drop_ci95) if self.drop_ci95 else None
         d["ci95"] = list(self.ci95) if self.ci95 else None
+        d["metric_ci95"] = list(self.metric_ci95) if self.metric_ci95 else None
         return d
 
     def speed_text(self) -> str:
+        """'static 0.61 [0.58, 0.64] faster', or why the candidate was not measured."""
         if self.ratio is None:
             return f"{self.spec} not measured ({self.error or 'failed'})"
         ci = f" [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}]" if self.ci95 else ""
         verdict = "SLOWER" if self.verdict == "slower" else self.verdict
         return f"{self.spec} {self.ratio:.2f}{ci} {verdict}"
+
+    def stopped_by(self, max_drop: float) -> str:
+        """Why this candidate was not chosen: speed (ratio + CI + verdict), quality (value vs budget), or the
+        one-line failure it carries."""
+        if self.error and self.ratio is None:
+            return f"{self.spec}: FAILED ({self.error})"
+        parts = [self.speed_text()]
+        if self.verdict is not None and self.verdict != "faster":
+            parts.append("not faster than fp32")
+        if self.metric is not None and not self.within_budget:
+            parts.append(self.judged or f"loses {100 * (self.drop or 0):.2f} points (budget {100 * max_drop:g})")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,8 @@ class AutoResult:
     out_path: str
     elapsed_s: float
     mix: dict = field(default_factory=dict)
+    budget: str | None = None  # the budget in the metric's own units ('top-1 agreement >= 0.85 (lower 95% bound)')
+    evaluation: dict | None = None  # what judged quality: data, output kind, held-out split, warnings
     exclusion: dict | None = None  # {method, sensitivity [rows], steps [..]} when the fallback ran
     diagnostics: dict | None = None
 
@@ -73,7 +91,9 @@ class AutoResult:
         return {"version": AUTO_VERSION, "chosen": self.chosen.to_json(), "chosen_is_fp32": self.chosen_is_fp32,
                 "message": self.message, "loud": self.loud, "metric": self.metric,
                 "reference_metric": self.reference_metric, "max_drop": self.max_drop,
-                "max_drop_points": 100 * self.max_drop, "threads": self.threads, "rounds": self.rounds,
+                "max_drop_points": 100 * self.max_drop, "budget": self.budget or
+                f"metric drop <= {100 * self.max_drop:g} points (point estimate)", "evaluation": self.evaluation,
+                "threads": self.threads, "rounds": self.rounds,
                 "out_path": self.out_path, "elapsed_s": round(self.elapsed_s, 2), "mix": self.mix,
                 "candidates": [c.to_json() for c in self.candidates],
                 "skipped": [{"what": w, "why": y} for w, y in self.skipped],
@@ -81,17 +101,22 @@ class AutoResult:
                 "rule": RULE}
 
 
-RULE = ("the fastest candidate whose metric drop vs fp32 is within the budget (point estimate) and whose "
+RULE = ("the fastest candidate within the budget (accuracy: drop vs fp32 <= max_drop, point estimate; fidelity "
+        "without labels: the lower 95% bound of top-1 agreement / mean cosine / SNR >= the minimum) and whose "
         "latency verdict vs fp32 is 'faster' (95% CI of the ratio of medians below 1, interleaved run); "
         "candidates not clearly slower than that one (paired comparison, same run) win on the metric; "
         "else fp32")
 
 
-def choose(rows, max_drop: float, not_slower: Callable | None = None) -> tuple[CandidateResult | None, str, bool]:
+def choose(rows, max_drop: float, not_slower: Callable | None = None, budget: str | None = None,
+           skipped=()) -> tuple[CandidateResult | None, str, bool]:
     """(chosen row or None for fp32, message, loud) from measured candidate rows (fp32 row excluded).
 
     ``not_slower(a, b)``: True when b is not clearly slower than a (their paired comparison in the same
-    interleaved run is not 'slower'); candidates that tie with the fastest that way are ranked by metric."""
+    interleaved run is not 'slower'); candidates that tie with the fastest that way are ranked by metric.
+    ``budget``: the fidelity budget's text (rows then carry ``judged``); ``skipped``: (what, why) of methods
+    never tried, named when there is no candidate. When fp32 is kept, the message names what stopped EACH
+    candidate: too slow (ratio + CI), outside the budget (value vs budget), or its one-line failure."""
     cands = [r for r in rows if r.spec != "fp32"]
     good = [r for r in cands if r.within_budget and r.verdict == "faster" and r.ratio is not None]
     if good:
@@ -101,19 +126,20 @@ def choose(rows, max_drop: float, not_slower: Callable | None = None) -> tuple[C
         lo, hi = best.ci95 or (best.ratio, best.ratio)
         tie = (f"; as fast as {fastest.spec} within the measurement's resolution and more accurate"
                if best is not fastest else "")
+        quality = best.judged or (f"metric drop {100 * best.drop:+.2f} points within the {100 * max_drop:g}-point "
+                                  "budget")
         return best, (f"chose {best.spec}: {1 / best.ratio:.2f}x faster than fp32 (ratio {best.ratio:.2f} "
-                      f"[{lo:.2f}, {hi:.2f}]), metric drop {100 * best.drop:+.2f} points within the "
-                      f"{100 * max_drop:g}-point budget{tie}"), False
-    parts = []
-    for r in cands:
-        txt = r.speed_text()
-        if r.ratio is not None and not r.within_budget and r.drop is not None:
-            txt += f", loses {100 * r.drop:.2f} points (budget {100 * max_drop:g})"
-        parts.append(txt)
+                      f"[{lo:.2f}, {hi:.2f}]), {quality}{tie}"), False
+    parts = [r.stopped_by(max_drop) for r in cands]
+    what = f"the budget ({budget})" if budget else "the accuracy budget"
     if not cands:
-        why = "no candidate to try for this graph"
+        why = "no candidate to try for this graph" + (": " + "; ".join(f"{w} skipped ({y})" for w, y in skipped)
+                                                      if skipped else "")
+        return None, f"KEEPING FP32: {why}", True
+    if all(r.error and r.ratio is None for r in cands):
+        why = "every candidate failed"
     elif any(r.verdict == "faster" for r in cands):
-        why = "the int8 variants that were faster than fp32 missed the accuracy budget"
+        why = f"the int8 variants that were faster than fp32 missed {what}"
     else:
         why = "no int8 variant was faster than fp32 on this machine"
-    return None, f"KEEPING FP32: {why}: " + "; ".join(parts or ["-"]), True
+    return None, f"KEEPING FP32: {why}: " + "; ".join(parts), True

@@ -43,7 +43,9 @@ class NodeQuantizer:
         if method.needs_calibration and calib is None:
             raise QuantizationError("static quantization needs calibration data; give the task's training samples")
         self.src, self.method, self.calib, self.input_name = Path(onnx_path), method, calib, input_name
-        self._tmp = None if work_dir else tempfile.mkdtemp(prefix="workbench-sensitivity-")
+        from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+        self._tmp = None if work_dir else tempfile.mkdtemp(prefix=temp_prefix("sensitivity"))
         self.dir = Path(work_dir or self._tmp)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._pre: Path | None = None
@@ -168,9 +170,14 @@ class NodeQuantizer:
 
 # --------------------------------------------------------------------------- running a model
 
-def _as_feeds(path: Path, inputs, input_name: str) -> dict:
+def _as_feeds(path: Path, inputs, input_name: str):
+    """Evaluation inputs as {input name: array (samples on axis 0)}, or a CalibData kept as it is (its own
+    per-input sample axes)."""
+    from .calib_data import CalibData
     from .ort_ptq import model_input_specs
 
+    if isinstance(inputs, CalibData):
+        return inputs
     if isinstance(inputs, dict):
         return {k: np.asarray(v) for k, v in inputs.items()}
     names = [s.name for s in model_input_specs(path)]
@@ -180,12 +187,19 @@ def _as_feeds(path: Path, inputs, input_name: str) -> dict:
     return {names[0]: np.asarray(inputs)}
 
 
-def model_outputs(path, feeds: dict, threads: int = 1) -> np.ndarray:
+def model_outputs(path, feeds, threads: int = 1) -> np.ndarray:
     """First output of the model on every sample of ``feeds`` (axis 0), flattened per sample: (n, k).
-    Batches of EVAL_BATCH; one sample at a time when the model has a fixed batch size."""
+    Batches of EVAL_BATCH; one sample at a time when the model has a fixed batch size. ``feeds`` may be a
+    CalibData (samples on each input's own axis): then one sample a step."""
     from ..runtimes import get_runtime
+    from .calib_data import CalibData
 
     session = get_runtime("ort").load(str(path), threads)
+    if isinstance(feeds, CalibData):
+        if any(ax != 0 for ax in feeds.axes.values()):
+            return np.stack([np.asarray(session.run(feeds.sample(i))[0]).reshape(-1)
+                             for i in range(feeds.n)]).astype(np.float64)
+        feeds = feeds.arrays
     n = len(next(iter(feeds.values())))
     try:
         outs = [np.asarray(session.run({k: np.ascontiguousarray(v[s:s + EVAL_BATCH]) for k, v in feeds.items()})[0])
@@ -268,7 +282,8 @@ def node_sensitivity(onnx_path, method, calib, eval_inputs, reference_outputs=No
 
 def greedy_exclusion(onnx_path, method, calib, eval_fn: Callable, budget: float, sensitivity: list[dict],
                      *, input_name: str = "input", max_steps: int | None = None, reference: float | None = None,
-                     quantizer=None, work_dir=None, progress: Callable | None = None) -> list[dict]:
+                     quantizer=None, work_dir=None, progress: Callable | None = None,
+                     judge: Callable | None = None) -> list[dict]:
     """Leave the most sensitive nodes in float, one more per step, until the metric drop <= ``budget``.
 
     ``eval_fn(path) -> (metric, per-sample values)`` (higher is better); ``budget``: allowed drop of the
@@ -276,7 +291,8 @@ def greedy_exclusion(onnx_path, method, calib, eval_fn: Callable, budget: float,
     :func:`node_sensitivity` (most sensitive first). Step 0 excludes nothing. Each step:
     {excluded [names], metric, drop, within_budget, path}; the last one met the budget, unless every
     step up to ``max_steps`` (default: all nodes) missed it. With ``work_dir`` each step's model is kept
-    there (``path``); without, paths point into a temp folder removed on return.
+    there (``path``); without, paths point into a temp folder removed on return. ``judge(path, metric) -> bool``
+    replaces the drop rule (e.g. a fidelity budget judged on the lower end of a 95% interval).
     """
     from .methods import parse_method
 
@@ -297,8 +313,9 @@ def greedy_exclusion(onnx_path, method, calib, eval_fn: Callable, budget: float,
             path = nq.quantize(out_dir / f"exclude-{k}.onnx", exclude=excluded)
             value = float(eval_fn(str(path))[0])
             drop = reference - value
+            ok = judge(str(path), value) if judge is not None else drop <= budget + 1e-12
             steps.append({"excluded": excluded, "metric": value, "drop": drop,
-                          "within_budget": bool(drop <= budget + 1e-12), "path": str(path)})
+                          "within_budget": bool(ok), "path": str(path)})
             if steps[-1]["within_budget"]:
                 break
     finally:

@@ -26,18 +26,11 @@ from pathlib import Path
 import numpy as np
 from rich.markup import escape
 
-from ..errors import ArtifactError, OutputError, QuantizationError, RecipeError
+from ..errors import ArtifactError, QuantizationError, RecipeError
+from .run_args import DEFAULT_CALIB_SAMPLES, check_run_args, default_output  # noqa: F401  (re-exported)
 
-DEFAULT_CALIB_SAMPLES = 256  # evenly spaced over the calibration data given
 RANDOM_CALIB_SAMPLES = 32
 PROFILE_RUNS = 50
-
-
-def default_output(model: str | Path, method: str) -> Path:
-    """``dir/name.onnx`` -> ``dir/name.<method>.onnx``."""
-    p = Path(model)
-    stem = p.name[:-5] if p.name.lower().endswith(".onnx") else p.name
-    return p.with_name(f"{stem}.{method}.onnx")
 
 
 def model_bytes(path: str | Path) -> int:
@@ -61,48 +54,12 @@ def model_bytes(path: str | Path) -> int:
     return total
 
 
-def check_run_args(src: Path, out, method_name: str, json_out, task, threads, rounds):
-    """Checks shared by `workbench quantize` with a fixed method and with auto, before anything is written:
-    whole-number --threads/--rounds, a writable output that is not the input, a writable --json, the task.
-    Returns (output path, loaded task or None)."""
-    from ..bench import check_writable
-
-    for name, v in (("--threads", threads), ("--rounds", rounds)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise RecipeError(f"{name} must be a whole number >= 1, got {v!r}")
-    dst = Path(out) if out else default_output(src, method_name)
-    _check_out(dst, src)
-    if json_out:
-        check_writable(json_out)
-    task_obj = None
-    if task is not None:
-        from ..tasks import load_task
-
-        task_obj = load_task(task)
-    return dst, task_obj
-
-
-def _check_out(out: Path, model: Path) -> None:
-    from ..fileio import probe_writable
-
-    if out.resolve() == model.resolve():
-        raise RecipeError(f"--out {out} is the input model; the input is never overwritten — choose another file")
-    if out.is_dir():
-        raise OutputError(f"--out {out} is a folder; give a file path such as {default_output(model, 'static').name}")
-    if out.suffix.lower() != ".onnx":
-        raise RecipeError(f"--out {out} must end in .onnx")
-    folder = out.resolve().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        probe_writable(folder)
-    except OSError as e:
-        raise OutputError(f"cannot write --out {out}: {e.strerror or e} in {folder}; choose a writable path") from None
-
-
-def _calibration(method, model: Path, specs, task, calib_npz, calib_random: bool, shapes) -> tuple[object, str]:
-    """(calibration data, where it came from) for a method that needs it; checks the arguments."""
-    from ..measure.inputs import generate, load_npz, parse_shapes, resolve_shapes
+def _calibration(method, model: Path, specs, task, calib_npz, calib_random: bool, shapes, *, inputs=None,
+                 tokenizer=None, fidelity=None, min_fidelity=None, threads: int = 1, measurement_feeds=None,
+                 calib_axes=None):
+    """The :class:`.evaldata.DataPlan` of a fixed method: calibration data when it needs some (the held-out
+    part of --calib removed), and what judges the result; checks the arguments first."""
+    from .evaldata import plan_data
 
     given = [n for n, v in (("--task", task), ("--calib", calib_npz), ("--calib-random", calib_random)) if v]
     if calib_random and (task is not None or calib_npz):
@@ -112,30 +69,16 @@ def _calibration(method, model: Path, specs, task, calib_npz, calib_random: bool
         extra = [g for g in given if g != "--task"]
         if extra:
             raise RecipeError(f"{extra[0]} gives calibration data, which --method {method.name} does not use; drop it")
-        return None, ""
-    if calib_npz:
-        data = {k: v for k, v in load_npz(calib_npz).items() if not k.startswith("__")}
-        return data, f"file {os.path.basename(calib_npz)} ({', '.join(f'{k} {list(v.shape)}' for k, v in data.items())})"
-    if task is not None:
-        if getattr(task, "x_train", None) is None:
-            raise RecipeError(f"--task {task.name} has no array inputs to calibrate on; pass --calib X.npz with one "
-                              "array per model input (samples along axis 0)")
-        if len(specs) != 1:
-            raise RecipeError(f"--task {task.name} gives one input but {model.name} has {len(specs)} inputs "
-                              f"({', '.join(s.name for s in specs)}); pass --calib X.npz with one array per input")
-        return task.x_train, f"task {task.name}: training split ({len(task.x_train)} examples, evenly spaced)"
-    if not calib_random:
+    plan = plan_data(model, specs, task, calib_npz=calib_npz, calib_random=calib_random, inputs=inputs, shapes=shapes,
+                     needs_calibration=method.needs_calibration,
+                     random_samples=method.options["calib_samples"] or RANDOM_CALIB_SAMPLES, tokenizer=tokenizer,
+                     fidelity=fidelity, min_fidelity=min_fidelity, threads=threads, measurement_feeds=measurement_feeds,
+                     calib_axes=calib_axes)
+    if method.needs_calibration and plan.calib is None:
         raise RecipeError(f"static quantization calibrates activation ranges on realistic inputs: pass --task SPEC "
                           f"(its training split) or --calib X.npz (one array per input of {model.name}, samples along "
                           "axis 0); --calib-random calibrates on generated inputs, whose ranges rarely fit real data")
-    shapes_d, _, _ = resolve_shapes(specs, parse_shapes(shapes), model.name)
-    n = method.options["calib_samples"] or RANDOM_CALIB_SAMPLES
-    data = {}
-    for s in specs:
-        shape = tuple(shapes_d[s.name])
-        arr, _ = generate(s, (n, *shape[1:]) if shape else (n,))
-        data[s.name] = arr
-    return data, f"GENERATED inputs ({n} samples, normal floats / in-vocabulary ids) — not realistic data"
+    return plan
 
 
 def _accuracy(model: Path, out: Path, task, input_name: str, threads: int) -> dict | None:
@@ -172,12 +115,19 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
                    calib_npz: str | None = None, calib_random: bool = False, inputs: str | None = None, shapes=(),
                    out: str | None = None, threads: int = 1, rounds: int = 3, measure: bool = True,
                    json_out: str | None = None, max_s: float | None = None, protocol=None, console=None,
-                   max_drop: float | None = None, sensitivity: bool = False) -> dict:
+                   max_drop: float | None = None, sensitivity: bool = False, tokenizer: str | None = None,
+                   fidelity: str | None = None, min_fidelity: float | None = None, calib_axes=None) -> dict:
     """Quantize ``model`` with ``method`` (+ ``options``: dict or ["KEY=VALUE"]), check it loads, and unless
     ``measure`` is False compare it with fp32 (latency, accuracy, profile, diagnostics). Returns the
     summary dict (also written to ``json_out``). ``method="auto"`` measures candidates and keeps the fastest
-    within ``max_drop`` POINTS (:mod:`.auto_cli`); ``sensitivity`` adds the per-node error table (static/dynamic)."""
+    within ``max_drop`` POINTS (:mod:`.auto_cli`); ``sensitivity`` adds the per-node error table (static/dynamic).
+    Without labels the result is judged by fidelity to fp32 on held-out data (:mod:`.evaldata`): ``fidelity``
+    (top1 | cosine | snr) >= ``min_fidelity`` (lower 95% bound); ``tokenizer``: the folder of a text model's
+    tokenizer, for text tasks. ``calib_axes``: ``["state=1", "sr=none"]`` (``--calib-axis``), the axis each
+    calibration input holds its samples on (:mod:`.calib_data`; default: read from the model)."""
     from rich.console import Console
+
+    from .calib_data import calib_count, parse_calib_axes
 
     from ..bench import prepare
     from ..fileio import atomic_path, write_json
@@ -197,7 +147,8 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         return quantize_auto(model, options=options, task=task, calib_samples=calib_samples, calib_npz=calib_npz,
                              calib_random=calib_random, inputs=inputs, shapes=shapes, out=out, threads=threads,
                              rounds=rounds, measure=measure, json_out=json_out, max_s=max_s, max_drop=max_drop,
-                             protocol=protocol, console=console)
+                             protocol=protocol, console=console, tokenizer=tokenizer, fidelity=fidelity,
+                             min_fidelity=min_fidelity, calib_axes=calib_axes)
     if max_drop is not None:
         raise RecipeError("--max-drop is the accuracy budget of --method auto; drop it or use --method auto")
     src = Path(model)
@@ -214,18 +165,51 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         if "calib_samples" in opts:
             raise RecipeError("--calib-samples and --option calib_samples both set the sample count; give one")
         m = m.with_options(calib_samples=calib_samples)
+    if calib_axes and not m.needs_calibration:
+        raise RecipeError(f"--calib-axis applies to calibrated methods (static), not --method {method}; drop it")
     dst, task_obj = check_run_args(src, out, method, json_out, task, threads, rounds)
-    calib, calib_from = _calibration(m, src, specs, task_obj, calib_npz, calib_random, shapes)
+    task_in = task_obj if getattr(task_obj, "x_test", None) is not None else None
+    state = {}
+
+    def resolve(inputs_path=None):  # the measurement inputs (checked before anything is written)
+        if inputs_path not in state:
+            state[inputs_path] = prepare([str(src)], "ort", [threads], inputs_path or inputs, None,
+                                         shapes=list(shapes or ()), task=None if (inputs_path or inputs) else task_in,
+                                         rounds=rounds)[0]
+        return state[inputs_path]
+
+    plan = _calibration(m, src, specs, task_obj, calib_npz, calib_random, shapes, inputs=inputs, tokenizer=tokenizer,
+                        fidelity=fidelity, min_fidelity=min_fidelity, threads=threads,
+                        measurement_feeds=(lambda: resolve().feeds) if measure else None,
+                        calib_axes=parse_calib_axes(calib_axes))
+    calib, calib_from = plan.calib, plan.calib_from
     if calib is not None:  # the sample count in the lineage is the count actually used
-        have = len(next(iter(calib.values()))) if isinstance(calib, dict) and calib else len(calib)
+        have = calib_count(calib)
         want = m.options["calib_samples"] or DEFAULT_CALIB_SAMPLES
         if want > have and m.options["calib_samples"] is not None:
             console.print(f"note: {want} calibration samples asked for, {have} available: using {have}", highlight=False)
         m = m.with_options(calib_samples=min(want, have))
+    tmpd = tempfile.TemporaryDirectory(prefix="workbench-quantize-")
+    measure_inputs = inputs
+    if plan.measure_feeds is not None and inputs is None:  # a text task: a tokenized test text
+        from ..measure.inputs import write_npz
+
+        measure_inputs = write_npz(os.path.join(tmpd.name, "task-inputs.npz"), plan.measure_feeds, plan.measure_sources)
+    try:
+        return _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from, calib_random, plan,
+                                     task_obj, measure_inputs, shapes, threads, rounds, measure, json_out, max_s,
+                                     protocol, sensitivity, resolve(measure_inputs) if measure else None)
+    finally:
+        tmpd.cleanup()
+
+
+def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from, calib_random, plan, task_obj, inputs,
+                          shapes, threads, rounds, measure, json_out, max_s, protocol, sensitivity, resolved) -> dict:
+    """Quantize ``src`` into ``dst`` with ``m``, then (``measure``) compare it with fp32 and print the summary."""
+    from ..bench import prepare
+    from ..fileio import atomic_path, write_json
+
     input_name = specs[0].name if len(specs) == 1 else (getattr(task_obj, "input_name", None) or specs[0].name)
-    if measure:  # the measurement inputs must fit before anything is written
-        prepare([str(src)], "ort", [threads], inputs, None, shapes=list(shapes or ()),
-                task=task_obj if getattr(task_obj, "x_test", None) is not None else None, rounds=rounds)
 
     # -- quantize --------------------------------------------------------------------------------
     console.print(f"quantizing {escape(src.name)} with {escape(m.describe)}", highlight=False)
@@ -234,6 +218,11 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         if calib_random:
             console.print("[bold yellow]warning[/bold yellow]: calibrating on generated inputs: activation ranges "
                           "will not match real data; accuracy may collapse — use --task or --calib for a real variant")
+    if plan.eval_what:
+        console.print(f"judged by: {escape(plan.eval_what)}" + (f" ({escape(plan.kind_why)})" if plan.kind_why else ""),
+                      highlight=False)
+    for w in plan.warnings:
+        console.print(f"[bold yellow]WARNING[/bold yellow]: {escape(w)}", highlight=False)
     t0 = time.perf_counter()
     state = {"next": 0.25}
 
@@ -257,7 +246,7 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
                   f"({size_out / size_in:.2f}x)", highlight=False)
     doc = {"schema_version": 1, "model": str(src), "output": str(dst), "method": m.name, "spec": m.spec,
            "options": m.options, "describe": m.describe, "key": m.key, "quantize_s": round(took, 3),
-           "calibration": calib_from or None, "size_bytes": {"fp32": size_in, "quantized": size_out},
+           "calibration": calib_from or None, "evaluation": plan.to_json(), "size_bytes": {"fp32": size_in, "quantized": size_out},
            "size_ratio": size_out / size_in}
 
     # -- measure, profile, evaluate, diagnose -----------------------------------------------------
@@ -269,8 +258,9 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         from ..bench import bench_models
         from ..measure import profile_ops
         from ..measure.inputs import write_npz
+        from .evaldata import fidelity_summary, labelled_accuracy
 
-        task_in = task_obj if getattr(task_obj, "x_test", None) is not None else None
+        task_in = task_obj if getattr(task_obj, "x_test", None) is not None and inputs is None else None
         rows = bench_models([str(src), str(dst)], "ort", [threads], inputs, None, protocol, console, shapes=list(shapes or ()),
                             task=task_in, rounds=rounds, max_s=max_s)
         comps = rows[1].get("comparisons") or []
@@ -279,7 +269,9 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
                           "comparison": comp, "threads": threads, "rounds": rounds}
         resolved = prepare([str(dst)], "ort", [threads], inputs, None, shapes=list(shapes or ()), task=task_in,
                            rounds=rounds)[0]
-        with tempfile.TemporaryDirectory(prefix="workbench-quantize-") as tmpd:
+        from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+        with tempfile.TemporaryDirectory(prefix=temp_prefix("quantize")) as tmpd:
             feeds_path = write_npz(os.path.join(tmpd, "inputs.npz"), resolved.feeds, resolved.sources)
             profile = profile_ops(str(dst), "ort", threads, feeds_path, runs=PROFILE_RUNS,
                                   **({"protocol": protocol} if protocol is not None else {}))
@@ -287,7 +279,11 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
         diff = _output_diff(src, dst, resolved.feeds)
         doc["max_abs_output_diff"] = diff
         acc = _accuracy(src, dst, task_obj, input_name, threads) if len(specs) == 1 else None
+        if acc is None and plan.labelled:
+            acc = labelled_accuracy(plan.eval_fn, src, dst)
         doc["accuracy"] = acc
+        if not plan.labelled and plan.eval_fn is not None:
+            doc["fidelity"] = fidelity_summary(plan, src, dst)
     from ..measure import collect_environment
 
     env = collect_environment(["ort"])
@@ -302,8 +298,10 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
 
         feeds = (resolved if measure else prepare(
             [str(src)], "ort", [threads], inputs, None, shapes=list(shapes or ()),
-            task=task_obj if getattr(task_obj, "x_test", None) is not None else None, rounds=rounds)[0]).feeds
-        doc["sensitivity"] = sensitivity_report(console, src, m, calib, task_obj, specs, feeds)
+            task=task_obj if getattr(task_obj, "x_test", None) is not None and inputs is None else None,
+            rounds=rounds)[0]).feeds
+        doc["sensitivity"] = sensitivity_report(console, src, m, calib, task_obj, specs, feeds,
+                                                getattr(plan.eval_fn, "feeds", None))
     if json_out:
         write_json(json_out, doc)
         console.print(f"written: {escape(str(json_out))}", highlight=False)
@@ -329,7 +327,13 @@ def _print_summary(console, doc: dict, dst: Path) -> None:
         p(f"  accuracy:  fp32 {100 * acc['fp32']['value']:.2f}% -> {100 * acc['quantized']['value']:.2f}% on "
           f"{acc['n']} test examples; drop {acc['drop_points']:+.2f} points [95% CI {lo:+.2f}, {hi:+.2f}]; "
           f"top-1 agreement with fp32 {100 * acc['top1_agreement']:.1f}%")
-    elif doc.get("max_abs_output_diff") is not None:
+    fid = doc.get("fidelity")
+    if fid:
+        p(f"  fidelity:  {escape(fid['judged'])} on {escape(fid['on'])}" + (
+            f"; mean cosine {fid['mean_cosine']:.4f}, SNR {fid['mean_snr_db']:.1f} dB" if fid["metric"] != "mean cosine"
+            else f"; SNR {fid['mean_snr_db']:.1f} dB") + f" -> {'within' if fid['within_budget'] else 'OUTSIDE'} "
+          "the budget")
+    if not acc and not fid and doc.get("max_abs_output_diff") is not None:
         p(f"  outputs:   max |quantized - fp32| = {doc['max_abs_output_diff']:.3g} on the measurement inputs "
           "(pass --task with labels for accuracy)")
     ops = ", ".join(f"{k} {v}" for k, v in g["ops"].items()) or "no quantized operators"
