@@ -85,8 +85,8 @@ def shape_fix(spec, shape) -> str:
     """How to ask for a smaller input: ``--shape NAME=...`` (plus a note when the model fixes the dims)."""
     dims = "x".join(str(d) for d in shape) if shape else "..."
     if all(isinstance(d, int) and d > 0 for d in spec.shape):
-        return (f"the model declares this fixed size: re-export it with the size you will run (or dynamic dims, "
-                f"then --shape {spec.name}=... with smaller dims), or pass --inputs X.npz")
+        return (f"the model declares this fixed size: re-export it with the size you will run (or with dynamic "
+                f"dims, then give --shape {spec.name}=... with smaller ones)")
     return f"give a smaller shape with --shape {spec.name}=... (it was {dims})"
 
 

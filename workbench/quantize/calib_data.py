@@ -20,7 +20,6 @@ naming the input and the fix, not ORT's message.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +47,26 @@ def _where(axis) -> str:
                                                            else f"samples on axis {axis}")
 
 
-@dataclass(frozen=True)
-class CalibData:
-    """Calibration inputs (name -> array, in the model's dtypes) and where each input's samples lie
-    (an axis, ``"stack"`` or None = fed as is); ``n`` samples in all."""
+class CalibData(dict):
+    """Calibration inputs: a mapping input name -> array (in the model's dtypes), plus where each input's
+    samples lie (``axes``: an axis, ``"stack"`` or None = fed as is) and how many there are (``n``).
 
-    arrays: dict
-    axes: dict
-    n: int
+    A dict, so code that only reads the arrays keeps working; code that picks samples uses
+    :meth:`sample` / :meth:`subset` (or :func:`calib_count` / :func:`take_samples`), never ``v[i]``."""
 
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, arrays: dict, axes: dict, n: int):
+        super().__init__(arrays)
+        self.axes, self.n = dict(axes), int(n)
+
+    @property
+    def arrays(self) -> dict:
+        """The arrays as a plain dict."""
+        return dict(self)
 
     def sample(self, i: int) -> dict:
         """The feeds of step ``i``: each input sliced to one sample (size 1 on its axis), or as is."""
         out = {}
-        for k, a in self.arrays.items():
+        for k, a in self.items():
             ax = self.axes[k]
             v = a if ax is None else (a[i] if ax == STACK else np.take(a, [i], axis=ax))
             v = np.asarray(v)
@@ -74,8 +77,8 @@ class CalibData:
         """Only the samples ``idx`` (inputs fed as is stay whole)."""
         idx = np.asarray(idx, dtype=np.int64)
         arrays = {k: a if self.axes[k] is None else (a[idx] if self.axes[k] == STACK else np.take(a, idx, axis=self.axes[k]))
-                  for k, a in self.arrays.items()}
-        return CalibData(arrays, dict(self.axes), len(idx))
+                  for k, a in self.items()}
+        return CalibData(arrays, self.axes, len(idx))
 
     def head(self, count: int) -> "CalibData":
         """The first ``count`` samples."""
@@ -83,7 +86,26 @@ class CalibData:
 
     def describe(self) -> str:
         """'x [64, 16] samples on axis 0, state [2, 64, 8] samples on axis 1, sr [] fed as is on every step'."""
-        return ", ".join(f"{k} {_dims(a.shape)} {_where(self.axes[k])}" for k, a in self.arrays.items())
+        return ", ".join(f"{k} {_dims(a.shape)} {_where(self.axes[k])}" for k, a in self.items())
+
+
+def calib_count(calib) -> int:
+    """How many calibration samples ``calib`` holds: a CalibData's ``n``, an array's length, or the
+    axis-0 length of a plain dict's first array that has one."""
+    if isinstance(calib, CalibData):
+        return calib.n
+    if isinstance(calib, dict):
+        return next((len(v) for v in calib.values() if np.ndim(v)), 1) if calib else 0
+    return len(calib)
+
+
+def take_samples(calib, idx):
+    """Samples ``idx`` of a CalibData (on each input's own axis), an array or a dict (axis 0)."""
+    if isinstance(calib, CalibData):
+        return calib.subset(idx)
+    if isinstance(calib, dict):
+        return {k: np.asarray(v)[idx] for k, v in calib.items()}
+    return np.asarray(calib)[idx]
 
 
 def parse_calib_axes(items) -> dict:
@@ -213,16 +235,38 @@ def calib_set(specs, calib, what: str, axes: dict | None = None, input_name: str
     return CalibData(arrays, layout, n)
 
 
-def calibration_feeds(path: Path, calib, input_name: str, samples: int | None) -> CalibData:
+def generated_calib(specs, shapes, n: int, what: str) -> CalibData:
+    """``n`` generated calibration samples (--calib-random): each input generated with ``n`` on its batch
+    axis, or once and fed as is when it has none (a 0-d sample rate); ``shapes``: ``--shape`` items.
+    Sized before anything is allocated (one line naming the input and the fix)."""
+    from ..measure.inputs import generate, parse_shapes, resolve_shapes
+    from ..measure.model_inputs import batch_axes
+    from ..measure.sizing import shape_fix, too_big
+
+    dims, _, _ = resolve_shapes(specs, parse_shapes(shapes), what)
+    found = batch_axes(specs)
+    arrays, axes = {}, {}
+    for s in specs:
+        shape, ax = tuple(dims[s.name]), found[s.name]
+        full = shape if ax is None else shape[:ax] + (n,) + shape[ax + 1:]
+        fix = shape_fix(s, shape) if s.dtype == "str" or too_big(shape, s.dtype) else \
+            f"calibrate on fewer samples (--calib-samples N; {n} asked for) or {shape_fix(s, shape)}"
+        arrays[s.name], _ = generate(s, full, fix=fix)
+        axes[s.name] = ax
+    return CalibData(arrays, axes, n if any(a is not None for a in axes.values()) else 1)
+
+
+def calibration_feeds(path: Path, calib, input_name: str, samples: int | None, axes: dict | None = None) -> CalibData:
     """Check ``calib`` against the model's inputs -> CalibData in the model's dtypes.
 
     An array is the single input of a one-input model (its name need not match ``input_name``);
-    a dict must name every input; a CalibData keeps its axes. ``samples``: keep that many, evenly
-    spaced over the data (deterministic; a class-sorted folder still yields every class).
+    a dict must name every input; a CalibData keeps its axes unless ``axes`` ({input: axis or None},
+    ``--calib-axis``) says otherwise. ``samples``: keep that many, evenly spaced over the data
+    (deterministic; a class-sorted folder still yields every class).
     """
-    if calib is None or (not isinstance(calib, (dict, CalibData)) and len(calib) == 0):
+    if calib is None or (not isinstance(calib, dict) and len(calib) == 0):
         raise QuantizationError("static quantization needs calibration data; give the task's training samples")
-    data = calib_set(model_input_specs(path), calib, Path(path).name, input_name=input_name)
+    data = calib_set(model_input_specs(path), calib, Path(path).name, axes, input_name=input_name)
     n = data.n
     if samples is None or samples >= n:
         return data
@@ -266,3 +310,4 @@ class CalibReader:
     def rewind(self):
         """Back to the first sample."""
         self.i, self.end = 0, self.n
+
