@@ -42,6 +42,10 @@ FORMAT_LABELS = {"qdq": "static int8, QDQ", "qoperator": "static int8, QOperator
 def graph_format(onnx_path: str | Path) -> dict:
     """What kind of quantized graph ``onnx_path`` is, from its operators and initializers.
 
+    Also: macs_by_op / conv_share / mac_basis / subgraph_compute / constant_weights (where the compute
+    sits, :mod:`.graph_stats`: Constant weights and If/Loop/Scan sub-graphs included) and prep (what the
+    graph preparation before quantization did, :mod:`.graph_prep`, from the file's metadata).
+
     Returns {format: qdq|qoperator|dynamic|int4|fp16|fp32, formats (all found, main first), label,
     ops (counts of the op types that identify formats, plus Cast), nodes, activation_type, weight_type
     (numpy names from Q/DQ zero points and quantized weights), weight_bits (7 when every int8 weight
@@ -129,9 +133,16 @@ def graph_format(onnx_path: str | Path) -> dict:
         label += f" ({w} weights)"
     ident = {o: counts[o] for o in sorted(counts) if o in QUANT_KERNELS or o in QUANT_CONVERSIONS or o == "Cast"}
     float_compute = {o: counts[o] for o in ("Conv", "MatMul", "Gemm", "ConvTranspose") if counts.get(o)}
+    from .graph_prep import read_stamp
+    from .graph_stats import compute_stats
+
+    st = compute_stats(model)
     return {"format": main, "formats": found, "label": label, "ops": ident, "float_compute_ops": float_compute,
             "nodes": len(nodes), "activation_type": a, "weight_type": w, "weight_bits": bits,
-            "weight_bytes": dict(sorted(weight_bytes.items())), "opset": _opset(model)}
+            "weight_bytes": dict(sorted(weight_bytes.items())), "opset": _opset(model),
+            "macs_by_op": st["macs_by_op"], "conv_share": st["conv_share"], "mac_basis": st["basis"],
+            "subgraph_compute": st["subgraph_nodes"], "constant_weights": st["constant_weights"],
+            "prep": read_stamp(model)}
 
 
 def _all_nodes(g):
@@ -330,4 +341,6 @@ def diagnose(onnx_path: str | Path, profile_ops: list[dict] | None = None, isa: 
             "quantized_time_share": share, "conversion_time_share": conversion_time_share(profile_ops),
             "top_ops": top_ops(profile_ops), "isa": isa_summary(isa),
             "ratio_to_fp32": ratio, "ci95": list(ci) if ci else None, "verdict": verdict,
-            "explanation": explain(g, isa, ratio, verdict, share, ci)}
+            "prep": g["prep"],
+            "explanation": explain(g, isa, ratio, verdict, share, ci) + (
+                f" Graph prep: {'; '.join(g['prep'])}." if g["prep"] else "")}

@@ -197,23 +197,38 @@ class Method:
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     # -- work ------------------------------------------------------------------------------------
-    def apply(self, src: str | Path, dst: str | Path, calib=None, input_name: str = "input", progress=None) -> None:
+    def apply(self, src: str | Path, dst: str | Path, calib=None, input_name: str = "input",
+              progress=None) -> tuple[str, ...]:
         """Quantize ``src`` into ``dst`` (atomically). ``calib``: an array (single-input model) or a dict
-        input name -> array, samples along axis 0; ``progress(fraction)`` during calibration."""
+        input name -> array, samples along axis 0; ``progress(fraction)`` during calibration.
+
+        Returns the notes of the graph preparation (:mod:`.graph_prep`: Constant weights moved, opset
+        raised, per-tensor fallback ...), also stamped into ``dst``'s metadata for its diagnostics. A file
+        onnxruntime cannot load is never written: QuantizationError, one line saying why and what to try."""
+        from .graph_prep import load_error, stamp
         from .ort_ptq import quiet
 
         dst = Path(dst)
         with atomic_path(dst, suffix=".onnx") as tmp:
             try:
                 with quiet():
-                    self.run(Path(src), tmp, calib, input_name, progress, self.options)
+                    notes = tuple(n for n in (self.run(Path(src), tmp, calib, input_name, progress, self.options)
+                                              or ()) if n)
+                err = load_error(tmp)
+                if err:
+                    raise QuantizationError(f"the {self.name} model of {Path(src).name} does not load in "
+                                            f"onnxruntime: {err}; try other options or another method")
+                stamp(tmp, notes)
+                return notes
             except (QuantizationError, RecipeError):
                 raise
             except MemoryError:
                 raise QuantizationError(f"{self.name} quantization of {Path(src).name} ran out of memory; "
                                         "use fewer calibration samples (calib_samples=N) or calibration=minmax") from None
             except Exception as e:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                from .graph_prep import short_ort_error
+
+                first = short_ort_error(e)
                 raise QuantizationError(f"{self.name} quantization of {Path(src).name} failed: {first}") from None
 
 

@@ -52,16 +52,23 @@ def _optimum(src: Path, dst: Path, calib, input_name, progress, options):
     if options["operators"]:
         cfg.operators_to_quantize = list(options["operators"])
     # ORTQuantizer reads a model from a folder and writes <stem>_quantized.onnx into another one
-    with tempfile.TemporaryDirectory(prefix="workbench-optimum-") as d:
+    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("optimum")) as d:
         model_dir, out_dir = Path(d) / "model", Path(d) / "out"
         model_dir.mkdir()
-        shutil.copyfile(src, model_dir / "model.onnx")
+        from .graph_prep import prepare_graph
+
+        prep = prepare_graph(src, model_dir / "model.onnx")  # Constant weights -> initializers, shapes
+        if prep.path != model_dir / "model.onnx":
+            shutil.copyfile(src, model_dir / "model.onnx")
         ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx").quantize(save_dir=out_dir,
                                                                                  quantization_config=cfg)
         made = out_dir / "model_quantized.onnx"
         if not made.is_file():
             raise QuantizationError(f"optimum's ORTQuantizer wrote no model for {src.name}")
         shutil.copyfile(made, dst)
+    return list(prep.notes)
 
 
 def _describe(o: dict) -> str:

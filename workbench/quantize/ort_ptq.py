@@ -56,38 +56,89 @@ def _node_lists(path: Path, options: dict) -> tuple[list, list]:
 
 
 def _static(src: Path, dst: Path, calib, input_name, progress, options):
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """Static int8 after graph prep (:mod:`.graph_prep`); returns what prep and any retry did, in words.
+
+    Per-channel QDQ needs opset 13: when raising the opset fails, or the per-channel file does not load
+    in onnxruntime, it is quantized per-tensor and the notes say why. Conv/MatMul inside If/Loop/Scan
+    sub-graphs stay float (ORT's static quantizer does not enter them): noted, or refused when nothing
+    else was quantized."""
+    import onnx
+
+    from .graph_prep import PER_CHANNEL_OPSET, counts_text, float_compute, load_error, pre_process, prepare_graph
 
     data = calibration_feeds(src, calib, input_name, options["calib_samples"])
-    pre = dst.with_name(dst.name + ".pre.onnx")
-    extra = {"ActivationSymmetric": options["symmetric_activations"], "WeightSymmetric": options["symmetric_weights"],
-             "CalibStridedMinMax": CALIB_CHUNK}  # ORT's name, but it strides every calibrator's collection
-    reader = _CalibReader(data, progress, CALIB_CHUNK)
-    if options["calibration"] == "percentile":
-        extra["CalibPercentile"] = options["percentile"]
+    work, pre = dst.with_name(dst.name + ".prep.onnx"), dst.with_name(dst.name + ".pre.onnx")
+    qdq = options["format"] == "qdq"
+    fmt = "QDQ" if qdq else "QOperator"
+    per_channel = options["per_channel"]
     try:
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        prep = prepare_graph(src, work, min_opset=PER_CHANNEL_OPSET if qdq and per_channel else None)
+        notes = list(prep.notes)
+        if qdq and per_channel and prep.opset_error:
+            per_channel = False
+            notes.append(f"static per-channel QDQ needs opset {PER_CHANNEL_OPSET} (DequantizeLinear axis) but "
+                         f"opset {prep.opset_from} could not be raised: {prep.opset_error}; quantized per-tensor")
+        notes.append(pre_process(prep.path, pre))
         op_types, exclude = _node_lists(pre, options)
-        quantize_static(str(pre), str(dst), reader,
-                        quant_format=QuantFormat.QDQ if options["format"] == "qdq" else QuantFormat.QOperator,
-                        op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None,
-                        per_channel=options["per_channel"], reduce_range=options["reduce_range"],
-                        activation_type=getattr(QuantType, _TYPES[options["activation_type"]][0]),
-                        weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
-                        calibrate_method=getattr(CalibrationMethod, _CALIB[options["calibration"]][0]),
-                        extra_options=extra)
+
+        def run(pc: bool):
+            extra = {"ActivationSymmetric": options["symmetric_activations"],
+                     "WeightSymmetric": options["symmetric_weights"],
+                     "CalibStridedMinMax": CALIB_CHUNK}  # ORT's name, but it strides every calibrator's collection
+            if options["calibration"] == "percentile":
+                extra["CalibPercentile"] = options["percentile"]
+            quantize_static(str(pre), str(dst), _CalibReader(data, progress, CALIB_CHUNK),
+                            quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+                            op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None,
+                            per_channel=pc, reduce_range=options["reduce_range"],
+                            activation_type=getattr(QuantType, _TYPES[options["activation_type"]][0]),
+                            weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
+                            calibrate_method=getattr(CalibrationMethod, _CALIB[options["calibration"]][0]),
+                            extra_options=extra)
+
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        run(per_channel)
+        err = load_error(dst)
+        if err and per_channel:
+            run(False)
+            notes.append(f"static per-channel: {err}; retried per-tensor")
+            err = load_error(dst)
+        if err:
+            raise QuantizationError(f"static {fmt} int8 model of {src.name} does not load in onnxruntime: {err}; "
+                                    "try --option format=qoperator, --option per_channel=false or --method dynamic")
+        top, sub = float_compute(onnx.load(str(dst), load_external_data=False))
+        if sub:
+            before_top, _ = float_compute(onnx.load(str(pre), load_external_data=False))
+            where = "If/Loop/Scan sub-graphs, which ORT's static quantizer does not enter"
+            if top == before_top:
+                raise QuantizationError(f"static quantization of {src.name} quantized no Conv/MatMul/Gemm: "
+                                        f"{counts_text(sub)} sit inside {where}; try --method dynamic (it "
+                                        "quantizes MatMul in sub-graphs) or export the model without control flow")
+            notes.append(f"{counts_text(sub)} inside {where}, stay float")
+        return [n for n in notes if n]
     finally:
+        work.unlink(missing_ok=True)
         pre.unlink(missing_ok=True)
 
 
 def _dynamic(src: Path, dst: Path, calib, input_name, progress, options):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    op_types, exclude = _node_lists(src, options)
-    quantize_dynamic(str(src), str(dst), weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
-                     per_channel=options["per_channel"], reduce_range=options["reduce_range"],
-                     op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None)
+    from .graph_prep import prepare_graph
+
+    work = dst.with_name(dst.name + ".prep.onnx")
+    try:
+        prep = prepare_graph(src, work)  # Constant weights -> initializers (ORT quantizes initializers only)
+        op_types, exclude = _node_lists(prep.path, options)
+        quantize_dynamic(str(prep.path), str(dst), weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
+                         per_channel=options["per_channel"], reduce_range=options["reduce_range"],
+                         op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None,
+                         extra_options={"EnableSubgraph": True} if prep.has_subgraphs else None)
+        return list(prep.notes) + (["dynamic quantization entered the If/Loop/Scan sub-graphs"] if prep.has_subgraphs
+                                   else [])
+    finally:
+        work.unlink(missing_ok=True)
 
 
 def _fp16(src: Path, dst: Path, calib, input_name, progress, options):
@@ -102,8 +153,11 @@ def _int4(src: Path, dst: Path, calib, input_name, progress, options):
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    from .graph_prep import hoist_constants
+
     _, exclude = _node_lists(src, options)
     model = onnx.load(str(src))
+    weights, others = hoist_constants(model.graph)  # MatMulNBits takes constant weights from initializers only
     q = MatMulNBitsQuantizer(model, bits=4, block_size=options["block_size"], is_symmetric=options["symmetric"],
                              accuracy_level=options["accuracy_level"], nodes_to_exclude=exclude,
                              op_types_to_quantize=("MatMul",))
@@ -114,6 +168,7 @@ def _int4(src: Path, dst: Path, calib, input_name, progress, options):
                                 f"{', '.join(kinds) or 'no Conv/Gemm/MatMul'}); int4 weight-only suits transformer "
                                 "MatMuls — for conv nets use --method static")
     q.model.save_model_to_file(str(dst), use_external_data_format=False)
+    return [f"{weights} Constant weights moved to initializers"] if weights else []
 
 
 # --------------------------------------------------------------------------- describe strings

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .methods import Method, make_method
 
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -38,61 +36,25 @@ class Proposals(list):
 
 
 def graph_mix(onnx_path) -> dict:
-    """Counts of compute nodes and the share of multiply-adds in Conv vs MatMul/Gemm.
+    """Counts of compute nodes and the share of multiply-adds in Conv vs MatMul/Gemm (:mod:`.graph_stats`).
 
-    MACs come from ONNX shape inference (symbolic dims taken as 1); where shapes are unknown the
-    weights' parameter counts stand in. ``weighted_matmuls``: MatMuls with a constant 2-D weight (int4).
+    Weights held in ``Constant`` nodes count, and so does compute inside If/Loop/Scan sub-graphs
+    (``subgraph_nodes``). MACs come from ONNX shape inference with dynamic input dims fixed to nominal
+    sizes (``assumed``); where shapes are unknown the weights' parameter counts stand in.
+    ``weighted_matmuls``: MatMuls with a constant 2-D weight (int4).
     """
     import onnx
-    from onnx import shape_inference
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    try:
-        model = shape_inference.infer_shapes(model)
-    except Exception:
-        pass
-    g = model.graph
-    inits = {t.name: tuple(t.dims) for t in g.initializer}
-    shapes = dict(inits)
-    for vi in [*g.input, *g.value_info, *g.output]:
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
-    counts: dict[str, int] = {}
-    macs = {"conv": 0.0, "matmul": 0.0}
-    params = {"conv": 0.0, "matmul": 0.0}
-    weighted = 0
-    for n in g.node:
-        counts[n.op_type] = counts.get(n.op_type, 0) + 1
-        fam = "conv" if n.op_type in CONV_OPS else "matmul" if n.op_type in MATMUL_OPS else None
-        if fam is None:
-            continue
-        w = inits.get(n.input[1]) if len(n.input) > 1 else None
-        if w:
-            params[fam] += float(np.prod(w))
-        if n.op_type == "MatMul" and w and len(w) == 2:
-            weighted += 1
-        out = shapes.get(n.output[0])
-        if not out:
-            continue
-        if fam == "conv" and w and len(w) >= 3:
-            macs[fam] += float(np.prod(out)) * float(np.prod(w[1:]))
-        elif fam == "matmul":
-            a = shapes.get(n.input[0])
-            k = (a[-1] if a else None) if not (n.op_type == "Gemm" and _attr(n, "transA")) else (a[-2] if a else None)
-            if k:
-                macs[fam] += float(np.prod(out)) * k
-    basis = "MACs" if macs["conv"] + macs["matmul"] > 0 else "parameters"
-    src = macs if basis == "MACs" else params
-    total = src["conv"] + src["matmul"]
+    from .graph_stats import compute_stats
+
+    st = compute_stats(onnx.load(str(onnx_path), load_external_data=False))
+    counts = st["nodes_by_op"]
     return {"conv_nodes": sum(counts.get(o, 0) for o in CONV_OPS), "matmul_nodes": counts.get("MatMul", 0),
             "gemm_nodes": counts.get("Gemm", 0), "attention_nodes": counts.get("Attention", 0),
-            "softmax_nodes": counts.get("Softmax", 0),
-            "weighted_matmuls": weighted, "conv_share": (src["conv"] / total) if total else 0.0,
-            "basis": basis, "macs": macs, "nodes": len(g.node)}
-
-
-def _attr(node, name):
-    return next((a.i for a in node.attribute if a.name == name), 0)
+            "softmax_nodes": counts.get("Softmax", 0), "weighted_matmuls": st["weighted_matmuls"],
+            "conv_share": st["conv_share"], "basis": st["basis"], "macs": st["macs"], "nodes": st["nodes"],
+            "macs_by_op": st["macs_by_op"], "subgraph_nodes": st["subgraph_nodes"],
+            "constant_weights": st["constant_weights"], "assumed": st["assumed"]}
 
 
 def propose_candidates(onnx_path, isa: dict | None = None, has_calibration: bool = True) -> Proposals:
@@ -110,7 +72,11 @@ def propose_candidates(onnx_path, isa: dict | None = None, has_calibration: bool
     mix = graph_mix(onnx_path)
     vnni = isa_summary(isa)["int8_dot"]
     conv_heavy = mix["conv_share"] >= 0.5
-    share = f"{mix['conv_share']:.0%} of the {mix['basis']} in Conv"
+    sub = mix.get("subgraph_nodes") or {}
+    # ORT's static quantizer does not enter sub-graphs (quant_pre_process inlines constant-condition Ifs)
+    sub_txt = (f"; {', '.join(f'{v} {k}' for k, v in sorted(sub.items()))} inside If/Loop/Scan sub-graphs, "
+               "which static QDQ leaves float unless the If's condition is constant") if sub else ""
+    share = f"{mix['conv_share']:.0%} of the {mix['basis']} in Conv{sub_txt}"
     props, skipped = [], []
 
     def add(method, reason):
@@ -137,7 +103,7 @@ def propose_candidates(onnx_path, isa: dict | None = None, has_calibration: bool
             skipped.append(("dynamic", "it would turn Conv into ConvInteger, which has no fast kernel, and there "
                                        "is no MatMul to quantize instead"))
     elif mix["conv_nodes"] + matmuls + mix["gemm_nodes"]:
-        what = f"MatMul-heavy graph ({100 - round(100 * mix['conv_share'])}% of the {mix['basis']} in MatMul/Gemm)"
+        what = f"MatMul-heavy graph ({100 - round(100 * mix['conv_share'])}% of the {mix['basis']} in MatMul/Gemm{sub_txt})"
         if matmuls:
             add(make_method("dynamic", per_channel=True, weight_type="s8", **dyn_ops),
                 f"{what}: dynamic int8 (DynamicQuantizeMatMul) needs no calibration; per-channel QInt8 weights "
