@@ -42,7 +42,7 @@ def test_quick_shrinks_budget():
      "which are the same method; list it once"),
     ({"students": STUDENTS, "quantize": {"teacher": ["auto", "auto"]}}, "which are the same method"),
     ({"students": STUDENTS, "quantize": {"teacher": [3]}}, "must list method specs as strings"),
-    ({"students": STUDENTS, "quantize": {"max_drop": -1}}, "[quantize] max_drop is in accuracy points"),
+    ({"students": STUDENTS, "quantize": {"max_drop": -1}}, "[quantize] max_drop = -1.0 is not allowed; use a number in [0, 100] (accuracy points"),
 ])
 def test_invalid_recipes_name_the_problem(data, message):
     with pytest.raises(RecipeError) as e:

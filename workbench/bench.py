@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from .errors import ArtifactError, MeasurementError, OutputError, RecipeError
 from .fileio import probe_writable
+from .recipe_rules import check_threads
 
 RATIO_HELP = "ratio = median(model) / median(first model); < 1 is faster; 'equivalent' = 95% CI within +-2%"
 
@@ -46,6 +47,8 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
     from .measure.interleave import display_names
 
     names = display_names(models)
+    for note in check_threads(threads, "--threads", allow_all=False):
+        console.print(f"note: {escape(note)}", highlight=False)
     _print_inputs(console, names, resolved)
     with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
         from .measure.inputs import write_npz
@@ -84,8 +87,9 @@ def prepare(models, runtime: str, threads, inputs, json_out, *, shapes=None, tas
     adapter = get_runtime(runtime)
     if not models:
         raise RecipeError("no model given; pass one or more .onnx files")
-    if not threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in threads):
-        raise RecipeError(f"--threads must be whole numbers >= 1 such as 1,2; got {threads!r}")
+    if not threads:
+        raise RecipeError("--threads must list whole numbers >= 1 such as 1,2; got none")
+    check_threads(threads, "--threads", allow_all=False)  # 1 .. 4 x cores: 100000 threads crash the runtime
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise RecipeError(f"--rounds must be a whole number >= 1, got {rounds!r}")
     overrides = parse_shapes(shapes)

@@ -105,9 +105,9 @@ class Builder:
                            self.teacher_sha if job.method == "kd" else None)
 
     def weights_path(self, job: TrainJob) -> Path:
-        d = self.rd.work / "train"
-        d.mkdir(exist_ok=True)
-        return d / f"{job.name}.{self.job_key(job)}.safetensors"
+        path = self.rd.path("work", "train", f"{job.name}.{self.job_key(job)}.safetensors")  # stays inside
+        path.parent.mkdir(exist_ok=True)
+        return path
 
     def run_training(self, jobs: list[TrainJob]) -> dict[str, dict]:
         """Train every job not already done; returns job name -> result (test accuracy, seconds, ...)."""

@@ -101,7 +101,7 @@ class MobileBuilder:
 
     # -- caching (like RunDir.artifact, for files in artifacts/<runtime>/) -------------------------
     def _artifact(self, runtime: str, art_id: str, filename: str, key: str, make) -> Artifact:
-        path = self.rd.artifacts / runtime / filename
+        path = self.rd.path("artifacts", runtime, filename)  # names from the recipe: checked to stay inside
         meta = self.rd.unit("artifacts", f"{runtime}.{art_id}", key)
         if meta.is_file() and path.is_file():
             try:

@@ -25,13 +25,16 @@ def cli():
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<recipe name>). "
               "Running again into the same directory reuses finished work.")
 @click.option("--quick", is_flag=True, help="Small budget: 2 seeds, fewer steps, 1 thread, short measurements.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the plan; do nothing.")
+@click.option("--dry-run", is_flag=True, help="Check everything a run checks, print the resolved recipe and the plan; "
+              "write nothing.")
+@click.option("--wait", is_flag=True, help="If another run is writing to the same directory, wait for it to finish "
+              "(default: exit 2 naming its pid).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--mlflow", "mlflow_uri", metavar="URI", help="Also log every measurement to MLflow at URI "
               "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
               "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
 @click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
-def run(recipe, out, quick, dry_run, quiet, mlflow_uri, mlflow_experiment):
+def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment):
     """Run a recipe (default: the built-in digits demo) and write results.json, report.md, report.html.
 
     Example: workbench run --quick --out runs/first
@@ -41,11 +44,16 @@ def run(recipe, out, quick, dry_run, quiet, mlflow_uri, mlflow_experiment):
     r = load_recipe(recipe)
     if quick:
         r = r.quick()
-    out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))
+    out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))  # the name is a checked slug
     if dry_run:
         from .build import train_jobs
         from .build_runtimes import planned_artifacts
+        from .pipeline import preflight
+        from .recipe_rules import thread_notes
 
+        preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
+        for note in thread_notes(r):
+            click.echo(f"note: {note}", err=True)
         click.echo(r.to_toml())
         plan = planned_artifacts(r)
         n_meas = sum(n * len(r.threads_for(rt)) for rt, n in plan.items())
@@ -58,7 +66,7 @@ def run(recipe, out, quick, dry_run, quiet, mlflow_uri, mlflow_experiment):
 
     progress = Progress(quiet=quiet)
     command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    results_path = run_pipeline(r, out, command=command, progress=progress)
+    results_path = run_pipeline(r, out, command=command, progress=progress, wait=wait)
     if not quiet:
         print_summary(load_results(results_path), console=progress.console)
     click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")

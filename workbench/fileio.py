@@ -4,10 +4,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import OutputError, RecipeError
+
+# a name that becomes part of a path (student, variant, recipe, run): a safe slug, never a path of its own
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = ("1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit, without '..' "
+             "(e.g. cnn-s or digits_v2.1)")
 
 
 @contextlib.contextmanager
@@ -76,3 +82,24 @@ def probe_writable(folder: str | Path) -> None:
     fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.")
     os.close(fd)
     os.unlink(probe)
+
+
+def check_name(value, what: str) -> str:
+    """Return ``value`` if it is a safe name for a file or folder (NAME_PATTERN, no ``..``); else raise a
+    RecipeError naming ``what`` and the allowed characters. Every name that becomes a path goes through here."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise RecipeError(f"{what} {value!r} cannot be used in a file name; use {NAME_RULE}")
+    return value
+
+
+def inside(root: str | Path, *parts: str) -> Path:
+    """``root / parts...``, refused (OutputError) when the result resolves outside ``root``: the one join
+    for paths built from names, so a name can never write beside or above the run directory."""
+    root = Path(root)
+    path = root.joinpath(*parts)
+    base = root.resolve()
+    target = path.resolve()
+    if target != base and base not in target.parents:
+        raise OutputError(f"{'/'.join(parts)} would be written outside {root} (to {target}); names may only use "
+                          f"{NAME_RULE}")
+    return path

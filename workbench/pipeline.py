@@ -7,6 +7,7 @@ one harness; cross-runtime comparisons (workbench.runtime_compare); results.json
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -26,15 +27,22 @@ from .types import Artifact, sha256_file
 REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on the same runtime and threads
 
 
-def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None) -> Path:
-    from .progress import Progress
-    from .runtimes import RUNTIMES, Runtime
+def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None, wait: bool = False) -> Path:
+    """Run ``recipe`` into the run directory ``out`` (reusing finished units); returns results.json's path.
+
+    Everything is checked before the directory is created; then the directory is locked for this run
+    (another run into it: OutputError naming its pid, or with ``wait`` a wait for it to finish)."""
+    with contextlib.ExitStack() as hold:
+        return _run(recipe, out, command, progress, wait, hold)
+
+
+def preflight(recipe: Recipe):
+    """Every check a run makes before it writes anything (``--dry-run`` makes the same): runtimes, the
+    task (and what the recipe asks of it), the teacher. Returns (runtimes, skipped, task, loaded teacher)."""
+    from .recipe_rules import check_task_fit
     from .sources import load_model
     from .tasks import Task, get_task, load_task
 
-    progress = progress or Progress()
-    t_start = time.perf_counter()
-    # check every input before writing anything: a bad recipe leaves no half-made run directory
     runtimes, skipped = plan_runtimes(recipe)  # a missing runtime: error (user recipe) or skipped (built-in demo)
     base = Path(recipe.base_dir) if recipe.base_dir else None
     if ":" in recipe.task.name:
@@ -44,6 +52,7 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
                               f"{type(task).__name__}: use `workbench distill` for text tasks")
     else:
         task = get_task(recipe.task.name, image_size=recipe.task.image_size)
+    check_task_fit(recipe, task)  # what the recipe asks of the task (few-label counts within the split)
     source = recipe.teacher.source
     if recipe.teacher.weights:
         source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
@@ -52,12 +61,25 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
     if loaded.module is None:
         raise RecipeError(f"workbench run exports and quantizes the teacher, so it needs a PyTorch teacher; "
                           f"{recipe.teacher.source} is a black box (use `workbench distill` for black-box teachers)")
+    return runtimes, skipped, task, loaded
+
+
+def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextlib.ExitStack) -> Path:
+    from .progress import Progress
+    from .recipe_rules import thread_notes
+    from .runtimes import RUNTIMES, Runtime
+
+    progress = progress or Progress()
+    t_start = time.perf_counter()
+    # check every input before writing anything: a bad recipe leaves no half-made run directory
+    runtimes, skipped, task, loaded = preflight(recipe)
     teacher = loaded.module
     teacher.eval()
-    rd = RunDir(out)
+    rd = RunDir(out)  # from here on the directory is this run's alone
+    hold.enter_context(rd.lock(command, wait=wait, note=lambda m: progress.info(f"[yellow]note: {m}[/yellow]")))
     write_text(rd.root / "recipe.toml", recipe.to_toml())
     progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
-    notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
+    notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped] + thread_notes(recipe)
     if recipe.quick_mode and recipe.quick_skipped:
         notes.append(f"quick: measured on ort only; run without --quick to measure every variant on "
                      f"{', '.join(recipe.quick_skipped)} too")

@@ -1,7 +1,8 @@
 """Recipe: everything a run needs. Validated, frozen, versioned; TOML in and out.
 
 Every section is a frozen dataclass; unknown keys and wrong types raise a RecipeError that names
-the key and lists the valid ones.
+the key and lists the valid ones; values outside their range (workbench.recipe_rules) and names that
+could not be file names (workbench.fileio.check_name) are refused the same way, before any work.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RecipeError
+from .fileio import check_name
+from .recipe_rules import check_elements, check_option, check_section, check_threads
 
 SCHEMA_VERSION = 1
 BUILTIN_DIR = Path(__file__).parent / "recipes"
@@ -196,16 +199,20 @@ def recipe_from_dict(data: dict, base_dir: Path | None = None) -> Recipe:
         if key not in valid:
             raise RecipeError(f"unknown recipe key {key!r}; valid keys: {', '.join(valid)}")
     kwargs: dict[str, Any] = {"base_dir": str(base_dir) if base_dir else None}
-    if "name" in data:
-        kwargs["name"] = _check_type("name", data["name"], str)
+    if "name" in data:  # the default run directory is runs/<name>: never a path of its own
+        kwargs["name"] = check_name(_check_type("recipe name", data["name"], str), "recipe name")
     for sec, cls in SECTIONS.items():
         if sec in data:
             if not isinstance(data[sec], dict):
                 raise RecipeError(f"[{sec}] must be a table of keys, got {type(data[sec]).__name__}")
             kwargs[sec] = _section(sec, cls, data[sec])
+            check_section(sec, kwargs[sec])  # ranges first: cheap, before the architectures are imported
     students = data.get("students", [])
     if not isinstance(students, list) or not students:
         raise RecipeError("the recipe needs at least one [[students]] table (name, arch, and architecture options)")
+    for i, s in enumerate(students):  # names become file names of every student artifact
+        if isinstance(s, dict) and "name" in s:
+            check_name(_check_type("student name", s["name"], str), "student name")
     kwargs["students"] = tuple(_student(i, s) for i, s in enumerate(students))
     names = [s.name for s in kwargs["students"]]
     if len(set(names)) != len(names):
@@ -254,10 +261,12 @@ def _student(i: int, s) -> StudentSpec:
 
         parse_spec(arch, f"student {name} arch")
         return StudentSpec(name=name, arch=arch, options=())
-    params = [p for p in inspect.signature(ARCHS.get(arch)).parameters if p not in ("self", "in_channels", "num_classes")]
+    sig = inspect.signature(ARCHS.get(arch)).parameters
+    params = [p for p in sig if p not in ("self", "in_channels", "num_classes")]
     for key in s:
         if key not in params:
             raise RecipeError(f"unknown key {key!r} in student {name!r}; valid keys: name, arch, {', '.join(params)}")
+        check_option(name, key, s[key], sig[key].default)
     return StudentSpec(name=name, arch=arch, options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                                                   for k, v in s.items())))
 
@@ -283,6 +292,13 @@ def _check_values(r: Recipe) -> None:
 
     if ":" not in r.task.name:  # spec strings (images:DIR, npz:FILE) are checked when the run loads them
         TASKS.get(r.task.name)
+    for what, values, types, example in (
+            ("[distill] seeds", r.distill.seeds, int, "whole numbers such as [0, 1, 2]"),
+            ("[distill] regimes", r.distill.regimes, str, 'strings such as "full" or "few-5"'),
+            ("[measure] runtimes", r.measure.runtimes, str, 'runtime names such as "ort"'),
+            ("[mobile] students", r.mobile.students, str, "student names"),
+            ("[mobile] litert_int8", r.mobile.litert_int8, str, '"dynamic" and/or "full"')):
+        check_elements(what, values, types, example)
     for what, specs in (("teacher", r.quantize.teacher), ("students", r.quantize.students)):
         seen: dict[str, str] = {}
         for m in specs:
@@ -297,8 +313,8 @@ def _check_values(r: Recipe) -> None:
     for rt in r.measure.runtimes:
         RUNTIMES.get(rt)
     d = r.distill
-    if not d.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in d.seeds):
-        raise RecipeError(f"[distill] seeds must be a non-empty list of integers, got {list(d.seeds)}")
+    if not d.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2 ** 31 for s in d.seeds):
+        raise RecipeError(f"[distill] seeds must be a non-empty list of integers in [0, 2^31), got {list(d.seeds)}")
     for reg in d.regimes:
         if reg != "full" and not (reg.startswith("few-") and reg[4:].isdigit() and int(reg[4:]) > 0):
             raise RecipeError(f"[distill] regime {reg!r} is not valid; use \"full\" or \"few-N\" (N labelled images per class)")
@@ -317,10 +333,10 @@ def _check_values(r: Recipe) -> None:
     for ok, msg in checks:
         if not ok:
             raise RecipeError(msg)
+    if not r.measure.threads:
+        raise RecipeError('[measure] threads must list at least one thread count, e.g. [1, "all"]')
     for sec, threads in (("measure", r.measure.threads), ("mobile", r.mobile.threads)):
-        for t in threads:
-            if not (t == "all" or (isinstance(t, int) and not isinstance(t, bool) and t > 0)):
-                raise RecipeError(f"[{sec}] threads must be positive integers or \"all\", got {t!r}")
+        check_threads(threads, f"[{sec}] threads")
     names = [s.name for s in r.students]
     for s in r.mobile.students:
         if s not in names:

@@ -7,6 +7,9 @@
     runs/<id>/work/              cached unit results (training, evaluation, measurement) as JSON
     runs/<id>/cache/             the teacher-output cache
     runs/<id>/results.json, report.md, report.html
+    runs/<id>/.lock              held (flock + the holder's pid) while a run writes here
+
+Every path built from a name goes through ``RunDir.path`` (workbench.fileio.inside): it stays inside.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import json
 from pathlib import Path
 
 from . import __version__
-from .fileio import ensure_writable_dir, read_json, write_json
+from .fileio import ensure_writable_dir, inside, read_json, write_json
 from .types import Artifact, sha256_file
 
 
@@ -26,6 +29,8 @@ def content_key(*parts) -> str:
 
 
 class RunDir:
+    """A run's folder: its sub-folders, the cached units and artifacts, and (``lock``) who writes to it."""
+
     def __init__(self, root: str | Path):
         self.root = ensure_writable_dir(root)
         self.artifacts = self.root / "artifacts"
@@ -34,10 +39,21 @@ class RunDir:
         for d in (self.artifacts, self.work, self.cache):
             d.mkdir(exist_ok=True)
 
+    def path(self, *parts: str) -> Path:
+        """``root / parts...`` checked to stay inside the run directory (names come from recipes)."""
+        return inside(self.root, *parts)
+
+    def lock(self, command: str = "workbench run", wait: bool = False, note=None):
+        """Hold this run directory for one writer (a context manager; see RunLock)."""
+        from .runlock import RunLock
+
+        return RunLock(self.root, command, wait=wait, note=note)
+
     def unit(self, kind: str, name: str, key: str) -> Path:
-        d = self.work / kind
-        d.mkdir(exist_ok=True)
-        return d / f"{name}.{key}.json"
+        """Where the cached result of unit ``name`` (of ``kind``) with content key ``key`` lives."""
+        path = self.path("work", kind, f"{name}.{key}.json")
+        path.parent.mkdir(exist_ok=True)
+        return path
 
     def cached(self, kind: str, name: str, key: str, compute):
         """Return the stored result of a unit of work, computing and storing it (atomically) if absent."""
@@ -56,7 +72,7 @@ class RunDir:
 
         ``make(path) -> dict`` writes the file and returns the Artifact fields other than path/sha/size.
         """
-        path = self.artifacts / f"{art_id}.onnx"
+        path = self.path("artifacts", f"{art_id}.onnx")
         meta_path = self.unit("artifacts", art_id, key)
         if meta_path.is_file() and path.is_file():
             try:
@@ -72,4 +88,5 @@ class RunDir:
         return art, False
 
     def abspath(self, art: Artifact) -> Path:
-        return self.root / art.path
+        """The file of ``art`` (its path is stored relative to the run directory)."""
+        return self.path(art.path)

@@ -8,6 +8,8 @@ from workbench.errors import ArtifactError
 
 SCHEMA_VERSION = 1
 _RECORD_KEYS = ("id", "variant", "status")
+# what every report reads from a successful record: a record that claims "ok" without them is refused
+_OK_NUMBERS = (("latency", "median"), ("latency", "p90"))
 
 
 def load_results(path) -> dict:
@@ -52,6 +54,20 @@ def validate_results(data, where="results") -> None:
             for key in ("latency", "quality"):
                 if rec.get(key) is not None and not isinstance(rec.get(key), dict):
                     raise ArtifactError(f"{where}: results[{i}] ({rec['id']}) has a malformed '{key}'")
+            _check_ok_numbers(rec, i, where)
     studies = data.get("studies", {})
     if studies is not None and not isinstance(studies, dict):
         raise ArtifactError(f"{where}: 'studies' must be an object")
+
+
+def _check_ok_numbers(rec: dict, i: int, where) -> None:
+    """A record with status "ok" must carry the numbers the reports print (a positive median and p90);
+    one line names the record and the missing field."""
+    import math
+
+    for section, key in _OK_NUMBERS:
+        value = rec.get(section).get(key) if isinstance(rec.get(section), dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            got = "missing" if value is None else f"{value!r}, not a positive number"
+            raise ArtifactError(f"{where}: results[{i}] ({rec['id']}) has status 'ok' but {section}.{key} is {got}; "
+                                f"re-run `workbench run` to measure it again, or mark the record failed")
