@@ -50,7 +50,9 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
     for note in check_threads(threads, "--threads", allow_all=False):
         console.print(f"note: {escape(note)}", highlight=False)
     _print_inputs(console, names, resolved)
-    with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
+    from .containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("bench")) as tmp:
         from .measure.inputs import write_npz
 
         paths = [write_npz(os.path.join(tmp, f"inputs{i}.npz"), r.feeds, r.sources) for i, r in enumerate(resolved)]

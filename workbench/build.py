@@ -76,7 +76,8 @@ class Builder:
             with self.progress.bar(f"teacher-output cache ({self.views().n_views} views x {len(self.task.y_train)} images)",
                                    n) as update:
                 self._logits = teacher_logits(self.teacher, self.views(), self.rd.cache, key,
-                                              progress=lambda f: update(round(f * n)))
+                                              progress=lambda f: update(round(f * n)), notify=self.rd.notify,
+                                              root=self.rd.root)
         return self._logits
 
     # -- teacher ---------------------------------------------------------------------------------
@@ -111,13 +112,15 @@ class Builder:
 
     def run_training(self, jobs: list[TrainJob]) -> dict[str, dict]:
         """Train every job not already done; returns job name -> result (test accuracy, seconds, ...)."""
+        from .cachefile import MISSING
+
         results, todo = {}, []
         for job in jobs:
-            path = self.rd.unit("train", job.name, self.job_key(job))
-            if path.is_file() and self.weights_path(job).is_file():
-                from .fileio import read_json
-
-                results[job.name] = read_json(path)
+            # a damaged result or weights file (truncated .safetensors: header vs size) is reported and retrained
+            res = self.rd.read_entry(self.rd.unit("train", job.name, self.job_key(job)),
+                                     validate=lambda v: isinstance(v, dict) and "test_accuracy" in v)
+            if res is not MISSING and self.rd.read_entry(self.weights_path(job)) is not MISSING:
+                results[job.name] = res
             else:
                 todo.append(job)
         if not todo:

@@ -369,6 +369,18 @@ def quantize(model, method, options, task, calib_samples, calib_npz, calib_rando
 
 
 def main(argv=None) -> int:
+    """The console entry point: runs a command and turns every ending into one line and an exit code.
+
+    SIGTERM and SIGHUP end a command like Ctrl-C (workbench.containment): measurement workers are
+    killed, temp files removed, and the exit code is 128 + the signal (143, 129; Ctrl-C 130).
+    """
+    from .containment import run_contained
+    from .measure.lifeline import kill_all
+
+    return run_contained(_main, argv, on_stop=kill_all)
+
+
+def _main(argv) -> int:
     try:
         cli.main(args=argv, prog_name="workbench", standalone_mode=False)
     except WorkbenchError as e:
@@ -380,9 +392,6 @@ def main(argv=None) -> int:
     except click.ClickException as e:
         e.show()
         return 2 if e.exit_code == 1 else e.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted; finished steps are kept and a re-run resumes from them", err=True)
-        return 130
     return 0
 
 

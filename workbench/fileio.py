@@ -22,7 +22,9 @@ def atomic_path(path: str | Path, suffix: str = ""):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)  # keep the real extension last (loaders check it)
+        # the owner's pid in the name: a run killed with SIGKILL leaves it, the next run removes it
+        # (workbench.containment.sweep_run_dir); the real extension stays last (loaders check it)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.wb{os.getpid()}.", suffix=".tmp" + suffix)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror}; choose a writable location") from None
     os.close(fd)

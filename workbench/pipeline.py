@@ -75,7 +75,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     runtimes, skipped, task, loaded = preflight(recipe)
     teacher = loaded.module
     teacher.eval()
-    rd = RunDir(out)  # from here on the directory is this run's alone
+    rd = RunDir(out, notify=_note(progress))  # from here on the directory is this run's alone
     hold.enter_context(rd.lock(command, wait=wait, note=lambda m: progress.info(f"[yellow]note: {m}[/yellow]")))
     write_text(rd.root / "recipe.toml", recipe.to_toml())
     progress.info(f"[bold]workbench run[/bold] {recipe.name} -> {rd.root}")
@@ -202,7 +202,8 @@ def _evaluate(rd: RunDir, task, arts_by_rt: dict, progress) -> dict:
             for art in arts:
                 key = content_key("evaluate", art.sha256, rt, task.fingerprint())
                 q, _ = rd.cached("eval", f"{art.id}@{rt}", key, lambda: evaluate_accuracy(
-                    str(rd.abspath(art)), rt, task.x_test, task.y_test, task.input_name)[0].to_json())
+                    str(rd.abspath(art)), rt, task.x_test, task.y_test, task.input_name)[0].to_json(),
+                    validate=lambda v: isinstance(v, dict) and "value" in v)
                 q["parity_max_abs"] = art.parity_max_abs
                 out[(art.id, rt)] = q
                 i += 1
@@ -250,6 +251,14 @@ def _measure(recipe: Recipe, rd: RunDir, arts_by_rt: dict, inputs_path: Path, qu
     return records
 
 
+def _note(progress):
+    """One-line notes of the run directory (a damaged cache entry recomputed, a killed run's temp files
+    removed) as progress lines."""
+    from rich.markup import escape
+
+    return lambda msg: progress.info(f"[yellow]note: {escape(msg)}[/yellow]")
+
+
 def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, inputs_path: Path, inputs_sha: str,
                    progress) -> dict:
     """Every artifact measured interleaved (A B C ... per round, shuffled per round, fresh workers).
@@ -262,10 +271,12 @@ def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, in
     key = content_key("measure-interleaved", [a.sha256 for a in arts], rt, th, protocol.to_json(), rounds, inputs_sha)
     name = f"latency@{rt}.t{th}"
     path = rd.unit("measure", name, key)
-    if path.is_file():
-        from .fileio import read_json
+    from .cachefile import MISSING
 
-        return read_json(path)
+    stored = rd.read_entry(path, validate=lambda v: isinstance(v, dict) and all(isinstance(v.get(a.id), dict)
+                                                                               for a in arts))
+    if stored is not MISSING:  # absent, or damaged (reported in one line and deleted): measured again
+        return stored
     paths = [str(rd.abspath(a)) for a in arts]
     # identical files (e.g. `auto` choosing a fixed method's file) are measured once and share the measurement
     first = {}
@@ -330,7 +341,8 @@ def _memory_and_profile(rd: RunDir, arts, rt: str, th: int, protocol, inputs_pat
                 except MeasurementError as e:
                     return {"memory": None, "profile": [], "error": str(e)}
 
-            res, _ = rd.cached("measure", f"{art.id}@{rt}.t{th}.memory", key, compute)
+            res, _ = rd.cached("measure", f"{art.id}@{rt}.t{th}.memory", key, compute,
+                               validate=lambda v: isinstance(v, dict) and "error" in v)
             if res["error"]:
                 rd.unit("measure", f"{art.id}@{rt}.t{th}.memory", key).unlink(missing_ok=True)
             out[art.id] = res

@@ -258,6 +258,8 @@ def _import_factory(target: str, base_dir: Path | None):
             module = importlib.import_module(mod_name)
     except SourceError:
         raise
+    except (SystemExit, KeyboardInterrupt) as e:  # user code must not end the command, nor with no message
+        raise SourceError(exited_message(f"py:{target}", e, "while being imported")) from None
     except ImportError as e:
         raise SourceError(f"cannot import {mod_name!r} for py: source: {e}; is it on PYTHONPATH (or give a .py path)?") from None
     except Exception as e:  # the user's module raised while importing
@@ -266,6 +268,17 @@ def _import_factory(target: str, base_dir: Path | None):
     if fn is None or not callable(fn):
         raise SourceError(f"{mod_name!r} has no callable {fn_name!r}")
     return fn
+
+
+def exited_message(what: str, exc: BaseException, when: str) -> str:
+    """One line for user code that called ``sys.exit()`` (or raised KeyboardInterrupt) instead of returning."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{what} raised KeyboardInterrupt {when}; a model source must return a model, not stop the program"
+    code = getattr(exc, "code", None)
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    said = "" if code is None or isinstance(code, int) else f" ({' '.join(str(code).split())[:200]})"
+    return (f"{what} exited with status {status}{said} {when}; a model source must not call sys.exit(): "
+            "remove the call or put it under `if __name__ == '__main__':`")
 
 
 def _load_py(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
@@ -285,6 +298,8 @@ def _load_py(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> L
         model = fn(**kwargs)
     except TypeError as e:
         raise SourceError(f"calling {spec.target} with {kwargs} failed: {e}") from None
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise SourceError(exited_message(str(spec), e, "while building the model")) from None
     except Exception as e:  # the user's factory raised
         raise SourceError(f"calling {spec.target} with {kwargs} failed: {type(e).__name__}: "
                           f"{(str(e).splitlines() or [''])[0][:200]}") from None

@@ -2,7 +2,8 @@
 
 Keyed by (teacher weights sha256, task fingerprint, shift views, cache format version); stored as
 a .npy file read memory-mapped, so every epoch, student, seed and later run reuses it. Any change
-of a key component gives a different file name: a stale cache is never read.
+of a key component gives a different file name: a stale cache is never read. A damaged file (a
+truncated .npy, a broken meta.json) is reported in one line and recomputed (workbench.cachefile).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cachefile import MISSING, read_entry
 from ..fileio import atomic_path
 
 CACHE_VERSION = 1
@@ -21,14 +23,19 @@ def cache_key(teacher_sha256: str, task_fingerprint: str, shift: int) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def teacher_logits(teacher, views, cache_dir: Path, key: str, progress=None, batch_size: int = 512) -> np.ndarray:
-    """Return logits of shape (n_views, n_examples, n_classes), computing and storing them if absent."""
+def teacher_logits(teacher, views, cache_dir: Path, key: str, progress=None, batch_size: int = 512,
+                   notify=None, root: Path | None = None) -> np.ndarray:
+    """Return logits of shape (n_views, n_examples, n_classes), computing and storing them if absent or
+    damaged (``notify(line)`` hears about a damaged file; its path is shown relative to ``root``)."""
     import torch
 
     path = Path(cache_dir) / f"teacher-logits-{key}.npy"
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
     n = views.padded.shape[0]
+    # header and size checked before the file is memory-mapped: a truncated file is recomputed
+    stored = read_entry(path, validate=lambda a: a.ndim == 3 and a.shape[:2] == (views.n_views, n),
+                        notify=notify, root=root)
+    if stored is not MISSING:
+        return stored
     out = None
     teacher.eval()
     total = views.n_views * n
@@ -72,18 +79,25 @@ class OutputCache:
     def path(self, key: str) -> Path:
         return self.root / key
 
-    def load(self, key: str) -> dict[str, np.ndarray] | None:
+    def load(self, key: str, notify=None) -> dict[str, np.ndarray] | None:
+        """The arrays of entry ``key`` (memory-mapped), or None when it is absent or damaged (a damaged
+        file is reported through ``notify`` in one line; the entry is then re-made by the caller)."""
         d = self.path(key)
         meta = d / "meta.json"
         if not meta.is_file():
             return None
-        import json
-
-        try:
-            names = json.loads(meta.read_text())["arrays"]
-            return {name: np.load(d / f"{name}.npy", mmap_mode="r") for name in names}
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # damaged entry: treated as absent and re-made
+        info = read_entry(meta, validate=lambda m: isinstance(m, dict) and isinstance(m.get("arrays"), list),
+                          notify=notify, root=self.root)
+        if info is MISSING:
+            return None
+        out = {}
+        for name in info["arrays"]:
+            arr = read_entry(d / f"{name}.npy", notify=notify, root=self.root)
+            if arr is MISSING:  # one array damaged or gone: the whole entry is re-made
+                meta.unlink(missing_ok=True)
+                return None
+            out[name] = arr
+        return out
 
     def writer(self, key: str, arrays: dict[str, tuple[tuple[int, ...], str]], parts: dict | None = None):
         """Context manager yielding writable memory-mapped arrays; committed atomically on clean exit."""
@@ -95,8 +109,11 @@ class OutputCache:
 
         @contextlib.contextmanager
         def _writer():
+            from ..containment import sweep_run_dir
+
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / f".{key}.tmp{uuid.uuid4().hex[:8]}"
+            sweep_run_dir(self.root)  # entries half-written by runs killed with SIGKILL (owner pid gone)
+            tmp = self.root / f".{key}.wb{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # owner pid: see containment
             tmp.mkdir()
             try:
                 out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))

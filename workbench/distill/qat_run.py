@@ -46,7 +46,9 @@ def _latency(paths: list[Path], x: np.ndarray, input_name: str, progress) -> dic
 
     from ..quantize.auto import _measure, short_protocol
 
-    with tempfile.TemporaryDirectory(prefix="workbench-qat-") as d:
+    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("qat")) as d:
         inputs = Path(d) / "inputs.npz"
         np.savez(inputs, **{input_name: np.ascontiguousarray(x[:1])})
         with progress.bar("measuring fp32 / PTQ / QAT interleaved (1 thread)", 1.0) as update:

@@ -20,6 +20,7 @@ from ..errors import ArtifactError, MeasurementError, RecipeError
 from .memory import MemoryMeasurement
 from .protocol import Protocol, StabilityWarning, assess_stability
 from .stats import LatencyStats
+from .lifeline import PARENT_ENV, kill_group, track
 from .worker import thread_env, usable_cores
 
 ProgressCallback = Callable[[object], None]  # called with a float in [0, 1] or a phase name (str)
@@ -155,13 +156,7 @@ def _crash_message(rc: int, tail: str) -> str:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own process group
-    except (OSError, AttributeError):
-        proc.kill()
-    proc.wait()
+    kill_group(proc)  # the worker leads its own process group; SIGKILL it all and reap it
 
 
 def run_worker(job: dict, timeout_s: float, what: str, on_progress: ProgressCallback | None = None) -> dict:
@@ -170,10 +165,12 @@ def run_worker(job: dict, timeout_s: float, what: str, on_progress: ProgressCall
     env.update(thread_env(int(job["threads"])))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    env[PARENT_ENV] = str(os.getpid())  # the worker ends itself when this process dies (measure/lifeline.py)
     with tempfile.TemporaryFile() as err:
         job = dict(job, spawned_at=time.time())
         proc = subprocess.Popen([sys.executable, "-m", "workbench.measure.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, env=env, start_new_session=True)
+        track(proc)  # killed by the CLI on SIGINT / SIGTERM / SIGHUP even if this frame never unwinds
         try:
             try:
                 proc.stdin.write(json.dumps(job).encode())

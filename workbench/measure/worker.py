@@ -281,6 +281,9 @@ def run_latency(job: dict, chan: Channel) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 def main() -> None:
+    from .lifeline import die_with_parent
+
+    die_with_parent()  # never outlive the harness, even one killed with SIGKILL
     job = json.loads(sys.stdin.read())
     os.environ.update(thread_env(int(job.get("threads", 1))))
     chan = Channel()

@@ -127,7 +127,9 @@ class OrtRuntime(Runtime):
         import shutil
         import tempfile
 
-        tmp = tempfile.mkdtemp(prefix="workbench-ort-profile-")
+        from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+
+        tmp = tempfile.mkdtemp(prefix=temp_prefix("ort-profile"))
         try:
             session, _ = self._session(path, threads, profile_prefix=os.path.join(tmp, "ort"))
             for _ in range(runs + 1):
