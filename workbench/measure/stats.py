@@ -166,13 +166,18 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Candidate vs baseline: ratio of medians (candidate / baseline) with a 95% bootstrap CI.
+    """Candidate vs baseline: ratio of medians (candidate / baseline) with a 95% CI and a verdict.
 
     Verdict rule (margin m = 0.02, i.e. +-2%; "lo"/"hi" are the CI bounds of the ratio):
       * "equivalent"   -- m-inside: 1 - m <= lo and hi <= 1 + m;
       * "faster"       -- not equivalent and hi < 1 (the candidate is faster with 95% confidence);
       * "slower"       -- not equivalent and lo > 1;
-      * "inconclusive" -- otherwise (the CI straddles 1 and reaches beyond +-m).
+      * "inconclusive" -- otherwise (the CI straddles 1 and reaches beyond +-m), or when a noise
+        guard fired during the comparison (``guards``: sentinel drift, busy machine, process
+        spread; see :mod:`.verdict`), whatever the CI says.
+    ``verdict_reason`` says why, ``advice`` what would make an inconclusive verdict conclusive;
+    ``ci_method`` names the interval (paired-t+bootstrap, welch-t+bootstrap, two-level-bootstrap,
+    two-sample-bootstrap); ``rounds``: paired rounds (or processes per side) behind the CI.
     """
 
     ratio_median: float
@@ -182,10 +187,16 @@ class Comparison:
     n_baseline: int = 0
     n_candidate: int = 0
     method: str = ""
+    verdict_reason: str = ""
+    advice: str | None = None
+    ci_method: str = ""
+    rounds: int = 1
+    guards: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         d = {"ratio_median": self.ratio_median, "ci95": list(self.ci95) if self.ci95 else None, "verdict": self.verdict,
-             "method": self.method}
+             "verdict_reason": self.verdict_reason, "advice": self.advice, "ci_method": self.ci_method,
+             "rounds": self.rounds, "guards": list(self.guards), "method": self.method}
         if self.against is not None:
             d = {"against": self.against, **d}
         return d
@@ -237,18 +248,22 @@ def _round_pairs(kb: tuple | None, kc: tuple | None) -> list[tuple[int, int]] | 
 
 def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: int = 0, *,
             against: str | None = None, margin: float = EQUIVALENCE_MARGIN) -> Comparison:
-    """Ratio median(candidate) / median(baseline) with a bootstrap 95% CI and a verdict.
+    """Ratio median(candidate) / median(baseline) with a 95% CI and a verdict the noise guards agree with.
 
     Either argument may be a sequence of samples (ms), anything with ``.samples`` (e.g. a
     LatencyMeasurement), or a ``LatencyMeasurement.to_json()`` record. Two single-process sides:
     independent two-sample bootstrap. If either side pools several processes: the two-level
     bootstrap of :mod:`.pooled` (processes, then samples within them), paired by round when both
-    come from the same ``measure_interleaved`` run, so the CI reflects between-process variation.
-    See :class:`Comparison` for the verdict rule.
+    come from the same ``measure_interleaved`` run, widened to a t-interval on the per-round
+    log-ratios (paired; df = rounds - 1) or a Welch t-interval on the log process medians
+    (unpaired, 2+ processes a side), so few processes give a wide, honest CI. A guard that fired
+    (see :func:`.verdict.vetoes`) turns any definite verdict into "inconclusive"; see
+    :class:`Comparison` for the rule and the reason / advice fields.
     """
     import numpy as np
 
     from . import pooled
+    from . import verdict as vd
 
     pb, kb = _processes(baseline_samples)
     pc, kc = _processes(candidate_samples)
@@ -258,10 +273,25 @@ def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: in
         raise MeasurementError("baseline median latency is not positive; cannot form a ratio — re-measure the baseline")
     ratio = mc / mb
     ci = None
+    kind, log_ratios, round_ratios, rounds = "single", None, None, 1
     if len(pb) > 1 or len(pc) > 1:
         pairs = _round_pairs(kb, kc)
-        ci = pooled.two_level_ratio_ci(pb, pc, resamples=resamples, seed=seed, pairs=pairs)
+        boot = pooled.two_level_ratio_ci(pb, pc, resamples=resamples, seed=seed, pairs=pairs)
         how = pooled.ci_method(max(len(pb), len(pc)), resamples, seed, paired=pairs is not None)
+        if pairs:
+            kind, rounds = "paired", len(pairs)
+            log_ratios = [float(np.log(np.median(pc[j]) / np.median(pb[i]))) for i, j in pairs]
+            round_ratios = [float(np.exp(x)) for x in log_ratios]
+            tci = vd.paired_t_interval(log_ratios)
+            ci_method = "paired-t+bootstrap" if tci else "two-level-bootstrap"
+            how += (f"; widened to the t-interval on the {rounds} per-round log-ratios (df={rounds - 1}) "
+                    "where that is wider" if tci else "")
+        else:
+            kind, rounds = "unpaired", min(len(pb), len(pc))
+            tci = vd.welch_t_interval([np.log(np.median(x)) for x in pb], [np.log(np.median(x)) for x in pc])
+            ci_method = "welch-t+bootstrap" if tci else "two-level-bootstrap"
+            how += ("; widened to the Welch t-interval on the log process medians where that is wider" if tci else "")
+        ci = vd.widest(boot, tci)
     else:
         if b.size >= 2 and c.size >= 2 and max(b.size, c.size) <= SCIPY_BOOTSTRAP_MAX_N:
             def stat(xb, xc, axis):
@@ -275,7 +305,14 @@ def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: in
             ci = tuple(float(v) for v in np.percentile(boot_c / boot_b, [2.5, 97.5]))
         how = (_ci_method(max(b.size, c.size), resamples, seed).replace("bootstrap percentile", "two-sample "
                "bootstrap percentile CI", 1).split("; quantiles")[0])
+        ci_method = "two-sample-bootstrap"
     method = f"ratio of medians; {how}; equivalent if the CI lies within +-{margin:.0%}"
-    verdict = verdict_for(*ci, margin) if ci else "inconclusive"
+    stat_verdict = verdict_for(*ci, margin) if ci else "inconclusive"
+    vetoed = vd.vetoes(baseline_samples, candidate_samples, round_ratios=round_ratios,
+                       process_medians=([np.median(x) for x in pb], [np.median(x) for x in pc]))
+    verdict, reason, advice = vd.explain(stat_verdict, ci, margin, vetoed=vetoed, kind=kind, rounds=rounds,
+                                         log_ratios=log_ratios)
     return Comparison(ratio_median=ratio, ci95=ci, verdict=verdict,
-                      against=against, n_baseline=int(b.size), n_candidate=int(c.size), method=method)
+                      against=against, n_baseline=int(b.size), n_candidate=int(c.size), method=method,
+                      verdict_reason=reason, advice=advice, ci_method=ci_method, rounds=rounds,
+                      guards=tuple(v.code for v in vetoed))
