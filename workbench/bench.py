@@ -57,7 +57,13 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
 
         paths = [write_npz(os.path.join(tmp, f"inputs{i}.npz"), r.feeds, r.sources) for i, r in enumerate(resolved)]
         rows = _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console)
+    from .measure.op_diff import changes_vs_first, print_profiles
+
+    for row, changes in zip(rows, changes_vs_first(rows, len(models))):
+        if changes is not None:
+            row["profile_changes"] = changes  # ms per op type vs the first model, largest change first
     print_rows(console, runtime, names, rows)
+    print_profiles(console, runtime, names, rows)
     if json_out:
         write_json(json_out, {"schema_version": 1, "environment": collect_environment([runtime]), "results": rows})
         console.print(f"written: {json_out}")
@@ -202,6 +208,9 @@ def _row(model, runtime, th, lat, path, protocol, resolved) -> dict:
            "memory": mem, "comparisons": []}
     if mem_error:
         row["memory_error"] = mem_error
+    from .measure.op_diff import profile_fields  # per-op profile: its own short pass, fresh worker
+
+    row.update(profile_fields(str(model), runtime, th, path, protocol, lat.stats.median))
     return row
 
 

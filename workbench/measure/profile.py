@@ -11,7 +11,15 @@ from ..errors import MeasurementError, RecipeError
 from .protocol import Protocol
 
 PROFILE_METHOD = ("runtime's own profiler in a separate worker (never during timing); first run skipped; "
-                  "time_ms = mean kernel time per run of all nodes of that op type; count = such nodes per run")
+                  "time_ms = kernel time per run of all nodes of that op type, median over the runs; "
+                  "count = such nodes per run")
+
+
+def has_profiler(runtime: str) -> bool:
+    """Whether the registered runtime ``runtime``'s adapter has its own profiler (overrides Runtime.profile)."""
+    from ..runtimes import RUNTIMES, Runtime
+
+    return type(RUNTIMES.get(runtime)).profile is not Runtime.profile
 
 
 def normalise(ops: list[dict]) -> list[dict]:

@@ -85,9 +85,9 @@ class Runtime(ABC):
         """Per-op-type cost from the runtime's OWN profiler (this is not timing by the adapter).
 
         Load ``path`` as ``load`` does but with profiling on, run ``feeds`` once (not counted)
-        and then ``runs`` times, and return ``[{"op_type": str, "time_ms": mean per counted run
-        of all nodes of that type, "count": nodes of that type executed per run}]``. Clean up any
-        files written. Runtimes without a profiler return ``[]`` (this default).
+        and then ``runs`` times, and return ``[{"op_type": str, "time_ms": median over the counted runs
+        of the time per run of all nodes of that type, "count": nodes of that type executed per run}]``.
+        Clean up any files written. Runtimes without a profiler return ``[]`` (this default).
         """
         return []
 

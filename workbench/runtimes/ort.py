@@ -141,8 +141,9 @@ class OrtRuntime(Runtime):
 
 
 def parse_profile(trace_path: str, skip_runs: int = 1) -> list[dict]:
-    """Sum ORT trace events (``cat == "Node"``, ``args.op_name``) per op type over the ``model_run``
-    events after the first ``skip_runs``; -> [{op_type, time_ms (mean per run), count (per run)}]."""
+    """Sum ORT trace events (``cat == "Node"``, ``args.op_name``) per op type within each ``model_run``
+    after the first ``skip_runs``; -> [{op_type, time_ms (median over runs of the per-run sum: one
+    run interrupted by another process does not move it), count (per run)}]."""
     import bisect
     import json
 
@@ -160,7 +161,8 @@ def parse_profile(trace_path: str, skip_runs: int = 1) -> list[dict]:
     if not counted:
         return []
     start, starts = counted[0][0], [a for a, _ in counted]
-    total_us: dict[str, float] = {}
+    n = len(counted)
+    per_run: dict[str, list[float]] = {}
     calls: dict[str, int] = {}
     for e in events:
         name, args = str(e.get("name", "")), e.get("args") or {}
@@ -171,7 +173,9 @@ def parse_profile(trace_path: str, skip_runs: int = 1) -> list[dict]:
         if ts < start or k < 0 or ts > counted[k][1]:
             continue
         op = str(args["op_name"])
-        total_us[op] = total_us.get(op, 0.0) + float(e.get("dur", 0))
+        per_run.setdefault(op, [0.0] * n)[k] += float(e.get("dur", 0))
         calls[op] = calls.get(op, 0) + 1
-    n = len(counted)
-    return [{"op_type": op, "time_ms": total_us[op] / 1e3 / n, "count": round(calls[op] / n)} for op in total_us]
+    import statistics
+
+    return [{"op_type": op, "time_ms": statistics.median(us) / 1e3, "count": round(calls[op] / n)}
+            for op, us in per_run.items()]
