@@ -19,14 +19,13 @@ recipe's tolerance, checked; int8: max |diff| and top-1 agreement, recorded).
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RecipeError, RuntimeUnavailable
-from .fileio import read_json, write_json
+from .fileio import write_json
 from .rundir import content_key
 from .types import Artifact, sha256_file
 
@@ -103,13 +102,9 @@ class MobileBuilder:
     def _artifact(self, runtime: str, art_id: str, filename: str, key: str, make) -> Artifact:
         path = self.rd.path("artifacts", runtime, filename)  # names from the recipe: checked to stay inside
         meta = self.rd.unit("artifacts", f"{runtime}.{art_id}", key)
-        if meta.is_file() and path.is_file():
-            try:
-                art = Artifact.from_json(read_json(meta))
-                if art.sha256 == sha256_file(path):
-                    return art
-            except (OSError, json.JSONDecodeError, TypeError):
-                pass
+        art = self.rd.reused_artifact(meta, path)  # a damaged record or file: one line, then remade
+        if art is not None:
+            return art
         path.parent.mkdir(parents=True, exist_ok=True)
         fields = make(path)
         art = Artifact(id=art_id, path=str(path.relative_to(self.rd.root)), format=FORMATS[runtime],
