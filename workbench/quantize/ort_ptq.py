@@ -40,8 +40,8 @@ _DYNAMIC_OPS = ('Attention', 'Conv', 'EmbedLayerNormalization', 'Gather', 'LSTM'
 
 # --------------------------------------------------------------------------- the methods
 
-def _node_lists(path: Path, options: dict) -> tuple[list, list]:
-    """(op types, excluded node names) checked against the graph."""
+def _node_lists(path: Path, options: dict, shown: str | None = None) -> tuple[list, list]:
+    """(op types, excluded node names) checked against the graph at ``path`` (named ``shown`` in errors)."""
     import onnx
 
     exclude = list(options.get("exclude_nodes") or ())
@@ -50,7 +50,7 @@ def _node_lists(path: Path, options: dict) -> tuple[list, list]:
         unknown = [n for n in exclude if n not in names]
         if unknown:
             sample = ", ".join(sorted(names)[:5])
-            raise QuantizationError(f"exclude_nodes names {unknown[0]!r}, which is not a node of {path.name}; "
+            raise QuantizationError(f"exclude_nodes names {unknown[0]!r}, which is not a node of {shown or path.name}; "
                                     f"node names look like: {sample}")
     return list(options.get("op_types") or ()), exclude
 
@@ -79,7 +79,7 @@ def _static(src: Path, dst: Path, calib, input_name, progress, options):
             notes.append(f"static per-channel QDQ needs opset {PER_CHANNEL_OPSET} (DequantizeLinear axis) but "
                          f"opset {prep.opset_from} could not be raised: {prep.opset_error}; quantized per-tensor")
         notes.append(pre_process(prep.path, pre))
-        op_types, exclude = _node_lists(pre, options)
+        op_types, exclude = _node_lists(pre, options, src.name)
 
         def run(pc: bool):
             extra = {"ActivationSymmetric": options["symmetric_activations"],
@@ -130,7 +130,7 @@ def _dynamic(src: Path, dst: Path, calib, input_name, progress, options):
     work = dst.with_name(dst.name + ".prep.onnx")
     try:
         prep = prepare_graph(src, work)  # Constant weights -> initializers (ORT quantizes initializers only)
-        op_types, exclude = _node_lists(prep.path, options)
+        op_types, exclude = _node_lists(prep.path, options, src.name)
         quantize_dynamic(str(prep.path), str(dst), weight_type=getattr(QuantType, _TYPES[options["weight_type"]][0]),
                          per_channel=options["per_channel"], reduce_range=options["reduce_range"],
                          op_types_to_quantize=op_types or None, nodes_to_exclude=exclude or None,
