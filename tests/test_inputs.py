@@ -193,3 +193,13 @@ def test_corrupt_and_empty_models(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ArtifactError, match="no ONNX graph"):
         read_model_inputs(str(empty))
+
+
+def test_contiguous_keeps_0d_and_sequence_guess_is_flagged(tx):
+    from workbench.measure.inputs import contiguous
+
+    assert contiguous(np.array(16000)).shape == () and contiguous(np.arange(6).reshape(2, 3)[:, 1]).flags.c_contiguous
+    guessed = resolve_inputs(tx, {}).guessed  # the batch default is no guess; the sequence length is
+    assert [(g.input, g.shape, g.axes) for g in guessed] == [("input_ids", (1, 128), (1,)),
+                                                            ("attention_mask", (1, 128), (1,))]
+    assert resolve_inputs(tx, parse_shapes(["sequence=16"])).guessed == ()

@@ -331,9 +331,13 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
               "the measurement and, with labels, gives fp32 vs quantized accuracy (digits, npz:FILE, images:DIR ...).")
 @click.option("--calib-samples", type=int, metavar="N", help="Calibration samples, evenly spaced over the data [256].")
 @click.option("--calib", "calib_npz", metavar="X.npz", help="Calibration inputs: one array per model input, samples "
-              "along axis 0 (e.g. input_ids and attention_mask for a transformer).")
+              "along its batch axis (e.g. input_ids and attention_mask for a transformer; see --calib-axis).")
 @click.option("--calib-random", is_flag=True, help="Static only: calibrate on generated inputs (not realistic; "
               "for trying the pipeline, not for shipping).")
+@click.option("--calib-axis", "calib_axes", multiple=True, metavar="NAME=AXIS", help="Static: the axis input NAME "
+              "holds its calibration samples on (state=1 for an LSTM state [2, batch, 128]; sr=none feeds a 0-d "
+              "input as is on every step). Default: the model's batch axis (a dim named batch/N or shared by the "
+              "inputs); an array with one more leading axis than the input is one sample per row.")
 @click.option("--inputs", metavar="X.npz", help="Measurement inputs (default: --task's first test example, or generated).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMxDIM...", help="Input shape or symbolic dim, "
               "as for `workbench bench`.")
@@ -349,8 +353,8 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
 @click.option("--sensitivity", is_flag=True, help="static/dynamic: per-node sensitivity table (output error vs fp32 "
               "when only that node is quantized), most sensitive first; also in --json.")
 @click.option("--json", "json_out", metavar="OUT.json", help="Write the summary, measurements and diagnostics as JSON.")
-def quantize(model, method, options, task, calib_samples, calib_npz, calib_random, inputs, shapes, out, threads, rounds,
-             max_s, no_measure, max_drop, sensitivity, json_out):
+def quantize(model, method, options, task, calib_samples, calib_npz, calib_random, calib_axes, inputs, shapes, out,
+             threads, rounds, max_s, no_measure, max_drop, sensitivity, json_out):
     """Quantize any ONNX model, then compare it with fp32: size, latency ratio with CI and verdict,
     accuracy drop, graph format, time in int8 kernels, CPU ISA, and why it is or is not faster.
 
@@ -365,7 +369,7 @@ def quantize(model, method, options, task, calib_samples, calib_npz, calib_rando
     quantize_model(model, method, list(options), task=task, calib_samples=calib_samples, calib_npz=calib_npz,
                    calib_random=calib_random, inputs=inputs, shapes=list(shapes), out=out, threads=threads,
                    rounds=rounds, measure=not no_measure, json_out=json_out, max_s=max_s, max_drop=max_drop,
-                   sensitivity=sensitivity)
+                   sensitivity=sensitivity, calib_axes=list(calib_axes))
 
 
 def main(argv=None) -> int:

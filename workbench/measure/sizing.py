@@ -62,10 +62,9 @@ def _dims(shape) -> str:
 
 def too_big(shape, dtype) -> tuple[int, int, float] | None:
     """(bytes, available bytes, share) when an array of ``shape``/``dtype`` would exceed the share, else None."""
-    need = nbytes(shape, dtype)
+    need, share = nbytes(shape, dtype), memory_share()  # the share is checked even for small arrays
     if need < (1 << 20):  # under 1 MiB: never worth asking the OS
         return None
-    share = memory_share()
     avail = available_bytes()
     return (need, avail, share) if need > share * avail else None
 
