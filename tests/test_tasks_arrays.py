@@ -160,7 +160,7 @@ def test_npz_x_y_nhwc_uint8(tmp_path):
     ({"images": np.zeros((4, 2, 2)), "labels": np.zeros(4)}, "expected x_train"),
     ({"x": np.zeros((10, 4, 4)), "y": np.zeros(9)}, "x has 10 rows but y has 9"),
     ({"x": np.zeros((30, 4, 4)), "y": np.arange(30) % 3 - 1}, "labels must be integers >= 0"),
-    ({"x": np.zeros((30, 4)), "y": np.arange(30) % 3}, r"must be \(N, C, H, W\) or \(N, H, W\)"),
+    ({"x": np.zeros((30, 1, 1, 4, 4)), "y": np.arange(30) % 3}, r"must be \(N, C, H, W\) or \(N, H, W\) images or \(N, F\)"),
     ({"x": np.zeros((30, 4, 4)), "y": np.zeros(30)}, "found 1 class"),
 ])
 def test_npz_errors(tmp_path, arrays, message):

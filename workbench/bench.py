@@ -111,9 +111,11 @@ def prepare(models, runtime: str, threads, inputs, json_out, *, shapes=None, tas
     if json_out:
         check_writable(json_out)
     if isinstance(task, str):
-        from .tasks import get_task
+        from .tasks import ARRAYS, load_task
 
-        task = get_task(task)
+        task = load_task(task, command="bench", needs={ARRAYS},
+                         hint="tokenize its texts and pass --inputs X.npz (input_ids, attention_mask), or let "
+                              "bench generate token inputs with --shape sequence=128")
     specs = [read_model_inputs(str(m), adapter) for m in models]
     resolved = [resolve_inputs(s, overrides, inputs, task) for s in specs]
     unused = set(overrides) - set().union(*(r.used for r in resolved))

@@ -82,29 +82,42 @@ def _log_mlflow(results_path, uri: str, experiment, reports_dir) -> None:
 
 
 @cli.command()
-@click.option("--task", default="digits", show_default=True, help="Task to train on.")
-@click.option("--arch", default="resnet", show_default=True, help="Architecture (resnet, cnn).")
+@click.option("--task", default="digits", show_default=True, metavar="SPEC", help="Labelled task with array inputs: "
+              "digits, images:DIR?size=64&grey=true, npz:FILE (images or flat features). Text tasks: use "
+              "`workbench distill` with an hf: teacher.")
+@click.option("--arch", default="auto", show_default=True, metavar="NAME[?K=V&...]", help="Architecture and options: "
+              "resnet, cnn (e.g. \"cnn?width=16&depth=1\"), mlp (flat features; \"mlp?hidden=256,128\"); auto = resnet "
+              "for images, mlp for flat features. Input channels and classes come from the task.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--steps", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--shift", default=2, show_default=True, type=click.IntRange(0, 4),
+              help="Image augmentation: random integer shifts up to +-N px (flat features: none).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file (a .card.json is written beside it).")
-def train(task, arch, seed, steps, out):
-    """Train a reference model from labels (how models/digits-resnet.safetensors was made).
+def train(task, arch, seed, steps, batch_size, lr, shift, out):
+    """Train a teacher from labels on your data (how models/digits-resnet.safetensors was made); writes
+    safetensors + a card with the test accuracy and the teacher spec for `workbench distill` and recipes.
 
-    Example: workbench train --task digits --arch resnet --seed 0 --steps 1000 --out models/digits-resnet.safetensors
+    Examples: workbench train --task digits --arch resnet --seed 0 --steps 1000 --out models/digits-resnet.safetensors;
+    workbench train --task "images:data/photos?size=64" --arch resnet --steps 2000 --out models/photos.safetensors;
+    workbench train --task npz:data.npz --arch cnn --out models/mine.safetensors
     """
     from .fileio import ensure_writable_dir
     from .progress import Progress
-    from .train import TrainSpec, train_reference
-    from .zoo import ARCHS
+    from .train import TrainSpec, fit, parse_arch, prepare
 
-    ARCHS.get(arch)
+    arch_name, arch_options = parse_arch(arch)
+    job = prepare(TrainSpec(task=task, arch=arch_name, arch_options=arch_options, seed=seed, steps=steps,
+                            batch_size=batch_size, lr=lr, augment_shift=shift), out)
     ensure_writable_dir(Path(out).parent)
     progress = Progress()
-    with progress.bar(f"training {arch} on {task}", steps) as update:
-        card = train_reference(TrainSpec(task=task, arch=arch, seed=seed, steps=steps), out,
-                               progress=lambda s, loss: update(s, f"loss {loss:.4f}"))
-    click.echo(f"{out}: {card['architecture']['params']:,} params, test accuracy {card['metrics']['test_accuracy']:.4f}, "
-               f"sha256 {card['sha256'][:12]}... (card: {Path(out).with_suffix('.card.json')})")
+    with progress.bar(f"training {job.arch} on {task}", steps) as update:
+        card = fit(job, progress=lambda s, loss: update(s, f"loss {loss:.4f}"))
+    click.echo(f"{out}: {card['architecture']['arch']}, {card['architecture']['params']:,} params, test accuracy "
+               f"{card['metrics']['test_accuracy']:.4f}, sha256 {card['sha256'][:12]}... "
+               f"(card: {Path(out).with_suffix('.card.json')})")
+    click.echo(f"use it as a teacher: --teacher \"{card['teacher_spec']}\" --task \"{task}\"")
 
 
 @cli.command()
@@ -287,8 +300,8 @@ def report(results, out, budget, compare, merge, mlflow_uri, mlflow_experiment):
                    "or 1.")
 @click.option("--inputs", metavar="X.npz", help=".npz of input name -> array (default: generated per dtype with a "
               "fixed seed: floats normal, token ids within the vocabulary, masks ones).")
-@click.option("--task", metavar="NAME", help="Realistic inputs from a task's test split, e.g. digits (batch 1 unless "
-              "--shape sets one).")
+@click.option("--task", metavar="SPEC", help="Realistic inputs from a task's test split (batch 1 unless --shape "
+              "sets one): digits, images:DIR?size=64&grey=true (resized as the spec says), npz:FILE.")
 @click.option("--rounds", default=3, show_default=True, type=int,
               help="With 2+ models: interleaved rounds (A B A B in fresh processes), where the harness supports it.")
 @click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds per thread count "

@@ -41,17 +41,12 @@ def preflight(recipe: Recipe):
     task (and what the recipe asks of it), the teacher. Returns (runtimes, skipped, task, loaded teacher)."""
     from .recipe_rules import check_task_fit
     from .sources import load_model
-    from .tasks import Task, get_task, load_task
+    from .tasks import ARRAYS, LABELS, load_task
 
     runtimes, skipped = plan_runtimes(recipe)  # a missing runtime: error (user recipe) or skipped (built-in demo)
     base = Path(recipe.base_dir) if recipe.base_dir else None
-    if ":" in recipe.task.name:
-        task = load_task(recipe.task.name, base)
-        if not isinstance(task, Task):
-            raise RecipeError(f"workbench run handles image-classification tasks; {recipe.task.name} is "
-                              f"{type(task).__name__}: use `workbench distill` for text tasks")
-    else:
-        task = get_task(recipe.task.name, image_size=recipe.task.image_size)
+    task = load_task(recipe.task.name, base, command="run", needs={ARRAYS, LABELS},
+                     builtin_options={"image_size": recipe.task.image_size})
     check_task_fit(recipe, task)  # what the recipe asks of the task (few-label counts within the split)
     source = recipe.teacher.source
     if recipe.teacher.weights:

@@ -288,10 +288,10 @@ def _check_values(r: Recipe) -> None:
     from .quantize import parse_method
     from .quantize.auto import AUTO, quantized_suffix
     from .runtimes import RUNTIMES
-    from .tasks import TASKS
+    from .tasks import ARRAYS, LABELS, check_task_spec
 
-    if ":" not in r.task.name:  # spec strings (images:DIR, npz:FILE) are checked when the run loads them
-        TASKS.get(r.task.name)
+    # kind, options and fit for `run` now; the data itself is read when the run loads it
+    check_task_spec(r.task.name, command="run", needs={ARRAYS, LABELS})
     for what, values, types, example in (
             ("[distill] seeds", r.distill.seeds, int, "whole numbers such as [0, 1, 2]"),
             ("[distill] regimes", r.distill.regimes, str, 'strings such as "full" or "few-5"'),

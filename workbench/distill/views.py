@@ -9,10 +9,16 @@ import torch
 
 
 class ShiftViews:
+    """The (2s+1)^2 shifted views of every training image; non-image inputs (N, F) have one view."""
+
     def __init__(self, x: torch.Tensor, shift: int):
-        self.shift = int(shift)
+        self.flat = x.ndim != 4  # feature vectors: nothing to shift, the identity is the only view
+        self.shift = 0 if self.flat else int(shift)
         self.n_views = (2 * self.shift + 1) ** 2
         s = self.shift
+        if self.flat:
+            self.padded = x
+            return
         n, c, h, w = x.shape
         self.h, self.w = h, w
         # pad with each image's background (its minimum), so a shift moves the digit, not the frame
@@ -26,6 +32,8 @@ class ShiftViews:
 
     def get(self, idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         """Images ``idx`` under views ``view`` (both 1-D long tensors of the same length)."""
+        if self.flat:
+            return self.padded[idx]
         dy, dx = self.offsets(view)
         rows = dy[:, None] + torch.arange(self.h)[None, :]  # (B, H)
         cols = dx[:, None] + torch.arange(self.w)[None, :]  # (B, W)

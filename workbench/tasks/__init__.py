@@ -2,75 +2,203 @@
 
     digits                        built-in: scikit-learn's handwritten digits (image_size=32)
     images:DIR?size=64&grey=true  an image folder, one sub-folder per class
-    npz:FILE                      numpy arrays (x_train, y_train, ... or x, y)
+    npz:FILE                      numpy arrays (x_train, y_train, ... or x, y): images or flat features
     text:FILE.csv|.jsonl|DIR      text classification (CSV/JSONL, or a datasets.load_from_disk folder);
                                   options text=COLUMN&label=COLUMN
     corpus:pydoc | corpus:FILE    unlabelled text for sentence-embedding distillation
+
+Every command turns a spec into a task with ONE function, :func:`load_task`. Built-in tasks are
+registered by name in ``TASKS``; spec kinds (``KIND:TARGET``) in ``SPEC_KINDS``, each declaring
+what it provides (``ARRAYS``: fixed-shape float inputs, ``LABELS``: class labels, ``TEXT``: raw
+texts) so that a command which needs something a kind lacks says so in one line, before any data
+is read, and names what to use instead.
 """
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from ..errors import RecipeError
+from ..errors import RecipeError, TaskError
 from ..registry import Registry
-from ..specs import check_options, parse_spec
+from ..specs import Spec, check_options, parse_spec
 from .base import Task
 
-TASKS: Registry = Registry("task")
-SPEC_KINDS = ("images", "npz", "text", "corpus")
+ARRAYS = "arrays"  # a Task: fixed-shape float32 inputs (images or feature vectors), split into train/val/test
+LABELS = "labels"  # integer class labels, accuracy as the metric
+TEXT = "text"  # raw texts: a tokenizer (an hf: model) turns them into inputs
+_NEEDS_WORDS = {ARRAYS: "array inputs", LABELS: "class labels", TEXT: "texts"}
 
 
-def _register_builtins() -> None:
-    from . import digits
+@dataclass(frozen=True)
+class TaskKind:
+    """One kind of task spec, ``KIND:TARGET?options``: how to load it and what it provides.
 
-    TASKS.register("digits", digits.load_digits_task)
+    ``load(target, base_dir, **options)`` returns the task; ``options`` lists the option names the
+    kind accepts (checked before loading); ``what`` is a short phrase for messages; ``use_with``
+    says which command to use it with when a command cannot (shown in that command's error; ``{spec}``
+    is replaced by the user's spec).
+    """
+
+    name: str
+    load: Callable
+    provides: frozenset
+    options: frozenset
+    what: str
+    use_with: str = ""
+    example: str = ""
 
 
-_register_builtins()
-
-
-def get_task(name: str, **options) -> Task:
-    return TASKS.get(name)(**options)
+SPEC_KINDS: Registry = Registry("task spec kind")
+TASKS: Registry = Registry("task")  # built-in tasks by name: loader(**options) -> Task
 
 
 def _resolve(target: str, base_dir: Path | None) -> str:
+    """A relative path as given when it exists, else relative to the recipe's folder."""
     p = Path(target).expanduser()
     if not p.is_absolute() and not p.exists() and base_dir is not None and (base_dir / p).exists():
         return str(base_dir / p)
     return str(p)
 
 
-def load_task(text: str, base_dir: Path | None = None):
-    """The task named by a spec string (see the module docstring)."""
+def _load_images(target: str, base_dir, **options):
+    from .arrays import load_image_folder_task
+
+    return load_image_folder_task(_resolve(target, base_dir), **options)
+
+
+def _load_npz(target: str, base_dir, **options):
+    from .arrays import load_npz_task
+
+    return load_npz_task(_resolve(target, base_dir), **options)
+
+
+def _load_text(target: str, base_dir, **options):
+    from .text_classification import load_text_classification
+
+    return load_text_classification(_resolve(target, base_dir), **options)
+
+
+def _load_corpus(target: str, base_dir, **options):
+    from .text import load_text_corpus, pydoc_corpus
+
+    if target == "pydoc":
+        return pydoc_corpus(**options)
+    if "extra_train" in options:
+        raise RecipeError("corpus: option extra_train applies to corpus:pydoc only; leave it out for a file corpus")
+    return load_text_corpus(_resolve(target, base_dir), **options)
+
+
+_CORPUS_OPTIONS = {"seed", "val_frac", "test_frac", "min_words", "max_words", "max_train", "max_val", "max_test",
+                   "extra_train"}
+_HF_TEXT = "workbench distill --teacher \"hf:DIR?task=classification\" --student drop:every-other --task"
+
+
+def _register_builtins() -> None:
+    from . import digits
+
+    TASKS.register("digits", digits.load_digits_task)
+    for kind in (
+        TaskKind("images", _load_images, frozenset({ARRAYS, LABELS}), frozenset({"size", "grey"}),
+                 "an image folder (image classification)", example="images:DIR?size=64&grey=true"),
+        TaskKind("npz", _load_npz, frozenset({ARRAYS, LABELS}), frozenset(),
+                 "numpy arrays with labels (image or feature classification)", example="npz:FILE.npz"),
+        TaskKind("text", _load_text, frozenset({TEXT, LABELS}), frozenset({"text", "label", "split", "seed", "fractions"}),
+                 "labelled texts (text classification, token inputs)",
+                 use_with=f"fine-tune or distil a transformers classifier on it: {_HF_TEXT} '{{spec}}'",
+                 example="text:FILE.csv?text=COL&label=COL"),
+        TaskKind("corpus", _load_corpus, frozenset({TEXT}), frozenset(_CORPUS_OPTIONS),
+                 "unlabelled text (no classes)",
+                 use_with="use it for sentence-embedding distillation: workbench distill --teacher hf:DIR "
+                          "--student drop:every-other --task '{spec}'",
+                 example="corpus:pydoc or corpus:FILE.txt"),
+    ):
+        SPEC_KINDS.register(kind.name, kind)
+
+
+_register_builtins()
+
+
+def get_task(name: str, **options) -> Task:
+    """The built-in task registered as ``name`` (e.g. ``digits``), built with ``options``."""
+    return TASKS.get(name)(**options)
+
+
+def spec_help() -> str:
+    """The task specs every command accepts, for help texts and error messages."""
+    return ", ".join([*TASKS.names(), *(SPEC_KINDS.get(k).example or f"{k}:..." for k in SPEC_KINDS)])
+
+
+def check_task_spec(text: str, *, command: str | None = None, needs=(), hint: str | None = None) -> Spec:
+    """Parse a task spec and check, without reading any data, that its kind exists, its options are
+    valid and it provides what ``command`` ``needs`` (a set of ARRAYS / LABELS / TEXT).
+
+    ``hint`` replaces the kind's own advice in the error when the kind lacks something."""
     spec = parse_spec(text, "task")
     if not spec.target:
-        if spec.kind in TASKS:
-            return get_task(spec.kind, **spec.options)
-        raise RecipeError(f"unknown task {spec.kind!r}; built-in: {', '.join(TASKS.names())}; or a spec "
-                          + ", ".join(f"{k}:..." for k in SPEC_KINDS))
-    target = _resolve(spec.target, base_dir)
-    if spec.kind == "images":
-        from .arrays import load_image_folder_task
-
-        check_options(spec, {"size", "grey"}, "images task")
-        return load_image_folder_task(target, **spec.options)
-    if spec.kind == "npz":
-        from .arrays import load_npz_task
-
-        check_options(spec, set(), "npz task")
-        return load_npz_task(target)
-    if spec.kind == "text":
-        from .text_classification import load_text_classification
-
-        return load_text_classification(target, **spec.options)
-    if spec.kind == "corpus":
-        from .text import load_text_corpus, pydoc_corpus
-
-        if spec.target == "pydoc":
-            return pydoc_corpus(**spec.options)
-        return load_text_corpus(target, **spec.options)
-    raise RecipeError(f"unknown task kind {spec.kind!r} in {text!r}; use one of: {', '.join(SPEC_KINDS)} "
-                      f"or a built-in ({', '.join(TASKS.names())})")
+        if spec.kind not in TASKS:
+            raise RecipeError(f"unknown task {spec.kind!r}; built-in: {', '.join(TASKS.names())}; or a spec: "
+                              + ", ".join(SPEC_KINDS.get(k).example or f"{k}:..." for k in SPEC_KINDS))
+        return spec
+    if spec.kind not in SPEC_KINDS:
+        raise RecipeError(f"unknown task kind {spec.kind!r} in {text!r}; use one of: {spec_help()}")
+    kind = SPEC_KINDS.get(spec.kind)
+    check_options(spec, set(kind.options), f"{spec.kind} task")
+    missing = [n for n in needs if n not in kind.provides]
+    if missing:
+        raise TaskError(_cannot_use(command, needs, f"{text} is {kind.what}", hint or kind.use_with.format(spec=text)))
+    return spec
 
 
-__all__ = ["TASKS", "Task", "get_task", "load_task"]
+def _cannot_use(command: str | None, needs, what: str, instead: str) -> str:
+    who = f"workbench {command}" if command else "this command"
+    wants = " and ".join(_NEEDS_WORDS.get(n, n) for n in sorted(needs))
+    return f"{who} needs a task with {wants}; {what}" + (f": {instead}" if instead else "")
+
+
+def load_task(text: str, base_dir: Path | None = None, *, command: str | None = None, needs=(),
+              hint: str | None = None, builtin_options: dict | None = None):
+    """The task named by a spec string (see the module docstring): the one way every command
+    (run, train, distill, quantize, bench) turns ``--task`` / ``[task] name`` into a task.
+
+    ``base_dir`` resolves relative paths (a recipe's folder); ``command`` and ``needs`` make a
+    kind the command cannot use fail with one line saying what to use instead (``hint`` overrides
+    the kind's advice); ``builtin_options`` are defaults for a built-in task's options that its
+    loader accepts and the spec does not set (a recipe's ``image_size``)."""
+    spec = check_task_spec(text, command=command, needs=needs, hint=hint)
+    if not spec.target:
+        loader = TASKS.get(spec.kind)
+        options = {**_accepted(loader, builtin_options or {}), **spec.options}
+        task = _call(loader, spec, options)
+        if {ARRAYS, LABELS} & set(needs) and not isinstance(task, Task):
+            raise TaskError(_cannot_use(command, needs, f"built-in task {spec.kind} gives {type(task).__name__}",
+                                        hint or ""))
+        return task
+    return _call(SPEC_KINDS.get(spec.kind).load, spec, spec.options, spec.target, base_dir)
+
+
+def _accepted(fn, options: dict) -> dict:
+    """The subset of ``options`` that ``fn`` takes as keyword arguments."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _call(loader, spec: Spec, options: dict, *args):
+    try:
+        return loader(*args, **options)
+    except TypeError as e:  # a wrong option name or type reached the loader
+        if "unexpected keyword argument" not in str(e):
+            raise
+        valid = [n for n, p in inspect.signature(loader).parameters.items() if p.kind is p.KEYWORD_ONLY
+                 or (p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
+        raise RecipeError(f"task {spec}: {str(e).split(') ')[-1]}; valid options: {', '.join(valid) or '(none)'}") from None
+
+
+__all__ = ["ARRAYS", "LABELS", "SPEC_KINDS", "TASKS", "TEXT", "Task", "TaskKind", "check_task_spec", "get_task",
+           "load_task", "spec_help"]

@@ -6,10 +6,11 @@ stratified 70/10/20 split with seed 0. Options: ``size`` (square side, default 6
 (convert to one channel, default false).
 
 ``npz:FILE`` — arrays ``x_train, y_train, x_val, y_val, x_test, y_test`` (N, C, H, W) or (N, H, W)
-images with integer labels; or just ``x, y`` (split stratified 70/10/20, seed 0).
+images with integer labels, or (N, F) flat feature vectors (tabular data, embeddings); or just
+``x, y`` (split stratified 70/10/20, seed 0).
 
 Both are scaled to [0, 1] when integer-typed and standardised per channel with the training
-split's mean and std; the metric is accuracy.
+split's mean and std (flat features: per feature); the metric is accuracy.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def split_stratified(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray,
 
 def _standardise(splits: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list, list]:
     tr = splits["train"]
-    mean = tr.mean(axis=(0, 2, 3), keepdims=True)
-    std = tr.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    axes = (0, 2, 3) if tr.ndim == 4 else (0,)  # images: per channel; flat features: per feature
+    mean = tr.mean(axis=axes, keepdims=True)
+    std = tr.std(axis=axes, keepdims=True) + 1e-6
     out = {k: ((v - mean) / std).astype(np.float32) for k, v in splits.items()}
     return out, [round(float(m), 6) for m in mean.ravel()], [round(float(s), 6) for s in std.ravel()]
 
@@ -66,9 +68,10 @@ def _to_float_images(x: np.ndarray, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4:
-        raise TaskError(f"{what}: images must be (N, C, H, W) or (N, H, W), got shape {x.shape}")
-    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # NHWC -> NCHW
+    if x.ndim not in (2, 4):
+        raise TaskError(f"{what}: inputs must be (N, C, H, W) or (N, H, W) images or (N, F) feature vectors, "
+                        f"got shape {x.shape}")
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # NHWC -> NCHW
         x = x.transpose(0, 3, 1, 2)
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0

@@ -27,10 +27,11 @@ class ZooEntry:
 
 
 def _register_builtins() -> None:
-    from .models import ResNet, SmallCNN
+    from .models import MLP, ResNet, SmallCNN
 
     ARCHS.register("resnet", ResNet)
     ARCHS.register("cnn", SmallCNN)
+    ARCHS.register("mlp", MLP)
     ZOO.register("digits-resnet", ZooEntry("resnet", {"channels": (32, 64, 128, 256), "blocks": (1, 1, 1, 1)},
                                            "digits-resnet.safetensors", "digits"))
 
@@ -39,6 +40,7 @@ _register_builtins()
 
 
 def build_arch(arch: str, in_channels: int, num_classes: int, **options):
+    """Build the registered architecture ``arch`` for ``in_channels`` inputs and ``num_classes`` outputs."""
     cls = ARCHS.get(arch)
     try:
         return cls(in_channels=in_channels, num_classes=num_classes, **options)

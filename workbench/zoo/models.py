@@ -1,4 +1,8 @@
-"""The project's own architectures: a ResNet teacher and width/depth-scaled student CNNs."""
+"""The project's own architectures: a ResNet teacher, width/depth-scaled student CNNs and an MLP.
+
+Each class says what inputs it takes in ``inputs``: "images" (N, C, H, W) for the conv nets,
+"any" for the MLP (it flattens whatever it gets), so commands can refuse a mismatch in one line.
+"""
 from __future__ import annotations
 
 import torch
@@ -25,6 +29,8 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     """A small-image ResNet: a 3x3 stem, then stages of basic blocks, each halving the resolution."""
+
+    inputs = "images"
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10,
                  channels: tuple[int, ...] = (32, 64, 128, 256), blocks: tuple[int, ...] = (1, 1, 1, 1)):
@@ -53,6 +59,8 @@ class SmallCNN(nn.Module):
     max-pooling between stages; global average pooling and a linear classifier.
     """
 
+    inputs = "images"
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 8, depth: int = 2,
                  stages: int = 3, stem_stride: int = 2):
         super().__init__()
@@ -73,5 +81,33 @@ class SmallCNN(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class MLP(nn.Module):
+    """A multi-layer perceptron for flat feature vectors (tabular data, embeddings), or flattened images.
+
+    ``in_channels`` is the number of input features of a (N, F) task; for images give
+    ``in_features`` = C*H*W (the input is flattened). ``hidden`` lists the hidden layers' widths;
+    each is Linear -> BatchNorm -> ReLU (-> Dropout when ``dropout`` > 0).
+    """
+
+    inputs = "any"
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden: tuple[int, ...] | int = (128, 64),
+                 in_features: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+        layers, prev = [], int(in_features or in_channels)
+        for h in hidden:
+            layers += [nn.Linear(prev, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            prev = h
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(prev, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(torch.flatten(x, 1)))
+
+
 def count_params(model: nn.Module) -> int:
+    """Number of parameters of ``model``."""
     return sum(p.numel() for p in model.parameters())
