@@ -94,7 +94,11 @@ def graph_format(onnx_path: str | Path) -> dict:
     q_weights = [inits[n.input[weight_input[n.op_type]]] for n in nodes if n.op_type in weight_input
                  and len(n.input) > weight_input[n.op_type] and n.input[weight_input[n.op_type]] in inits]
     q_weights = [t for t in q_weights if _dtype_name(t.data_type) in _TYPE_SHORT]  # not the int32 biases
-    w_types = [_dtype_name(t.data_type) for t in q_weights]
+    # the weight type is that of the Conv/MatMul/Gemm weights (QDQ also quantizes Add/Mul constants as activations)
+    slot = {n.input[1] for n in nodes if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and len(n.input) > 1}
+    dq_w = [inits[n.input[0]] for n in nodes if n.op_type == "DequantizeLinear" and n.output and n.output[0] in slot
+            and n.input[0] in inits]
+    w_types = [_dtype_name(t.data_type) for t in (dq_w or q_weights)]
     act_types = [zp_type(n, 2) for n in nodes if n.op_type in ("QuantizeLinear", "QLinearConv", "QLinearMatMul")]
 
     found = []
