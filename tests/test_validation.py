@@ -119,3 +119,14 @@ def test_report_still_renders_the_intact_fixture(tmp_path, capsys):
     shutil.copy(DATA / "results_fixture.json", tmp_path / "results.json")
     assert main(["report", str(tmp_path / "results.json")]) == 0
     assert (tmp_path / "report.md").is_file()
+
+
+@pytest.mark.parametrize("spec, key", [("zoo:cnn?width=-4", "cnn width = -4"), ("zoo:cnn?width=wide", "cnn width = 'wide'")])
+def test_distill_student_spec_options_are_checked_before_training(tmp_path, capsys, spec, key):
+    """A student spec's options reach the architecture only after the same check as recipe students."""
+    out = tmp_path / "d"
+    assert main(["distill", "--teacher", "zoo:digits-resnet", "--student", spec, "--task", "digits",
+                 "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and key in err and "use an integer >= 1" in err, err
+    assert not out.exists()

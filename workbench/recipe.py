@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import RecipeError
 from .fileio import check_name
-from .recipe_rules import check_elements, check_option, check_section, check_threads
+from .recipe_rules import check_arch_options, check_elements, check_section, check_threads
 
 SCHEMA_VERSION = 1
 BUILTIN_DIR = Path(__file__).parent / "recipes"
@@ -261,12 +261,11 @@ def _student(i: int, s) -> StudentSpec:
 
         parse_spec(arch, f"student {name} arch")
         return StudentSpec(name=name, arch=arch, options=())
-    sig = inspect.signature(ARCHS.get(arch)).parameters
-    params = [p for p in sig if p not in ("self", "in_channels", "num_classes")]
+    params = [p for p in inspect.signature(ARCHS.get(arch)).parameters if p not in ("self", "in_channels", "num_classes")]
     for key in s:
         if key not in params:
             raise RecipeError(f"unknown key {key!r} in student {name!r}; valid keys: name, arch, {', '.join(params)}")
-        check_option(name, key, s[key], sig[key].default)
+    check_arch_options(f"student {name!r}", ARCHS.get(arch), s)
     return StudentSpec(name=name, arch=arch, options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                                                   for k, v in s.items())))
 

@@ -89,6 +89,8 @@ def check_section(name: str, section) -> None:
     """Check every key of a recipe section that has a rule in RULES."""
     for key, rule in RULES.get(name, {}).items():
         check_value(f"[{name}] {key}", getattr(section, key), rule)
+    if hasattr(section, "threads"):
+        check_threads(section.threads, f"[{name}] threads")
 
 
 def max_threads() -> int:
@@ -123,10 +125,12 @@ def check_elements(what: str, values, types, example: str) -> None:
             raise RecipeError(f"{what} must list {example}, got {v!r}")
 
 
-def check_option(student: str, key: str, value, default) -> None:
-    """A student architecture option against its default's type: integer options (width, depth, stages,
-    ...) are whole numbers >= 1, list options lists of them, floats finite numbers, flags true/false."""
-    what = f"student {student!r} {key}"
+def check_option(owner: str, key: str, value, default, also_int: bool = False) -> None:
+    """An architecture option against its default's type: integer options (width, depth, stages, ...) are
+    whole numbers >= 1, list options non-empty lists of them (or one such number when ``also_int``: the
+    signature says ``tuple[int, ...] | int``), floats finite numbers, flags true/false. ``owner`` names
+    where the option came from (\"student 's'\", \"cnn\")."""
+    what = f"{owner} {key}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise RecipeError(f"{what} = {value!r} is not allowed; use true or false")
@@ -135,10 +139,31 @@ def check_option(student: str, key: str, value, default) -> None:
     elif isinstance(default, float):
         check_value(what, value, Num())
     elif isinstance(default, (tuple, list)):
+        if also_int and POSITIVE_INT.ok(value):
+            return
         if not isinstance(value, (list, tuple)) or not value or not all(POSITIVE_INT.ok(v) for v in value):
-            raise RecipeError(f"{what} = {value!r} is not allowed; use a non-empty list of integers >= 1")
+            raise RecipeError(f"{what} = {value!r} is not allowed; use a non-empty list of integers >= 1"
+                              + (" or one integer >= 1" if also_int else ""))
     elif isinstance(default, str) and not isinstance(value, str):
         raise RecipeError(f"{what} = {value!r} is not allowed; use a string")
+
+
+def check_arch_options(owner: str, cls, options: dict) -> None:
+    """Check each option given to architecture ``cls`` against its constructor's defaults (check_option);
+    unknown keys are left to the caller (it knows how to name them)."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    for key, value in options.items():
+        p = params.get(key)
+        if p is None or p.default is inspect.Parameter.empty:
+            continue
+        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", repr(p.annotation))
+        parts = [part.strip() for part in str(ann).split("|")]
+        if p.default is None and "int" in parts and value is not None:  # e.g. in_features: int | None = None
+            check_value(f"{owner} {key}", value, POSITIVE_INT)
+        else:
+            check_option(owner, key, value, p.default, also_int=len(parts) > 1 and "int" in parts)
 
 
 def check_task_fit(recipe, task) -> None:
