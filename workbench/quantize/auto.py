@@ -298,7 +298,11 @@ def _judge(eval_fn, path, value, pe, ref_value, ref_pe, max_drop) -> dict:
     verdict = getattr(eval_fn, "verdict", None)
     if verdict is not None:
         within, judged, ci = verdict(path)
-        return {**row, "within_budget": bool(within), "judged": judged, "metric_ci95": tuple(ci) if ci else None}
+        keep = ("n", "top1_agreement", "top1_agreement_ci95", "mean_cosine", "mean_cosine_ci95", "mean_snr_db",
+                "mean_snr_db_ci95")
+        numbers = {k: v for k, v in (getattr(eval_fn, "details", {}).get(str(path)) or {}).items() if k in keep}
+        return {**row, "within_budget": bool(within), "judged": judged, "metric_ci95": tuple(ci) if ci else None,
+                "fidelity": numbers or None}
     pe = np.asarray(pe, dtype=np.float64)
     ci = tuple(bootstrap_mean_ci(pe)) if pe.size >= 2 else None
     return {**row, "within_budget": bool(drop <= max_drop + 1e-12), "metric_ci95": ci}

@@ -189,6 +189,11 @@ def print_auto(console, auto: dict, dst: Path) -> None:
         console.print(f"[bold yellow]WARNING: {escape(w)}[/bold yellow]", highlight=False)
     for c in auto["candidates"][1:]:
         why = c["reason"] + (" [file reused]" if c.get("reused") else "")
+        f = c.get("fidelity") or {}
+        if f:
+            why += " [vs fp32: " + ", ".join(
+                [f"top-1 agreement {f['top1_agreement']:.3f}"] * ("top1_agreement" in f)
+                + [f"mean cosine {f['mean_cosine']:.4f}", f"SNR {f['mean_snr_db']:.1f} dB"]) + f" on {f['n']}]"
         console.print(f"  {escape(c['spec'])}: {escape(why)}" + (f" [red]ERROR: {escape(c['error'])}[/red]"
                                                                   if c.get("error") else ""), highlight=False)
     ex = auto.get("exclusion")

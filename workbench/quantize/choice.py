@@ -28,6 +28,7 @@ class CandidateResult:
     drop_ci95: tuple | None = None  # paired bootstrap over examples
     metric_ci95: tuple | None = None  # 95% interval of the metric (Wilson for agreement, bootstrap otherwise)
     judged: str | None = None  # the metric against a fidelity budget, e.g. 'top-1 agreement 0.97 [..] >= 0.85 (..)'
+    fidelity: dict | None = None  # without labels: top-1 agreement, mean cosine, SNR (dB) vs fp32, each with its CI
     within_budget: bool = False
     ratio: float | None = None  # median(candidate) / median(fp32), same interleaved run
     ci95: tuple | None = None
