@@ -303,11 +303,15 @@ def report(results, out, budget, compare, merge, mlflow_uri, mlflow_experiment):
 @click.option("--task", metavar="SPEC", help="Realistic inputs from a task's test split (batch 1 unless --shape "
               "sets one): digits, images:DIR?size=64&grey=true (resized as the spec says), npz:FILE.")
 @click.option("--rounds", default=3, show_default=True, type=int,
-              help="With 2+ models: interleaved rounds (A B A B in fresh processes), where the harness supports it.")
+              help="With 2+ models: interleaved rounds (A B A B in fresh processes), where the harness supports it; "
+                   "the minimum when rounds are adaptive (see --max-rounds).")
+@click.option("--max-rounds", type=int, metavar="N", help="Cap on interleaved rounds: rounds are added beyond --rounds "
+              "until each ratio's 95% CI is tight (half-width <= 1% at two successive rounds); rounds disturbed by "
+              "a noise guard are replaced. Default 10 (or --rounds if larger); --max-rounds equal to --rounds: fixed.")
 @click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds per thread count "
               "(default: the harness's); timing stops earlier once the median's CI is within +-2%.")
 @click.option("--json", "json_out", metavar="OUT.json", help="Write the measurements as JSON (atomically).")
-def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_out):
+def bench(models, runtime, threads, shapes, inputs, task, rounds, max_rounds, max_s, json_out):
     """Measure any ONNX models through the harness: median and p90 with 95% CIs; with 2+ models, each
     model's ratio vs the first with its CI and verdict.
 
@@ -322,7 +326,7 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
     except ValueError:
         raise RecipeError(f"--threads must be comma-separated whole numbers such as 1,2; got {threads!r}") from None
     bench_models(list(models), runtime, thread_list, inputs, json_out, shapes=list(shapes), task=task, rounds=rounds,
-                 max_s=max_s)
+                 max_s=max_s, max_rounds=max_rounds)
 
 
 @cli.command()
@@ -361,13 +365,23 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_s, json_ou
               "processes.")
 @click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds.")
 @click.option("--no-measure", is_flag=True, help="Only quantize and check that the result loads.")
-@click.option("--max-drop", type=float, metavar="POINTS", help="auto: accuracy budget in percentage POINTS vs fp32 "
-              "(0.5 = half a point; without labels: points of mean cosine to fp32's outputs x 100). [0.5]")
+@click.option("--max-drop", type=float, metavar="POINTS", help="auto, task WITH labels: accuracy budget in percentage "
+              "POINTS vs fp32 (0.5 = half a point). [0.5]")
+@click.option("--fidelity", type=click.Choice(["top1", "cosine", "snr"]), help="Without labels, quality is fidelity to "
+              "fp32 on held-out data (a quarter of --calib, >= 32 samples, never calibrated on; or the task's test "
+              "split): top1 = top-1 agreement (Wilson CI), cosine = mean cosine, snr = SNR in dB (bootstrap CI). "
+              "Default from the output's shape: [batch, classes] -> top1; embeddings / dense maps -> cosine; one "
+              "number per sample -> snr.")
+@click.option("--min-fidelity", type=float, metavar="X", help="Without labels: the budget, judged on the LOWER 95% "
+              "bound: top-1 agreement >= X [0.85], mean cosine >= X [0.99], SNR >= X dB [30]. auto keeps only "
+              "candidates that meet it; a fixed method reports within / OUTSIDE.")
+@click.option("--tokenizer", metavar="DIR", help="Text tasks (text:FILE.csv, corpus:...): the folder of the model's "
+              "tokenizer (hf:DIR accepted) [the model's folder, or MODEL-stem/ beside it].")
 @click.option("--sensitivity", is_flag=True, help="static/dynamic: per-node sensitivity table (output error vs fp32 "
               "when only that node is quantized), most sensitive first; also in --json.")
 @click.option("--json", "json_out", metavar="OUT.json", help="Write the summary, measurements and diagnostics as JSON.")
 def quantize(model, method, options, task, calib_samples, calib_npz, calib_random, calib_axes, inputs, shapes, out,
-             threads, rounds, max_s, no_measure, max_drop, sensitivity, json_out):
+             threads, rounds, max_s, no_measure, max_drop, fidelity, min_fidelity, tokenizer, sensitivity, json_out):
     """Quantize any ONNX model, then compare it with fp32: size, latency ratio with CI and verdict,
     accuracy drop, graph format, time in int8 kernels, CPU ISA, and why it is or is not faster.
 
@@ -375,6 +389,8 @@ def quantize(model, method, options, task, calib_samples, calib_npz, calib_rando
     workbench quantize model.onnx --method static --task digits --option calibration=entropy --option format=qoperator;
     workbench quantize bert.onnx --method dynamic --shape sequence=128;
     workbench quantize model.onnx --method auto --task digits --max-drop 0.5;
+    workbench quantize model.onnx --method auto --calib crops.npz --min-fidelity 0.9;
+    workbench quantize bert.onnx --method static --task text:reviews.csv --tokenizer hf:bert-dir;
     workbench quantize model.onnx --method static --task digits --sensitivity
     """
     from .quantize.standalone import quantize_model
@@ -382,7 +398,8 @@ def quantize(model, method, options, task, calib_samples, calib_npz, calib_rando
     quantize_model(model, method, list(options), task=task, calib_samples=calib_samples, calib_npz=calib_npz,
                    calib_random=calib_random, inputs=inputs, shapes=list(shapes), out=out, threads=threads,
                    rounds=rounds, measure=not no_measure, json_out=json_out, max_s=max_s, max_drop=max_drop,
-                   sensitivity=sensitivity, calib_axes=list(calib_axes))
+                   sensitivity=sensitivity, fidelity=fidelity, min_fidelity=min_fidelity, tokenizer=tokenizer,
+                   calib_axes=list(calib_axes))
 
 
 def main(argv=None) -> int:
