@@ -47,7 +47,7 @@ def test_bench_with_task_inputs(cnn, tmp_path, capsys, digits):
 def test_bench_two_models_prints_ratio_and_verdict(tx, tmp_path, capsys):
     out = tmp_path / "pair.json"
     a, b = tx
-    rc = main(["bench", a, b, "--shape", "sequence=16", "--rounds", "2", "--json", str(out)])
+    rc = main(["bench", a, b, "--shape", "sequence=16", "--rounds", "2", "--max-rounds", "2", "--json", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "vs tx_a.onnx" in printed and "ratio" in printed and "tx_b.onnx (1 thread(s)): ratio" in printed

@@ -18,17 +18,23 @@ from .errors import ArtifactError, MeasurementError, OutputError, RecipeError
 from .fileio import probe_writable
 from .recipe_rules import check_threads
 
-RATIO_HELP = "ratio = median(model) / median(first model); < 1 is faster; 'equivalent' = 95% CI within +-2%"
+RATIO_HELP = ("ratio = median(model) / median(first model); < 1 is faster; 'equivalent' = 95% CI within +-2%; "
+              "'inconclusive' when the CI is too wide or a noise guard fired")
+DEFAULT_MAX_ROUNDS = 10  # adaptive interleaved rounds: the cap when --max-rounds is not given
+MAX_WALL_S = 900.0  # and no extra round once the interleaved run would pass this many seconds
 
 
 def bench_models(models: list[str], runtime: str, threads: list[int], inputs: str | None, json_out: str | None,
                  protocol=None, console=None, *, shapes=None, task=None, rounds: int = 3,
-                 max_s: float | None = None) -> list[dict]:
+                 max_s: float | None = None, max_rounds: int | None = None) -> list[dict]:
     """Measure ``models`` on ``runtime`` at each thread count; print a table; optionally write JSON.
 
     ``shapes``: ``["NAME=1x3x224x224", "batch=1", ...]`` or {name: dims}; ``task``: a task name
     (or Task) whose test split feeds the model; ``inputs``: an .npz of input name -> array;
     ``max_s``: cap on a model's timed seconds (ignored when ``protocol`` is given).
+    ``rounds`` / ``max_rounds``: with 2+ models, the minimum and the cap of interleaved rounds
+    (adaptive: rounds are added until every ratio's CI is tight; default cap ``DEFAULT_MAX_ROUNDS``
+    or ``rounds`` if larger).
     Returns one row per (threads, model): the measurement's JSON plus memory and comparisons.
     """
     from rich.console import Console
@@ -39,6 +45,7 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
     if max_s is not None and (isinstance(max_s, bool) or not isinstance(max_s, (int, float)) or not 0 < max_s < 1e6):
         raise RecipeError(f"--max-s must be a number of seconds > 0, got {max_s!r}")
     resolved = prepare(models, runtime, threads, inputs, json_out, shapes=shapes, task=task, rounds=rounds)
+    max_rounds = check_max_rounds(max_rounds, rounds)
     protocol = protocol or default_protocol(max_s)
     if console is None:
         console = Console()
@@ -56,7 +63,8 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
         from .measure.inputs import write_npz
 
         paths = [write_npz(os.path.join(tmp, f"inputs{i}.npz"), r.feeds, r.sources) for i, r in enumerate(resolved)]
-        rows = _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console)
+        rows = _measure_all(models, names, runtime, threads, paths, resolved, protocol, (rounds, max_rounds),
+                            console)
     from .measure.op_diff import changes_vs_first, print_profiles
 
     for row, changes in zip(rows, changes_vs_first(rows, len(models))):
@@ -127,6 +135,16 @@ def prepare(models, runtime: str, threads, inputs, json_out, *, shapes=None, tas
     return resolved
 
 
+def check_max_rounds(max_rounds, rounds: int) -> int:
+    """The cap on interleaved rounds: ``max_rounds``, or the default (at least ``rounds``) when None."""
+    if max_rounds is None:
+        return max(DEFAULT_MAX_ROUNDS, rounds)
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or not rounds <= max_rounds <= 100:
+        raise RecipeError(f"--max-rounds must be a whole number from --rounds ({rounds}) to 100, got {max_rounds!r}; "
+                          f"e.g. --max-rounds {max(DEFAULT_MAX_ROUNDS, rounds)}")
+    return max_rounds
+
+
 def check_writable(json_out) -> None:
     """Fail now, writing nothing, if the --json file could not be written later."""
     p = Path(json_out)
@@ -153,6 +171,8 @@ def _shape(shape) -> str:
 def _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console) -> list:
     from . import measure
 
+    rounds, max_rounds = rounds if isinstance(rounds, tuple) else (rounds, rounds)
+
     interleaved = getattr(measure, "measure_interleaved", None) if len(models) > 1 else None
     if len(models) > 1 and interleaved is None:
         console.print("note: interleaved measurement is not available; measuring one model after another")
@@ -160,10 +180,13 @@ def _measure_all(models, names, runtime, threads, paths, resolved, protocol, rou
     for th in threads:
         lats: dict[int, object] = {}
         if interleaved is not None:
-            console.print(f"measuring {len(models)} models interleaved on {runtime} with {th} thread(s): {rounds} "
-                          "round(s), each model once per round in a fresh process, order shuffled ...")
+            upto = f"{rounds} to {max_rounds} rounds (more while the ratio's CI is wide)" if max_rounds > rounds \
+                else f"{rounds} round(s)"
+            console.print(f"measuring {len(models)} models interleaved on {runtime} with {th} thread(s): {upto}, "
+                          "each model once per round in a fresh process, order shuffled ...")
             try:
-                got = interleaved([str(m) for m in models], runtime, th, paths[0], protocol, rounds=rounds,
+                more = {"max_rounds": max_rounds, "max_wall_s": MAX_WALL_S} if max_rounds > rounds else {}
+                got = interleaved([str(m) for m in models], runtime, th, paths[0], protocol, rounds=rounds, **more,
                                   inputs_paths={str(m): p for m, p in zip(models, paths)})
                 lats = dict(enumerate(got))
             except (MeasurementError, ArtifactError) as e:
@@ -182,9 +205,18 @@ def _measure_all(models, names, runtime, threads, paths, resolved, protocol, rou
             row = _row(m, runtime, th, lats[i], paths[i], protocol, resolved[i])
             if i > 0 and row["status"] == "ok" and not isinstance(base, str):
                 c = measure.compare(base, lats[i], against=str(models[0]))
-                row["comparisons"].append({**c.to_json(), "interleaved": pooled, "rounds": rounds if pooled else 1})
+                row["comparisons"].append({**c.to_json(), "interleaved": pooled, **_rounds_info(lats[i], pooled)})
             rows.append(row)
     return rows
+
+
+def _rounds_info(lat, pooled: bool) -> dict:
+    """How many interleaved rounds the comparison used, how many ran, and why the run stopped."""
+    il = getattr(lat, "interleave", None) or {}
+    if not pooled or not il:
+        return {}
+    return {"rounds_run": il.get("rounds_run", il.get("rounds")), "rounds_stop": il.get("stop"),
+            "dropped_rounds": il.get("dropped_rounds", [])}
 
 
 def _failure(e, r) -> str:
@@ -256,6 +288,17 @@ def _ci(lo_hi, fmt="{:.3f}") -> str:
     return f"[{fmt.format(lo_hi[0])}, {fmt.format(lo_hi[1])}]" if lo_hi else "(no CI)"
 
 
+def _how(c: dict) -> str:
+    """How a comparison was measured: interleaved rounds used / run and why they stopped, or one after another."""
+    if not c.get("interleaved"):
+        return "measured one after another"
+    used, ran = c.get("rounds"), c.get("rounds_run") or c.get("rounds")
+    dropped = len(c.get("dropped_rounds") or [])
+    how = f"interleaved, {used} rounds" + (f" of {ran} ({dropped} disturbed, dropped)" if dropped else "")
+    stop = c.get("rounds_stop")
+    return how + (f"; stopped: {stop}" if stop and stop != "fixed rounds" else "")
+
+
 def print_rows(console, runtime: str, names, rows) -> None:
     """The table (median and p90 with CIs), each model's ratio vs the first, then failures and warnings."""
     from rich import box
@@ -283,10 +326,12 @@ def print_rows(console, runtime: str, names, rows) -> None:
     if comps:
         console.print(f"vs {escape(names[0])} ({RATIO_HELP}):", highlight=False)
         for name, r, c in comps:
-            how = f"interleaved, {c['rounds']} rounds" if c.get("interleaved") else "measured one after another"
             console.print(f"  {escape(name)} ({r['runtime']['options']['threads']} thread(s)): ratio "
-                          f"{c['ratio_median']:.3f} {escape(_ci(c['ci95']))} -> {c['verdict']}  ({how})",
+                          f"{c['ratio_median']:.3f} {escape(_ci(c['ci95']))} -> {c['verdict']}  ({escape(_how(c))})",
                           highlight=False)
+            if c.get("verdict_reason"):
+                tip = f"; {c['advice']}" if c.get("advice") else ""
+                console.print(f"    why: {escape(c['verdict_reason'] + tip)}", highlight=False)
     for name, r in zip(tagged, rows):
         if r["status"] != "ok":
             console.print(f"[red]failed[/red] {escape(name)}: {escape(r['error'])}", highlight=False)
