@@ -379,3 +379,26 @@ def test_cli_text_task_measured_end_to_end(text_model, tmp_path, capsys):
     acc = doc["accuracy"]
     assert acc["n"] == 12 and "accuracy:" in out and "12 test examples" in out
     assert doc["evaluation"]["labelled"] and doc["latency"]["comparison"] is not None
+
+
+def test_fixed_method_with_unlabelled_calib_reports_fidelity_on_the_held_out_part(tmp_path, clf, monkeypatch, capsys):
+    import workbench.bench as bench
+    import workbench.measure as measure
+
+    def fake_bench(models, *a, **k):  # the harness is tested elsewhere; here: what judges quality
+        comp = {"ratio_median": 0.6, "ci95": [0.55, 0.65], "verdict": "faster"}
+        return [{"latency": {"median": 1.0}}, {"latency": {"median": 0.6}, "comparisons": [comp]}]
+
+    monkeypatch.setattr(bench, "bench_models", fake_bench)
+    monkeypatch.setattr(measure, "profile_ops", lambda *a, **k: None)
+    np.savez(tmp_path / "crops.npz", x=_calib_data(64))
+    rc = main(["quantize", str(clf), "--method", "static", "--calib", str(tmp_path / "crops.npz"), "--out",
+               str(tmp_path / "s.onnx"), "--json", str(tmp_path / "s.json")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert rc == 0, out
+    doc = json.loads((tmp_path / "s.json").read_text())
+    f = doc["fidelity"]
+    assert f["n"] == 32 and f["on"] == "32 held-out --calib samples" and f["within_budget"]
+    assert doc["options"]["calib_samples"] == 32 and doc["evaluation"]["holdout"]["n_held_out"] == 32
+    assert "fidelity: top-1 agreement 1.000 [0.893, 1.000] >= 0.85 (lower 95% bound) on 32 held-out" in out
+    assert "within the budget" in out and "MinMax calibration on 32 samples" in out
