@@ -235,19 +235,20 @@ def test_a_run_dir_drops_atomic_temp_files_of_killed_runs(tmp_path):
 
 # --------------------------------------------------------------------------- user code that exits
 
+@pytest.mark.slow
 def test_py_source_exiting_at_import_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     from workbench.cli import main
 
     (tmp_path / "quits.py").write_text("import sys\nsys.exit(5)\n\ndef make():\n    pass\n")
     monkeypatch.chdir(tmp_path)
-    code = main(["distill", "--teacher", "zoo:digits-resnet", "--student", "py:quits.py:make", "--task", "digits",
-                 "--epochs", "1", "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(["distill", "--list-layers", "py:quits.py:make", "--task", "digits"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: py:quits.py:make exited with status 5 while being imported;")
 
 
 @pytest.mark.parametrize("body,said", [
+    ("pass\nsys.exit(5)", "exited with status 5 while being imported"),
     ("sys.exit(5)", "exited with status 5 while building the model"),
     ("sys.exit('no GPU here')", "exited with status 1 (no GPU here) while building the model"),
     ("raise KeyboardInterrupt", "raised KeyboardInterrupt while building the model"),
