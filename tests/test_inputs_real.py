@@ -257,3 +257,29 @@ def test_size_guard_share_and_npz_headers(tmp_path, monkeypatch, capsys):
         npf.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (1, 3, 100000, 100000)})
     with pytest.raises(ArtifactError, match=r"array in fake.npz 'x' \[1, 3, 100000, 100000\]"):
         load_npz(str(fake))
+
+
+def test_fidelity_on_a_0d_measurement_input(stateful):
+    from pathlib import Path
+
+    from workbench.measure.inputs import read_model_inputs
+    from workbench.quantize.evaldata import plan_data
+
+    model, inputs, _ = stateful
+    feeds = dict(np.load(inputs))
+    plan = plan_data(Path(model), list(read_model_inputs(model).specs), None, calib_random=True, random_samples=8,
+                     measurement_feeds=lambda: feeds)
+    assert plan.calib.axes == {"x": 0, "state": 1, "sr": None} and plan.calib["state"].shape == (2, 8, 8)
+    value, per_sample = plan.eval_fn(model)  # fp32 judged against itself, one sample on each input's own axis
+    assert len(per_sample) == 1 and value == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_auto_with_0d_and_state_inputs(stateful, tmp_path, capsys):
+    model, _, calib = stateful
+    out = tmp_path / "auto.onnx"
+    assert main(["quantize", model, "--method", "auto", "--calib", calib, "--rounds", "1", "--max-s", "0.2",
+                 "--out", str(out), "--json", str(tmp_path / "auto.json")]) == 0
+    doc = json.loads((tmp_path / "auto.json").read_text())
+    assert "sr [] fed as is" in doc["calibration"] and out.is_file()
+    assert any(c["spec"].startswith("static") and c.get("error") is None for c in doc["auto"]["candidates"])

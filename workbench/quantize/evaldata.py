@@ -227,6 +227,7 @@ def _no_fidelity_options(fidelity, min_fidelity, name) -> None:
 
 
 def _fidelity(plan: DataPlan, src: Path, feeds: dict, what: str, fidelity, min_fidelity, threads, fix: str) -> None:
+    feeds = _own_axes(src, feeds)
     kind, why = output_kind(src)
     if fidelity is not None:
         why += f"; judged by {fidelity} as asked (--fidelity)"
@@ -237,6 +238,20 @@ def _fidelity(plan: DataPlan, src: Path, feeds: dict, what: str, fidelity, min_f
     warn = few_samples_warning(n_samples(feeds), what, fix)
     if warn:
         plan.warnings.append(warn)
+
+
+def _own_axes(src: Path, feeds):
+    """A dict of feeds as CalibData, each input's samples on its own axis (a 0-d ``sr`` fed as is, a state
+    ``[2, batch, h]`` sliced on axis 1), so fidelity runs one sample at a time where axis 0 would not do."""
+    from ..errors import WorkbenchError
+    from .calib_data import CalibData, calib_set, model_input_specs
+
+    if not isinstance(feeds, dict) or isinstance(feeds, CalibData):
+        return feeds
+    try:
+        return calib_set(model_input_specs(src), feeds, src.name)
+    except WorkbenchError:
+        return feeds  # not sample-shaped: evaluated along axis 0 as before
 
 
 def _generated(src: Path, specs, shapes, n: int) -> tuple[dict, str]:
