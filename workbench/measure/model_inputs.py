@@ -186,6 +186,7 @@ class DimGuess:
 
     @property
     def fix(self) -> str:
+        """The option that sets this input's shape: ``--shape x=1x3x224x224``."""
         return f"--shape {self.input}={'x'.join(map(str, self.shape))}"
 
     @property
@@ -195,6 +196,7 @@ class DimGuess:
         return f"dims guessed: {self.input} {dims} — give the real size with --shape {self.input}={dims}"
 
     def to_json(self) -> dict:
+        """The bench row's ``input_guessed`` entry."""
         return {"input": self.input, "shape": list(self.shape), "guessed_axes": list(self.axes), "fix": self.fix,
                 "message": self.text}
 
