@@ -31,7 +31,7 @@ def test_quick_shrinks_budget():
     ({"students": STUDENTS, "measure": {"runtimes": ["ort-gpu"]}}, "unknown runtime 'ort-gpu'; available: executorch, litert, ort, ort-mobile"),
     ({"students": STUDENTS, "quantize": {"teacher": ["int3"]}}, "unknown quantization method 'int3'"),
     ({"students": [{"name": "s", "widht": 4}]}, "unknown key 'widht' in student 's'; valid keys: name, arch, width"),
-    ({"students": [{"name": "s", "arch": "vit"}]}, "unknown architecture 'vit'; available: cnn, resnet"),
+    ({"students": [{"name": "s", "arch": "vit"}]}, "unknown architecture 'vit'; available: cnn, mlp, resnet"),
     ({}, "needs at least one [[students]]"),
     ({"schema_version": 9, "students": STUDENTS}, "schema_version 9 is not supported"),
     ({"students": STUDENTS, "measure": {"threads": [0]}}, "threads must be positive integers"),

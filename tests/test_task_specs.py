@@ -50,19 +50,21 @@ def trained(data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def distilled(data, trained, tmp_path_factory):
-    """The trained cnn as a teacher in `workbench distill`, on the npz task and on the image folder."""
+    """Trained teachers in `workbench distill`: the npz cnn, one on the image folder, an mlp on flat features."""
     base = tmp_path_factory.mktemp("distill")
-    img_teacher = base / "img-teacher.safetensors"
+    img_teacher, feat_teacher = base / "img-teacher.safetensors", base / "feat-teacher.safetensors"
     assert main(["train", "--task", f"images:{data / 'imgs'}?size=12", "--arch", "cnn?width=4&depth=1", "--steps", "10",
                  "--out", str(img_teacher)]) == 0
+    assert main(["train", "--task", f"npz:{data / 'feat.npz'}", "--steps", "10", "--out", str(feat_teacher)]) == 0
     outs = {}
-    for name, teacher, task in (("npz", trained[1]["teacher_spec"], f"npz:{data / 'img.npz'}"),
-                                ("images", f"zoo:cnn?width=4&depth=1&weights={img_teacher}",
-                                 f"images:{data / 'imgs'}?size=12")):
-        outs[name] = base / name
-        assert main(["distill", "--teacher", teacher, "--student", "zoo:cnn?width=4&depth=1", "--task", task,
-                     "--epochs", "1", "--shift", "0", "--cache", str(base / "cache"), "--out", str(outs[name]),
-                     "--quiet"]) == 0
+    for name, teacher, student, task, shift in (
+            ("npz", trained[1]["teacher_spec"], "zoo:cnn?width=4&depth=1", f"npz:{data / 'img.npz'}", "0"),
+            ("images", f"zoo:cnn?width=4&depth=1&weights={img_teacher}", "zoo:cnn?width=4&depth=1",
+             f"images:{data / 'imgs'}?size=12", "0"),
+            ("features", f"zoo:mlp?weights={feat_teacher}", "zoo:mlp?hidden=8", f"npz:{data / 'feat.npz'}", "1")):
+        outs[name] = base / name  # features with --shift 1: nothing to shift, one view
+        assert main(["distill", "--teacher", teacher, "--student", student, "--task", task, "--epochs", "1",
+                     "--shift", shift, "--cache", str(base / "cache"), "--out", str(outs[name]), "--quiet"]) == 0
     return outs
 
 
@@ -165,11 +167,11 @@ def test_train_refuses_what_it_cannot_use_in_one_line(data, tmp_path, capsys, ta
 
 
 # ------------------------------------------------------------------ distill, bench, quantize
-def test_distill_uses_the_trained_teacher_on_npz_and_images(distilled, trained):
+def test_distill_uses_the_trained_teacher_on_npz_images_and_features(distilled, trained):
     for name, out in distilled.items():
         card = json.loads((out / "card.json").read_text())
         assert (out / "student.onnx").is_file() and card["task"]["num_classes"] == 3
-        assert card["task"]["input_shape"] == [1, 1, 12, 12] if name == "npz" else [1, 3, 12, 12]
+        assert card["task"]["input_shape"] == {"npz": [1, 1, 12, 12], "images": [1, 3, 12, 12], "features": [1, 7]}[name]
     npz_card = json.loads((distilled["npz"] / "card.json").read_text())
     assert npz_card["teacher"]["test_accuracy"] == pytest.approx(trained[1]["metrics"]["test_accuracy"])
 
