@@ -94,13 +94,28 @@ def test_second_run_into_a_locked_directory_exits_2(tmp_path, monkeypatch, capsy
     rd = RunDir(out)
     with rd.lock("workbench run demo.toml"):
         before = _tree(out)
+        import workbench.zoo  # noqa: F401  (torch: imported by any recipe with students; not what is timed)
+
+        t0 = time.perf_counter()
         assert main(["run", str(recipe), "--out", str(out), "--quiet"]) == 2
+        assert time.perf_counter() - t0 < 2  # said at once, before the task and the teacher are loaded
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0, err
         assert f"is in use by pid {os.getpid()} (workbench run, started " in err and "--out" in err, err
         assert _tree(out) == before  # no recipe.toml, no inputs: the second run wrote nothing
         assert read_holder(out)["pid"] == os.getpid()
     assert not (out / ".lock").exists()  # released: the file is gone
+
+
+def test_check_free_creates_nothing(tmp_path):
+    from workbench.runlock import check_free
+
+    check_free(tmp_path / "not-yet")  # no directory: free, and still no directory
+    assert not (tmp_path / "not-yet").exists()
+    with RunLock(tmp_path, "workbench run x"):
+        with pytest.raises(OutputError, match=f"in use by pid {os.getpid()} "):
+            check_free(tmp_path)
+    check_free(tmp_path)
 
 
 def test_wait_blocks_until_the_holder_releases(tmp_path):

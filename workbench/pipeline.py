@@ -66,6 +66,10 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
 
     progress = progress or Progress()
     t_start = time.perf_counter()
+    if not wait:  # another run writing there: say so now, not after loading the task and the teacher
+        from .runlock import check_free
+
+        check_free(out)
     # check every input before writing anything: a bad recipe leaves no half-made run directory
     runtimes, skipped, task, loaded = preflight(recipe)
     teacher = loaded.module

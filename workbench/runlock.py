@@ -52,7 +52,7 @@ class RunLock:
                 raise OutputError(f"cannot create the lock file {self.path}: {e.strerror}; "
                                   "pass --out with a writable directory") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_soon(fd)
             except BlockingIOError:
                 holder = _read(fd)
                 if not self.wait:
@@ -92,6 +92,24 @@ class RunLock:
             self._fd = None
 
 
+def check_free(root: str | Path) -> None:
+    """Fail fast (OutputError naming the holder) when another process holds ``root/.lock``; creates
+    nothing. A run calls this before its checks and loads, so a busy directory is said at once."""
+    try:
+        fd = os.open(Path(root) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or no directory yet): free
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"{root} is in use by {describe(_read(fd))}; wait for it to finish (or add --wait), "
+                              "or use --out for another run directory") from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def read_holder(root: str | Path) -> dict | None:
     """The record in ``root/.lock`` (pid, command, started, host), or None when there is none."""
     try:
@@ -117,6 +135,18 @@ def describe(holder: dict | None) -> str:
     host = holder.get("host")
     where = f" on {host}" if host and host != socket.gethostname() else ""
     return f"pid {holder.get('pid', '?')}{where} ({cmd}{when})"
+
+
+def _flock_soon(fd: int, tries: int = 5) -> None:
+    """LOCK_EX without blocking, retried briefly: check_free's momentary shared lock is not a holder."""
+    for i in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if i == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _read(fd: int) -> dict | None:
