@@ -81,6 +81,7 @@ def _to_float_images(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def load_npz_task(path: str) -> Task:
+    """The ``npz:FILE`` task: images or flat features with integer labels (see the module docstring)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise TaskError(f"npz task file {p} not found")
@@ -136,6 +137,7 @@ def _scan(folder: Path) -> dict[str, list[Path]]:
 
 
 def load_image_folder_task(path: str, size: int = 64, grey: bool = False) -> Task:
+    """The ``images:DIR`` task: one sub-folder per class, resized to ``size`` squares (see the module docstring)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise TaskError(f"image folder {root} not found; give a folder with one sub-folder per class")

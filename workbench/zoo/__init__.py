@@ -20,6 +20,8 @@ MODELS_DIR = REPO_ROOT / "models"
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """A trained model of the project: its architecture, options, weights file in models/ and task."""
+
     arch: str
     options: dict
     weights: str  # file name inside models/

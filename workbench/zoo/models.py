@@ -10,6 +10,8 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with a residual shortcut (1x1 conv when the shape changes)."""
+
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
