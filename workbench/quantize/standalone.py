@@ -71,7 +71,7 @@ def _calibration(method, model: Path, specs, task, calib_npz, calib_random: bool
             raise RecipeError(f"{extra[0]} gives calibration data, which --method {method.name} does not use; drop it")
     plan = plan_data(model, specs, task, calib_npz=calib_npz, calib_random=calib_random, inputs=inputs, shapes=shapes,
                      needs_calibration=method.needs_calibration,
-                     random_samples=method.options["calib_samples"] or RANDOM_CALIB_SAMPLES, tokenizer=tokenizer,
+                     random_samples=method.options.get("calib_samples") or RANDOM_CALIB_SAMPLES, tokenizer=tokenizer,
                      fidelity=fidelity, min_fidelity=min_fidelity, threads=threads, measurement_feeds=measurement_feeds,
                      calib_axes=calib_axes)
     if method.needs_calibration and plan.calib is None:
