@@ -61,13 +61,6 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-class Say:
-    """The small progress object prep.py's model builders expect (info lines on stderr)."""
-
-    def info(self, msg: str) -> None:
-        log(msg)
-
-
 # --------------------------------------------------------------------------- Olive's venv
 def ensure_venv(venv: Path) -> Path:
     """Olive's venv python; made on first use (about 3 minutes, ~6 GB with torch)."""
@@ -165,13 +158,15 @@ def effnet_subject(quick: bool) -> prep.Subject:
 
 def subjects(only: set, quick: bool) -> list:
     """The models under test, made once and cached under benchmarks/quantize/.cache/."""
-    got = []
+    from workbench.progress import Progress
+
+    got, progress = [], Progress()
     if "digits-teacher" in only:
         from workbench.tasks import get_task
 
-        got += [s for s in prep.digits_subjects(get_task("digits"), quick, Say()) if s.key == "digits-teacher"]
+        got += [s for s in prep.digits_subjects(get_task("digits"), quick, progress) if s.key == "digits-teacher"]
     if "minilm" in only:
-        got += [s for s in prep.text_subjects(quick, Say()) if s.key == "minilm"]
+        got += [s for s in prep.text_subjects(quick, progress) if s.key == "minilm"]
     if "effnet-lite0" in only:
         got.append(effnet_subject(quick))
     return got
