@@ -135,6 +135,11 @@ def test_choose_names_what_stopped_each_candidate():
     assert "static 0.60 [0.55, 0.65] faster, top-1 agreement 0.900 [0.77, 0.96] < 0.85" in msg
     assert "dynamic 1.30 [1.20, 1.40] SLOWER, not faster than fp32" in msg
     assert "int4: FAILED (cannot prepare m.onnx: no MatMul with constant weights)" in msg
+    busy = CandidateResult("static", "s", "k", "int8", "r", ratio=0.33, ci95=(0.30, 0.37), verdict="inconclusive",
+                           verdict_reason="machine busy: sentinel drifted +52%", metric=1.0, drop=0.0, within_budget=True)
+    _, msg, _ = choose([busy], 0.005)
+    assert "not confirmed faster" not in msg and "confirmed faster than fp32" in msg
+    assert "static 0.33 [0.30, 0.37] inconclusive, not 'faster' (machine busy: sentinel drifted +52%)" in msg
     none, msg, _ = choose([], 0.005, skipped=[("static", "no calibration data: pass --calib")])
     assert none is None and "static skipped (no calibration data: pass --calib)" in msg
 

@@ -229,6 +229,7 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
                                      lambda f, msg: say(0.45 + 0.45 * f, f"measuring: {msg}"))
                 fp32 = _replace(fp32, median_ms=ms[0].stats.median)
                 done = {r.spec: _replace(r, ratio=c.ratio_median, ci95=c.ci95, verdict=c.verdict,
+                                         verdict_reason=_why(c),
                                          median_ms=m.stats.median) for r, m, c in zip(live, ms[1:], comps[1:])}
                 rows = [done.get(r.spec, r) for r in rows]
                 lats = {r.spec: m for r, m in zip(live, ms[1:])}
@@ -308,6 +309,13 @@ def _judge(eval_fn, path, value, pe, ref_value, ref_pe, max_drop) -> dict:
     return {**row, "within_budget": bool(drop <= max_drop + 1e-12), "metric_ci95": ci}
 
 
+def _why(comparison) -> str | None:
+    """The harness's reason for a verdict that is not 'faster' (e.g. a noise guard fired), else None."""
+    if comparison.verdict == "faster":
+        return None
+    return (getattr(comparison, "verdict_reason", "") or "").strip() or None
+
+
 def _replace(row: CandidateResult, **kw) -> CandidateResult:
     from dataclasses import replace
 
@@ -353,6 +361,7 @@ def _exclusion_fallback(src, method, calib, eval_fn, max_drop, ref_value, ref_pe
         info["result"] = f"measurement failed: {e}"
         return {"row": _replace(row, error=str(e)), "pick": False, "excluded": last["excluded"]}, info
     row = _replace(row, ratio=comps[1].ratio_median, ci95=comps[1].ci95, verdict=comps[1].verdict,
+                   verdict_reason=_why(comps[1]),
                    median_ms=ms[1].stats.median)
     pick = row.verdict == "faster" and row.within_budget and (chosen is None or comps[1].ratio_median < comps[2].ratio_median)
     info["result"] = f"{row.speed_text()} ({'chosen' if pick else 'not chosen'})"

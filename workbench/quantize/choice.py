@@ -33,6 +33,7 @@ class CandidateResult:
     ratio: float | None = None  # median(candidate) / median(fp32), same interleaved run
     ci95: tuple | None = None
     verdict: str | None = None
+    verdict_reason: str | None = None  # the harness's reason when the verdict is not 'faster'
     median_ms: float | None = None
     error: str | None = None
 
@@ -58,7 +59,7 @@ class CandidateResult:
             return f"{self.spec}: FAILED ({self.error})"
         parts = [self.speed_text()]
         if self.verdict is not None and self.verdict != "faster":
-            parts.append("not faster than fp32")
+            parts.append(f"not 'faster' ({self.verdict_reason})" if self.verdict_reason else "not faster than fp32")
         if self.metric is not None and not self.within_budget:
             parts.append(self.judged or f"loses {100 * (self.drop or 0):.2f} points (budget {100 * max_drop:g})")
         return ", ".join(parts)
@@ -141,6 +142,9 @@ def choose(rows, max_drop: float, not_slower: Callable | None = None, budget: st
         why = "every candidate failed"
     elif any(r.verdict == "faster" for r in cands):
         why = f"the int8 variants that were faster than fp32 missed {what}"
+    elif any(r.verdict == "inconclusive" and r.ratio is not None and r.ratio < 1 for r in cands):
+        why = ("no int8 variant was confirmed faster than fp32 on this machine (the faster-looking ones were "
+               "inconclusive: re-measure on a quieter machine, with more --rounds)")
     else:
         why = "no int8 variant was faster than fp32 on this machine"
     return None, f"KEEPING FP32: {why}: " + "; ".join(parts), True
