@@ -3,9 +3,13 @@
 The peer: the PyPI onnxruntime wheel ships no `onnxruntime_perf_test` binary (it is built only from
 source) and Debian has no onnxruntime package, so the peer is the wheel's own timing tool,
 `python -m onnxruntime.tools.onnxruntime_test MODEL N`: one session with ORT's defaults (CPU EP, the
-default intra-op pool of one thread per physical core), random inputs, N back-to-back runs, and it
-prints one number, the mean latency (first run included, no warm-up, no spread, no CI). The harness
-is therefore run with the same thread count (ORT's default, named in the output).
+default intra-op pool of one thread per physical core the process may use), random inputs, N back-to-back
+runs, and it prints one number, the mean latency (first run included, no warm-up, no spread, no CI).
+It has no thread option, and `taskset` does not help (ORT pins its pool threads itself: pinned to one CPU
+the tool still ran a 1024-wide MLP 1.7x faster than one ORT thread). So with --threads 1 (the default, as
+in the other harness benchmarks: 2 threads on 2 cores is bimodal) the tool's own main() runs with one
+change, its InferenceSession given intra_op_num_threads=1 (PEER_1T below), and the harness uses 1 thread;
+with --threads default the tool runs untouched and the harness uses ORT's default (one per physical core).
 
 1. Median agreement: the ~0.3 ms and ~10 ms MLPs of overhead.py; per round (order shuffled), one
    harness measurement (fresh worker) and one peer run (fresh process, ~RUN_S s of runs). Ratios
@@ -43,6 +47,19 @@ MODELS = {"~0.3 ms MLP (256 wide, 8 layers, batch 32)": (256, 8, 32),
           "~10 ms MLP (1024 wide, 7 layers, batch 64)": (1024, 7, 64)}
 PAIR = (256, 20, 32)  # A; B has one more layer
 PEER = [sys.executable, "-m", "onnxruntime.tools.onnxruntime_test"]
+# --threads 1: the same tool, its sessions given intra_op_num_threads=1 (the only change)
+PEER_1T = [sys.executable, "-c", (
+    "import sys, onnxruntime as ort\n"
+    "from onnxruntime.tools import onnxruntime_test as t\n"
+    "_IS = ort.InferenceSession\n"
+    "def one_thread(path, sess_options=None, **kw):\n"
+    "    so = sess_options or ort.SessionOptions()\n"
+    "    so.intra_op_num_threads = 1\n"
+    "    return _IS(path, sess_options=so, **kw)\n"
+    "ort.InferenceSession = one_thread\n"
+    "sys.argv = ['onnxruntime_test', *sys.argv[1:]]\n"
+    "t.main()\n")]
+CMD: list[str] = list(PEER)  # the peer command in use
 LINES: list[str] = []
 
 
@@ -53,7 +70,7 @@ def out(line: str = "") -> None:
 
 def peer(path: str, iters: int) -> float:
     """One run of onnxruntime_test in a fresh process: its 'avg latency' in ms."""
-    r = subprocess.run([*PEER, path, str(iters)], capture_output=True, text=True, check=True)
+    r = subprocess.run([*CMD, path, str(iters)], capture_output=True, text=True, check=True)
     m = re.search(r"avg latency: ([0-9.eE+-]+) ms", r.stdout)
     if not m:
         raise RuntimeError(f"onnxruntime_test printed no 'avg latency': {r.stdout[-300:]} {r.stderr[-300:]}")
@@ -127,28 +144,36 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 rounds and shorter runs (a smoke run)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write results/")
+    ap.add_argument("--threads", choices=["1", "default"], default="1",
+                    help="1: harness and peer with 1 intra-op thread (default); default: ORT's default pool on both")
     args = ap.parse_args()
     import onnxruntime
     import psutil
 
     from workbench.measure import Protocol, collect_environment
 
-    threads = psutil.cpu_count(logical=False) or 1  # ORT's default intra-op pool: one thread per physical core
+    if args.threads == "1":
+        CMD[:] = PEER_1T
+        threads = 1
+    else:
+        threads = psutil.cpu_count(logical=False) or 1  # ORT's default intra-op pool: one thread per physical core
     rounds, run_s = (2, 1.0) if args.quick else (4, 3.0)
     protocol = Protocol(min_s=run_s, max_s=run_s) if not args.quick else Protocol(warmup_s=0.2, min_s=run_s,
                                                                                    max_s=run_s)
     env = collect_environment(["ort"])
     t_start = time.perf_counter()
     out("== Peer benchmark (issue 12): the harness vs onnxruntime's own timing tool")
-    out(f"command:  .venv/bin/python benchmarks/harness/peer_perf_test.py{' --quick' if args.quick else ''}")
+    out(f"command:  .venv/bin/python benchmarks/harness/peer_perf_test.py{' --quick' if args.quick else ''}"
+        f"{' --threads default' if args.threads == 'default' else ''}")
     out(f"date:     {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     out(f"machine:  {env['description']}; load average at start "
         f"{', '.join(f'{x:.2f}' for x in env['loadavg'] or [])}")
     out(f"peer:     python -m onnxruntime.tools.onnxruntime_test (onnxruntime {onnxruntime.__version__} wheel; "
         "no onnxruntime_perf_test binary in the wheel): ORT defaults, random inputs, mean of N runs")
-    out(f"harness:  fresh worker per measurement, {threads} thread(s) = ORT's default pool here (one per physical "
-        f"core), warm-up {protocol.warmup_runs} runs / {protocol.warmup_s} s, timed {protocol.min_s}-{protocol.max_s} s; "
-        f"{rounds} rounds, order shuffled per round")
+    pin = ("; the peer's sessions given intra_op_num_threads=1 (its only change)" if threads == 1 else
+           " = ORT's default pool here (one per physical core), the peer untouched")
+    out(f"harness:  fresh worker per measurement, {threads} thread(s){pin}; warm-up {protocol.warmup_runs} runs / "
+        f"{protocol.warmup_s} s, timed {protocol.min_s}-{protocol.max_s} s; {rounds} rounds, order shuffled per round")
     out()
     tmp = tmpdir("peer-perf-test")
     try:
