@@ -71,14 +71,9 @@ def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment)
         print_summary(load_results(results_path), console=progress.console)
     click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")
     if mlflow_uri:
-        _log_mlflow(results_path, mlflow_uri, mlflow_experiment, results_path.parent)
+        from .commands.report import log_mlflow
 
-
-def _log_mlflow(results_path, uri: str, experiment, reports_dir) -> None:
-    from .tracking import log_to_mlflow
-
-    ids = log_to_mlflow(results_path, uri, experiment=experiment, reports_dir=reports_dir)
-    click.echo(f"mlflow:  {len(ids) - 1} runs under parent run {ids[0]} at {uri}")
+        log_mlflow(results_path, mlflow_uri, mlflow_experiment, results_path.parent)
 
 
 @cli.command()
@@ -228,178 +223,17 @@ def doctor():
         click.echo(f"  {name:<14} {'installed ' + (rt.version() or '') if ok else 'missing: ' + rt.install_hint}")
 
 
-@cli.command()
-@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md/report.html (default: beside results.json).")
-@click.option("--merge", is_flag=True, help="Several results files of one task -> one run in --out DIR (results.json + "
-              "reports); a measurement present in several keeps the last file's.")
-@click.option("--compare", is_flag=True, help="Two results files BEFORE AFTER: write compare.md/.html/.json with "
-              "each variant's latency ratio after/before (CI, verdict), accuracy and size changes.")
-@click.option("--budget", metavar="K=V,...", help="Recommend under this budget instead of the recipe's: "
-              "latency_ms (median, at the budget's threads), size_mb, min_accuracy (0.97 or 97), max_drop (points "
-              "below the fp32 teacher; default 0.5), threads (default 1). E.g. latency_ms=5,size_mb=1,min_accuracy=0.97")
-@click.option("--mlflow", "mlflow_uri", metavar="URI", help="Also log every measurement to MLflow at URI "
-              "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
-              "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
-@click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
-def report(results, out, budget, compare, merge, mlflow_uri, mlflow_experiment):
-    """Re-render report.md and report.html from results.json without recomputing.
+def _add_commands() -> None:
+    """Add the commands that live in workbench/commands/ to the group."""
+    from .commands.bench import bench
+    from .commands.quantize import quantize
+    from .commands.report import report
 
-    Examples: workbench report runs/digits-demo/results.json;
-    workbench report runs/digits-demo/results.json --budget latency_ms=0.1,size_mb=1,min_accuracy=0.97;
-    workbench report runs/before/results.json runs/after/results.json --compare --out runs/cmp;
-    workbench report runs/a/results.json runs/b/results.json --merge --out runs/ab
-    """
-    from .report import apply_budget, load_results, print_summary, write_reports
-    from .report.budget import parse_budget
-
-    try:
-        limits = parse_budget(budget) if budget is not None else None
-    except ValueError as e:
-        raise RecipeError(f"--budget: {e}") from None
-    if merge:
-        if compare or not out:
-            raise RecipeError("--merge writes a new run: give --out DIR (and not --compare)")
-        from .report.merge import write_merged
-
-        command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        paths = write_merged(list(results), out, command)
-        print_summary(apply_budget(load_results(paths["results"]), limits))
-        if limits:
-            write_reports(paths["results"], out, budget=limits)
-        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
-        if mlflow_uri:
-            _log_mlflow(paths["results"], mlflow_uri, mlflow_experiment, Path(out))
-        return
-    if compare:
-        if len(results) != 2:
-            raise RecipeError(f"--compare needs exactly two results files (before, after); got {len(results)}")
-        from .report.compare import write_compare
-
-        paths = write_compare(results[0], results[1], out)
-        click.echo(open(paths["md"], encoding="utf-8").read())
-        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
-        return
-
-    for path in results:
-        doc = apply_budget(load_results(path), limits)
-        paths = write_reports(path, out, budget=limits)
-        print_summary(doc)
-        click.echo("written: " + ", ".join(str(p) for p in paths.values()))
-        if mlflow_uri:
-            _log_mlflow(path, mlflow_uri, mlflow_experiment, paths["md"].parent)
+    for command in (report, bench, quantize):
+        cli.add_command(command)
 
 
-@cli.command()
-@click.argument("models", nargs=-1, required=True)
-@click.option("--runtime", default="ort", show_default=True, help="Runtime adapter (see `workbench doctor`).")
-@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMxDIM...",
-              help="Shape of an input (input_ids=1x128) or size of a symbolic dim (batch=1, sequence=128); "
-                   "repeatable. Unset symbolic dims default to 1 (batch-like), 128 (sequence-like), 224 (height/width) "
-                   "or 1.")
-@click.option("--inputs", metavar="X.npz", help=".npz of input name -> array (default: generated per dtype with a "
-              "fixed seed: floats normal, token ids within the vocabulary, masks ones).")
-@click.option("--task", metavar="SPEC", help="Realistic inputs from a task's test split (batch 1 unless --shape "
-              "sets one): digits, images:DIR?size=64&grey=true (resized as the spec says), npz:FILE.")
-@click.option("--rounds", default=3, show_default=True, type=int,
-              help="With 2+ models: interleaved rounds (A B A B in fresh processes), where the harness supports it; "
-                   "the minimum when rounds are adaptive (see --max-rounds).")
-@click.option("--max-rounds", type=int, metavar="N", help="Cap on interleaved rounds: rounds are added beyond --rounds "
-              "until each ratio's 95% CI is tight (half-width <= 1% at two successive rounds); rounds disturbed by "
-              "a noise guard are replaced. Default 10 (or --rounds if larger); --max-rounds equal to --rounds: fixed.")
-@click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds per thread count "
-              "(default: the harness's); timing stops earlier once the median's CI is within +-2%.")
-@click.option("--json", "json_out", metavar="OUT.json", help="Write the measurements as JSON (atomically).")
-def bench(models, runtime, threads, shapes, inputs, task, rounds, max_rounds, max_s, json_out):
-    """Measure any ONNX models through the harness: median and p90 with 95% CIs; with 2+ models, each
-    model's ratio vs the first with its CI and verdict.
-
-    Examples: workbench bench model.onnx --shape batch=1 --shape sequence=128;
-    workbench bench fp32.onnx int8.onnx --task digits --threads 1,2 --json bench.json
-    """
-    from .bench import bench_models
-    from .errors import RecipeError
-
-    try:
-        thread_list = [int(t) for t in threads.split(",") if t.strip()]
-    except ValueError:
-        raise RecipeError(f"--threads must be comma-separated whole numbers such as 1,2; got {threads!r}") from None
-    bench_models(list(models), runtime, thread_list, inputs, json_out, shapes=list(shapes), task=task, rounds=rounds,
-                 max_s=max_s, max_rounds=max_rounds)
-
-
-@cli.command()
-@click.argument("model")
-@click.option("--method", required=True, type=click.Choice(["static", "dynamic", "fp16", "int4", "optimum", "auto"]),
-              help="static: int8 calibrated on data (QDQ or QOperator); dynamic: int8 weights, activations "
-                   "quantized at run time; fp16; int4: weight-only MatMulNBits for MatMul weights; optimum: optimum's "
-                   "ORTQuantizer presets (dynamic; extra peer); auto: propose "
-                   "candidates for this graph and CPU, measure them interleaved with fp32, keep the fastest within "
-                   "--max-drop (fp32 itself, said loudly, when none is faster).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Method option, repeatable. static: format=qdq|qoperator, calibration=minmax|entropy|percentile, "
-                   "percentile=99.999, per_channel, reduce_range, symmetric_activations, symmetric_weights "
-                   "(true/false), activation_type=u8|s8, weight_type=s8|u8, op_types=Conv,MatMul, exclude_nodes=A,B. "
-                   "dynamic: per_channel, reduce_range, weight_type, op_types, exclude_nodes. fp16: keep_io_types. "
-                   "int4: block_size=16|32|64|128|256, symmetric, accuracy_level=0..4, exclude_nodes. "
-                   "optimum: preset=auto|avx512_vnni|avx512|avx2|arm64, per_channel, operators=MatMul,Attention.")
-@click.option("--task", metavar="SPEC", help="Task whose training split calibrates (static), whose test split feeds "
-              "the measurement and, with labels, gives fp32 vs quantized accuracy (digits, npz:FILE, images:DIR ...).")
-@click.option("--calib-samples", type=int, metavar="N", help="Calibration samples, evenly spaced over the data [256].")
-@click.option("--calib", "calib_npz", metavar="X.npz", help="Calibration inputs: one array per model input, samples "
-              "along its batch axis (e.g. input_ids and attention_mask for a transformer; see --calib-axis).")
-@click.option("--calib-random", is_flag=True, help="Static only: calibrate on generated inputs (not realistic; "
-              "for trying the pipeline, not for shipping).")
-@click.option("--calib-axis", "calib_axes", multiple=True, metavar="NAME=AXIS", help="Static: the axis input NAME "
-              "holds its calibration samples on (state=1 for an LSTM state [2, batch, 128]; sr=none feeds a 0-d "
-              "input as is on every step). Default: the model's batch axis (a dim named batch/N or shared by the "
-              "inputs); an array with one more leading axis than the input is one sample per row.")
-@click.option("--inputs", metavar="X.npz", help="Measurement inputs (default: --task's first test example, or generated).")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMxDIM...", help="Input shape or symbolic dim, "
-              "as for `workbench bench`.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: MODEL.<method>.onnx beside the "
-              "input; the input is never overwritten).")
-@click.option("--threads", default=1, show_default=True, type=int)
-@click.option("--rounds", default=3, show_default=True, type=int, help="Interleaved rounds (fp32, variant) in fresh "
-              "processes.")
-@click.option("--max-s", type=float, metavar="SECONDS", help="Cap on each model's timed seconds.")
-@click.option("--no-measure", is_flag=True, help="Only quantize and check that the result loads.")
-@click.option("--max-drop", type=float, metavar="POINTS", help="auto, task WITH labels: accuracy budget in percentage "
-              "POINTS vs fp32 (0.5 = half a point). [0.5]")
-@click.option("--fidelity", type=click.Choice(["top1", "cosine", "snr"]), help="Without labels, quality is fidelity to "
-              "fp32 on held-out data (a quarter of --calib, >= 32 samples, never calibrated on; or the task's test "
-              "split): top1 = top-1 agreement (Wilson CI), cosine = mean cosine, snr = SNR in dB (bootstrap CI). "
-              "Default from the output's shape: [batch, classes] -> top1; embeddings / dense maps -> cosine; one "
-              "number per sample -> snr.")
-@click.option("--min-fidelity", type=float, metavar="X", help="Without labels: the budget, judged on the LOWER 95% "
-              "bound: top-1 agreement >= X [0.85], mean cosine >= X [0.99], SNR >= X dB [30]. auto keeps only "
-              "candidates that meet it; a fixed method reports within / OUTSIDE.")
-@click.option("--tokenizer", metavar="DIR", help="Text tasks (text:FILE.csv, corpus:...): the folder of the model's "
-              "tokenizer (hf:DIR accepted) [the model's folder, or MODEL-stem/ beside it].")
-@click.option("--sensitivity", is_flag=True, help="static/dynamic: per-node sensitivity table (output error vs fp32 "
-              "when only that node is quantized), most sensitive first; also in --json.")
-@click.option("--json", "json_out", metavar="OUT.json", help="Write the summary, measurements and diagnostics as JSON.")
-def quantize(model, method, options, task, calib_samples, calib_npz, calib_random, calib_axes, inputs, shapes, out,
-             threads, rounds, max_s, no_measure, max_drop, fidelity, min_fidelity, tokenizer, sensitivity, json_out):
-    """Quantize any ONNX model, then compare it with fp32: size, latency ratio with CI and verdict,
-    accuracy drop, graph format, time in int8 kernels, CPU ISA, and why it is or is not faster.
-
-    Examples: workbench quantize model.onnx --method static --task digits;
-    workbench quantize model.onnx --method static --task digits --option calibration=entropy --option format=qoperator;
-    workbench quantize bert.onnx --method dynamic --shape sequence=128;
-    workbench quantize model.onnx --method auto --task digits --max-drop 0.5;
-    workbench quantize model.onnx --method auto --calib crops.npz --min-fidelity 0.9;
-    workbench quantize bert.onnx --method static --task text:reviews.csv --tokenizer hf:bert-dir;
-    workbench quantize model.onnx --method static --task digits --sensitivity
-    """
-    from .quantize.standalone import quantize_model
-
-    quantize_model(model, method, list(options), task=task, calib_samples=calib_samples, calib_npz=calib_npz,
-                   calib_random=calib_random, inputs=inputs, shapes=list(shapes), out=out, threads=threads,
-                   rounds=rounds, measure=not no_measure, json_out=json_out, max_s=max_s, max_drop=max_drop,
-                   sensitivity=sensitivity, fidelity=fidelity, min_fidelity=min_fidelity, tokenizer=tokenizer,
-                   calib_axes=list(calib_axes))
+_add_commands()
 
 
 def main(argv=None) -> int:

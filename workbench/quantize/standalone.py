@@ -127,12 +127,10 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
     calibration input holds its samples on (:mod:`.calib_data`; default: read from the model)."""
     from rich.console import Console
 
-    from .calib_data import calib_count, parse_calib_axes
-
     from ..bench import prepare
-    from ..fileio import atomic_path, write_json
     from ..measure.model_inputs import read_model_inputs
     from . import make_method, parse_option_pairs
+    from .calib_data import calib_count, parse_calib_axes
 
     if console is None:
         console = Console()
