@@ -127,7 +127,7 @@ def test_single_process_comparison_says_what_its_ci_leaves_out():
 
 def test_sentinel_drift_vetoes_a_clear_verdict():
     r = np.random.default_rng(11)
-    a, b = _pair(r, 5, ratio=1.3, spread=0.01)
+    a, b = _pair(r, 5, ratio=1.08, spread=0.01)
     clean = compare(_record(a), _record(b), resamples=300)
     assert clean.verdict == "slower" and not clean.guards
     c = compare(_record(a), _record(b, drift=14.2), resamples=300)
@@ -135,6 +135,23 @@ def test_sentinel_drift_vetoes_a_clear_verdict():
     assert c.verdict_reason.startswith("machine busy: sentinel drifted +14% during the comparison")
     assert "the statistics alone said slower" in c.verdict_reason and "quieter machine" in c.advice
     assert c.ci95 == clean.ci95  # the interval is reported as measured; only the verdict is withheld
+
+
+def test_a_difference_larger_than_the_disturbance_survives_the_guards():
+    # a 2x speed-up is not contradicted by a 14% sentinel drift: the whole CI lies beyond that shift
+    r = np.random.default_rng(21)
+    a, b = _pair(r, 5, ratio=0.5, spread=0.01)
+    c = compare(_record(a), _record(b, drift=14.2), resamples=300)
+    assert c.verdict == "faster" and c.guards == ("sentinel_drift",)
+    assert "by more than the disturbance" in c.verdict_reason and "14%" in c.verdict_reason
+    # ... but a 30% slowdown is within a 40% drift's reach: withheld
+    a, b = _pair(r, 5, ratio=1.3, spread=0.01)
+    c = compare(_record(a), _record(b, drift=40.0), resamples=300)
+    assert c.verdict == "inconclusive" and "the statistics alone said slower" in c.verdict_reason
+    # the busy-machine guard has no size of its own: a 10% floor
+    busy = "other processes used 1.90 cores during the timed runs; 1 core(s) were left free"
+    c = compare(_record(a), _record(b, warnings=[("busy_machine", busy)]), resamples=300)
+    assert c.verdict == "slower" and c.guards == ("busy_machine",)
 
 
 def test_busy_machine_and_process_spread_veto():

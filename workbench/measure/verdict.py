@@ -13,7 +13,9 @@ interval is too narrow for the process-to-process spread (the same model against
 * a definite verdict (faster / slower / equivalent) is vetoed -- "inconclusive: machine busy" --
   when the noise guards fired during the comparison: the sentinel kernel drifted by more than 5%,
   other processes used more than the cores left free, or the latency jumped between processes by
-  more than ``SPREAD_VETO``;
+  more than ``SPREAD_VETO``; except a faster / slower verdict whose whole CI lies beyond the shift
+  the disturbance could cause (``disturbance``: the drift, the spread, at least 10%), so a 2x
+  speed-up stays "faster" on a busy machine while a 6% difference does not;
 * an adaptive run adds rounds until the interval is tight (``RoundController``).
 
 Plain Python at import time; numpy / scipy are imported inside functions.
@@ -105,6 +107,7 @@ class Veto:
     code: str
     reason: str
     advice: str
+    size: float = SPREAD_VETO  # how far (as a fraction) the disturbance could have moved a ratio
 
 
 def _stability(x) -> dict:
@@ -133,7 +136,8 @@ def vetoes(base, cand, *, round_ratios: Sequence[float] | None = None,
     if drifts and max(abs(d) for d in drifts) > SENTINEL_DRIFT_LIMIT_PCT:
         d = max(drifts, key=abs)
         out.append(Veto("sentinel_drift", f"sentinel drifted {d:+.0f}% during the comparison "
-                        f"(limit +-{SENTINEL_DRIFT_LIMIT_PCT:g}%)", f"the machine changed speed: {QUIET_ADVICE}"))
+                        f"(limit +-{SENTINEL_DRIFT_LIMIT_PCT:g}%)", f"the machine changed speed: {QUIET_ADVICE}",
+                        abs(d) / 100))
     busy = [m for s in sides for c, m in s["warnings"] if c == "busy_machine"]
     if busy:
         out.append(Veto("busy_machine", busy[0],
@@ -142,15 +146,25 @@ def vetoes(base, cand, *, round_ratios: Sequence[float] | None = None,
         h = half_range(round_ratios)
         if h is not None and h > SPREAD_VETO:
             out.append(Veto("process_spread", f"the ratio moved +-{h:.0%} between rounds (limit +-{SPREAD_VETO:.0%})",
-                            "latency differs from process to process: use --threads 1 on a quieter machine"))
+                            "latency differs from process to process: use --threads 1 on a quieter machine", h))
     else:
         for name, meds in zip(("baseline", "candidate"), process_medians):
             h = half_range(meds)
             if h is not None and h > SPREAD_VETO:
                 out.append(Veto("process_spread", f"the {name}'s process medians spread +-{h:.0%} "
                                 f"(limit +-{SPREAD_VETO:.0%})",
-                                "latency differs from process to process: use --threads 1 on a quieter machine"))
+                                "latency differs from process to process: use --threads 1 on a quieter machine", h))
     return out
+
+
+def disturbance(vetoed: Sequence[Veto]) -> float:
+    """How far the fired guards could have moved a ratio (a fraction): the largest of their sizes.
+
+    A definite faster/slower verdict survives the guards only when the whole CI lies beyond this
+    shift from 1 (e.g. a 2x speed-up is not contradicted by a 20% sentinel drift; a 6% "slowdown"
+    is). "equivalent" never survives them: the disturbance is larger than the +-2% band.
+    """
+    return max([SPREAD_VETO] + [float(v.size) for v in vetoed])
 
 
 # --------------------------------------------------------------------------- reason and advice
@@ -197,6 +211,13 @@ def explain(stat_verdict: str, ci, margin: float, *, vetoed: Sequence[Veto] = ()
         elif kind == "single":
             reason += " (one process per side: process-to-process variation is not in the CI)"
             advice = "measure interleaved with --rounds 3 or more for a CI that includes it"
+    if vetoed and ci is not None and stat_verdict in ("faster", "slower"):
+        noise = disturbance(vetoed)
+        if (ci[1] < 1 / (1 + noise)) if stat_verdict == "faster" else (ci[0] > 1 + noise):
+            bound = f"{ci[1]:.3f} < {1 / (1 + noise):.3f}" if stat_verdict == "faster" else f"{ci[0]:.3f} > {1 + noise:.3f}"
+            why = "; ".join(v.reason for v in vetoed)
+            return stat_verdict, (f"{reason}, and by more than the disturbance the guards saw ({why}): "
+                                  f"{bound}, i.e. beyond a {noise:.0%} shift"), None
     if vetoed:
         why = "; ".join(v.reason for v in vetoed)
         if stat_verdict != "inconclusive":
