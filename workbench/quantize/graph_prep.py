@@ -218,8 +218,12 @@ def pre_process(src, dst) -> str:
     condition is constant): symbolic shape inference first, ONNX's alone when that fails. Returns the note."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from .graph_stats import scratch_cwd
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()  # the symbolic pass runs in a scratch directory
     try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False, auto_merge=True)
+        with scratch_cwd():
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False, auto_merge=True)
         return ""
     except Exception:  # symbolic inference gives up on some exports (BERT): ONNX's inference alone
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)

@@ -13,6 +13,8 @@ an fp32 file and its quantized variants.
 """
 from __future__ import annotations
 
+import contextlib
+
 CONV = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}  # op type -> index of the weight input
 CONV_T = {"ConvTranspose": 1}
 MATMUL = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1, "QGemm": 3, "MatMulNBits": 1,
@@ -82,6 +84,25 @@ def _fixed_inputs(model) -> tuple[object, list[str]]:
     return m, assumed
 
 
+@contextlib.contextmanager
+def scratch_cwd():
+    """Run the block in a fresh temporary working directory (removed afterwards).
+
+    onnxruntime's symbolic shape inference, when it gives up, saves ``sym_shape_infer_temp.onnx`` and
+    a ``<uuid>.data`` file into the CURRENT directory: a user's folder must not collect them.
+    """
+    import os
+    import tempfile
+
+    old = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix=f"workbench-shapes-p{os.getpid()}-") as tmp:
+        os.chdir(tmp)
+        try:
+            yield tmp
+        finally:
+            os.chdir(old)
+
+
 def _infer(model):
     """Shapes by onnxruntime's symbolic inference (follows Shape->Reshape chains), else ONNX's."""
     from onnx import shape_inference
@@ -89,7 +110,8 @@ def _infer(model):
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        with scratch_cwd():
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
     except Exception:  # gives up on some exports (BERT, unknown contrib ops): ONNX's inference
         pass
     for kw in ({"data_prop": True}, {}):
