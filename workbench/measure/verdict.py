@@ -89,13 +89,9 @@ def widest(*cis) -> tuple[float, float] | None:
 
 def half_range(values: Sequence[float]) -> float | None:
     """Half the range of ``values`` relative to their median (None for fewer than two)."""
-    import statistics
+    from .pooled import spread
 
-    v = [float(x) for x in values]
-    if len(v) < 2:
-        return None
-    mid = statistics.median(v)
-    return (max(v) - min(v)) / 2 / mid if mid > 0 else None
+    return spread(values)
 
 
 # --------------------------------------------------------------------------- the guards' veto

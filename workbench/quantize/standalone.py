@@ -267,12 +267,14 @@ def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from
                           "comparison": comp, "threads": threads, "rounds": rounds}
         resolved = prepare([str(dst)], "ort", [threads], inputs, None, shapes=list(shapes or ()), task=task_in,
                            rounds=rounds)[0]
-        from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+        profile = rows[1].get("profile")  # bench profiled the quantized model in its own pass
+        if profile is None:  # that pass failed: one more try, with the profile's own error on failure
+            from ..containment import temp_prefix  # owner pid in the name: removed by a later run if killed
 
-        with tempfile.TemporaryDirectory(prefix=temp_prefix("quantize")) as tmpd:
-            feeds_path = write_npz(os.path.join(tmpd, "inputs.npz"), resolved.feeds, resolved.sources)
-            profile = profile_ops(str(dst), "ort", threads, feeds_path, runs=PROFILE_RUNS,
-                                  **({"protocol": protocol} if protocol is not None else {}))
+            with tempfile.TemporaryDirectory(prefix=temp_prefix("quantize")) as tmpd:
+                feeds_path = write_npz(os.path.join(tmpd, "inputs.npz"), resolved.feeds, resolved.sources)
+                profile = profile_ops(str(dst), "ort", threads, feeds_path, runs=PROFILE_RUNS,
+                                      **({"protocol": protocol} if protocol is not None else {}))
         doc["profile"] = profile
         diff = _output_diff(src, dst, resolved.feeds)
         doc["max_abs_output_diff"] = diff
