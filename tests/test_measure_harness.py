@@ -1,3 +1,4 @@
+import math
 """The harness end to end: real worker processes on tiny ONNX models, crashes, hangs, memory.
 
 The adapters below are module-level Runtime classes: the harness passes their import path to the
@@ -314,7 +315,9 @@ def test_interleaved_real_workers_json_and_paired_compare(tiny):
     back = LatencyMeasurement.from_json(d, model_path=a.model_path)
     assert back.process_n == a.process_n and back.interleave_id == a.interleave_id
     c = compare(a, b, resamples=300)
-    assert "paired by round" in c.method and c.ratio_median == pytest.approx(1.0, rel=0.25)
+    # the ratio itself is a timing on a shared machine: assert what it is made of, not its value
+    assert "paired by round" in c.method and c.rounds == 2
+    assert 0 < c.ci95[0] <= c.ratio_median <= c.ci95[1] and math.isfinite(c.ratio_median)
     assert "paired by round" in compare(d, b.to_json(), resamples=300).method
 
 
