@@ -1,10 +1,11 @@
-import math
 """The harness end to end: real worker processes on tiny ONNX models, crashes, hangs, memory.
 
 The adapters below are module-level Runtime classes: the harness passes their import path to the
 worker process, which re-creates them there (the job's ``adapter`` hook).
 """
 from __future__ import annotations
+
+import math
 
 import json
 import os
