@@ -15,7 +15,7 @@ VERDICTS = ("faster", "slower", "equivalent", "inconclusive")
 
 @pytest.fixture(autouse=True)
 def short_protocol(monkeypatch):
-    monkeypatch.setattr("workbench.bench.default_protocol", lambda max_s=None: SHORT)
+    monkeypatch.setattr("workbench.pipeline.bench.default_protocol", lambda max_s=None: SHORT)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_bad_inputs_are_one_line_exit_2(cnn, tx, tmp_path, capsys):
 
 
 def test_bench_models_python_api_rejects_bad_shapes(cnn):
-    from workbench.bench import bench_models
+    from workbench.pipeline.bench import bench_models
     from workbench.errors import RecipeError
 
     with pytest.raises(RecipeError, match="--shape expects"):

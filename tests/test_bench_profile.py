@@ -14,7 +14,7 @@ SHORT = Protocol(warmup_runs=2, warmup_s=0.02, min_runs=10, min_s=0.1, max_s=0.3
 
 @pytest.fixture(autouse=True)
 def short_protocol(monkeypatch):
-    monkeypatch.setattr("workbench.bench.default_protocol", lambda max_s=None: SHORT)
+    monkeypatch.setattr("workbench.pipeline.bench.default_protocol", lambda max_s=None: SHORT)
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def test_doctor_lists_runtimes_and_isa(capsys):
 def test_bench_on_a_user_model(tmp_path, tiny_cnn, digits):
     from workbench.export import export_onnx
     from workbench.measure import Protocol
-    from workbench.bench import bench_models
+    from workbench.pipeline.bench import bench_models
 
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     export_onnx(tiny_cnn, digits.x_test[:1], a)
@@ -126,7 +126,7 @@ def test_bench_on_a_user_model(tmp_path, tiny_cnn, digits):
 
 
 def test_train_writes_weights_and_card(tmp_path, capsys):
-    from workbench.types import sha256_file
+    from workbench.artifact import sha256_file
 
     out = tmp_path / "m.safetensors"
     assert main(["train", "--arch", "cnn", "--steps", "3", "--out", str(out)]) == 0
@@ -139,7 +139,7 @@ def test_train_writes_weights_and_card(tmp_path, capsys):
 
 
 def test_committed_teacher_matches_its_card():
-    from workbench.types import sha256_file
+    from workbench.artifact import sha256_file
 
     card = json.loads((ROOT / "models" / "digits-resnet.card.json").read_text())
     assert sha256_file(ROOT / "models" / card["file"]) == card["sha256"]

@@ -17,8 +17,8 @@ import pytest
 from workbench.cli import main
 from workbench.errors import OutputError, RecipeError
 from workbench.fileio import check_name, inside
-from workbench.rundir import RunDir
-from workbench.runlock import RunLock, read_holder
+from workbench.pipeline.rundir import RunDir
+from workbench.pipeline.runlock import RunLock, read_holder
 
 STUDENT = '[[students]]\nname = "{name}"\narch = "cnn"\nwidth = 4\ndepth = 1\n'
 
@@ -108,7 +108,7 @@ def test_second_run_into_a_locked_directory_exits_2(tmp_path, monkeypatch, capsy
 
 
 def test_check_free_creates_nothing(tmp_path):
-    from workbench.runlock import check_free
+    from workbench.pipeline.runlock import check_free
 
     check_free(tmp_path / "not-yet")  # no directory: free, and still no directory
     assert not (tmp_path / "not-yet").exists()
@@ -132,7 +132,7 @@ def test_wait_blocks_until_the_holder_releases(tmp_path):
 
 def test_stale_lock_from_a_dead_pid_is_taken_over(tmp_path):
     """A run killed with SIGKILL leaves its .lock behind; the next run takes it over and says so."""
-    code = ("import sys, time; from workbench.runlock import RunLock; "
+    code = ("import sys, time; from workbench.pipeline.runlock import RunLock; "
             "RunLock(sys.argv[1], 'workbench run killed').acquire(); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

@@ -168,7 +168,7 @@ def test_the_parent_watch_thread_ends_an_orphan_without_prctl(tmp_path):
 
 
 def test_sigterm_unwinds_like_ctrl_c(capsys):
-    from workbench.containment import run_contained
+    from workbench.fileio.containment import run_contained
 
     before = signal.getsignal(signal.SIGTERM)
     cleaned, stopped = [], []
@@ -196,7 +196,7 @@ def _dead_pid() -> int:
 
 
 def test_temp_folders_of_dead_owners_are_removed_never_a_live_ones(tmp_path):
-    from workbench.containment import sweep_temp_dirs, temp_prefix
+    from workbench.fileio.containment import sweep_temp_dirs, temp_prefix
 
     dead = _dead_pid()
     gone = tmp_path / f"workbench-auto-p{dead}-abc_123"
@@ -215,7 +215,7 @@ def test_temp_folders_of_dead_owners_are_removed_never_a_live_ones(tmp_path):
 
 def test_a_run_dir_drops_atomic_temp_files_of_killed_runs(tmp_path):
     from workbench.fileio import atomic_path
-    from workbench.rundir import RunDir
+    from workbench.pipeline.rundir import RunDir
 
     notes = []
     RunDir(tmp_path / "run", notify=notes.append)
@@ -255,7 +255,7 @@ def test_py_source_exiting_at_import_is_one_line_exit_2(tmp_path, capsys, monkey
 ])
 def test_py_factory_exiting_is_a_source_error(tmp_path, body, said):
     from workbench.errors import SourceError
-    from workbench.sources import load_model
+    from workbench.zoo.sources import load_model
 
     (tmp_path / "fac.py").write_text(f"import sys\n\ndef make(num_classes=10):\n    {body}\n")
     with pytest.raises(SourceError) as e:

@@ -1,6 +1,6 @@
 """A damaged cache entry never breaks a re-run: it is reported in one line and recomputed (issue 13, item 3).
 
-Fast tests check each typed reader of workbench.cachefile on intact and truncated files; the slow ones
+Fast tests check each typed reader of workbench.fileio.cachefile on intact and truncated files; the slow ones
 make a tiny run, truncate one cached file of it (a training result, the student's .safetensors, the
 teacher-logits .npy, the interleaved latency unit, an exported .onnx) and run again.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import RecordingProgress
-from workbench.cachefile import MISSING, read_entry
-from workbench.rundir import RunDir
+from workbench.fileio.cachefile import MISSING, read_entry
+from workbench.pipeline.rundir import RunDir
 
 
 def _truncate(path, keep: float = 0.5) -> None:
@@ -125,7 +125,7 @@ def _recipe(weights):
 def tiny_run(tmp_path_factory):
     import torch
 
-    from workbench.pipeline import run
+    from workbench.pipeline.runner import run
     from workbench.zoo.models import SmallCNN
     from workbench.zoo.weights import save_weights
 
@@ -139,7 +139,7 @@ def tiny_run(tmp_path_factory):
 
 
 def _rerun(recipe, out):
-    from workbench.pipeline import run
+    from workbench.pipeline.runner import run
 
     progress = RecordingProgress()
     path = run(recipe, out, progress=progress)

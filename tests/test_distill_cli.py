@@ -18,7 +18,7 @@ from workbench.distill.engine import FitConfig
 from workbench.distill.losses import attention_transfer_loss
 from workbench.distill.views import ShiftViews
 from workbench.errors import RecipeError
-from workbench.sources import load_model
+from workbench.zoo.sources import load_model
 from workbench.tasks import load_task
 from workbench.zoo.models import SmallCNN
 from workbench.zoo.weights import save_weights

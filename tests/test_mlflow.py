@@ -99,7 +99,7 @@ def logged(server, run_dir):
     """(client, experiment name, run ids) after logging the fixture once."""
     from mlflow.tracking import MlflowClient
 
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     ids = log_to_mlflow(run_dir / "results.json", server, experiment="fixture")
     return MlflowClient(tracking_uri=server), "fixture", ids
@@ -183,7 +183,7 @@ def test_failed_record_is_a_failed_run_with_its_error(logged):
 def test_relogging_makes_new_runs_found_by_the_workbench_run_id(server, run_dir):
     from mlflow.tracking import MlflowClient
 
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     first = log_to_mlflow(run_dir, server, experiment="relog")
     second = log_to_mlflow(run_dir, server, experiment="relog")
@@ -202,7 +202,7 @@ def test_default_experiment_is_the_recipe_name(server, tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     doc = json.loads(FIXTURE.read_text(encoding="utf-8"))
     doc["run"]["recipe"]["name"] = "recipe-named"
@@ -219,7 +219,7 @@ def test_default_experiment_is_the_recipe_name(server, tmp_path):
 def test_a_failure_midway_marks_the_parent_failed_and_says_how_far_it_got(server, run_dir, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     def broken(self, run_id, local_path, artifact_path=None):
         raise ConnectionError("connection reset by peer")
@@ -238,7 +238,7 @@ def test_a_failure_midway_marks_the_parent_failed_and_says_how_far_it_got(server
 # ------------------------------------------------------------------ errors (no server)
 def test_unreachable_server_is_one_line_and_quick(fast_fail):
     pytest.importorskip("mlflow")
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     t0 = time.monotonic()
@@ -253,7 +253,7 @@ def test_unreachable_server_is_one_line_and_quick(fast_fail):
 def test_unreachable_server_fails_in_seconds_with_mlflow_defaults(monkeypatch):
     """Without the user's own retry settings, the first request still gives up in seconds."""
     pytest.importorskip("mlflow")
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
         monkeypatch.delenv(k, raising=False)
@@ -265,7 +265,7 @@ def test_unreachable_server_fails_in_seconds_with_mlflow_defaults(monkeypatch):
 
 
 def test_missing_mlflow_names_the_install_command(monkeypatch):
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
         monkeypatch.delitem(sys.modules, name)
@@ -278,7 +278,7 @@ def test_missing_mlflow_names_the_install_command(monkeypatch):
 
 def test_unreadable_results_is_an_artifact_error(tmp_path):
     pytest.importorskip("mlflow")
-    from workbench.tracking import log_to_mlflow
+    from workbench.report.tracking import log_to_mlflow
 
     with pytest.raises(ArtifactError, match="results file not found"):
         log_to_mlflow(tmp_path / "nope.json", "http://127.0.0.1:5000")
@@ -288,7 +288,7 @@ def test_unreadable_results_is_an_artifact_error(tmp_path):
 def test_plan_flattens_the_recipe_and_keeps_keys_and_values_within_mlflow_limits():
     import json
 
-    from workbench.tracking import _MAX_PARAM, plan_runs
+    from workbench.report.tracking import _MAX_PARAM, plan_runs
 
     doc = json.loads(FIXTURE.read_text(encoding="utf-8"))
     doc["run"]["recipe"]["notes"] = {"why: (odd) key!": "x" * 10_000}
@@ -304,7 +304,7 @@ def test_plan_flattens_the_recipe_and_keeps_keys_and_values_within_mlflow_limits
 
 
 def test_importing_workbench_tracking_does_not_import_mlflow():
-    code = "import sys, workbench.tracking, workbench.cli; print('mlflow' in sys.modules)"
+    code = "import sys, workbench.report.tracking, workbench.cli; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from workbench.pipeline import run
+from workbench.pipeline.runner import run
 from workbench.progress import Progress
 from workbench.recipe import recipe_from_dict
 

@@ -35,7 +35,7 @@ def _unavailable(monkeypatch, name):
 def run_all(tmp_path_factory):
     pytest.importorskip("executorch")
     pytest.importorskip("ai_edge_litert")
-    from workbench.pipeline import run
+    from workbench.pipeline.runner import run
 
     import torch
 
@@ -68,7 +68,7 @@ def test_every_variant_on_every_runtime(run_all):
     assert got == expected
     from collections import Counter
 
-    from workbench.build_runtimes import planned_artifacts
+    from workbench.pipeline.mobile import planned_artifacts
 
     assert dict(Counter(rt for _, rt in got)) == planned_artifacts(recipe_from_dict(TINY))  # --dry-run's plan
     fmt = {"ort": "onnx", "ort-mobile": "ort", "executorch": "pte", "litert": "tflite"}
@@ -112,7 +112,7 @@ def test_every_variant_on_every_runtime(run_all):
 
 
 def test_user_recipe_with_a_missing_runtime_fails_before_any_work(tmp_path, monkeypatch):
-    from workbench.pipeline import run
+    from workbench.pipeline.runner import run
 
     _unavailable(monkeypatch, "litert")
     out = tmp_path / "run"
@@ -139,7 +139,7 @@ def test_cli_missing_runtime_exit_2_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_builtin_demo_skips_a_missing_runtime_and_says_so(monkeypatch):
-    from workbench.build_runtimes import plan_runtimes
+    from workbench.pipeline.mobile import plan_runtimes
 
     demo = load_recipe()
     assert demo.builtin and list(demo.measure.runtimes) == ALL  # the demo names every runtime

@@ -387,7 +387,7 @@ def test_cli_text_task_measured_end_to_end(text_model, tmp_path, capsys):
 
 
 def test_fixed_method_with_unlabelled_calib_reports_fidelity_on_the_held_out_part(tmp_path, clf, monkeypatch, capsys):
-    import workbench.bench as bench
+    import workbench.pipeline.bench as bench
     import workbench.measure as measure
 
     def fake_bench(models, *a, **k):  # the harness is tested elsewhere; here: what judges quality

@@ -41,7 +41,7 @@ def _copy(rec, variant, model, runtime, scale, fmt):
 
 @pytest.fixture(scope="module")
 def multi() -> dict:
-    from workbench.runtime_compare import add_cross_runtime
+    from workbench.pipeline.compare import add_cross_runtime
 
     base = load_results(HERE / "data" / "results_fixture.json")
     doc = copy.deepcopy(base)

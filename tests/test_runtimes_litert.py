@@ -93,7 +93,7 @@ def test_measured_through_the_harness(tflite):
 def test_bench_cli_with_runtime_litert(tflite, tmp_path, capsys, monkeypatch):
     from workbench.cli import main
 
-    monkeypatch.setattr("workbench.bench.default_protocol", lambda max_s=None: TINY)
+    monkeypatch.setattr("workbench.pipeline.bench.default_protocol", lambda max_s=None: TINY)
     out = tmp_path / "bench.json"
     rc = main(["bench", tflite["fp32"].path, "--runtime", "litert", "--task", "digits", "--json", str(out)])
     assert rc == 0, capsys.readouterr().out

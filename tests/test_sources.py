@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from workbench.errors import RecipeError, SourceError
-from workbench.sources import load_model
+from workbench.zoo.sources import load_model
 from workbench.specs import Spec, check_options, parse_spec, parse_value
-from workbench.types import sha256_file
+from workbench.artifact import sha256_file
 from workbench.zoo import MODELS_DIR
 from workbench.zoo.models import SmallCNN
 from workbench.zoo.weights import save_weights

@@ -122,7 +122,7 @@ def test_train_on_npz_writes_a_teacher_that_distill_and_recipes_load(data, train
     assert card["task"]["spec"] == f"npz:{data / 'img.npz'}" and card["task"]["num_classes"] == 3
     assert card["task"]["input_shape"] == [1, 1, 12, 12] and 0 <= card["metrics"]["test_accuracy"] <= 1
     assert card["teacher_spec"] == f"zoo:cnn?weights={out.as_posix()}"
-    from workbench.sources import load_model
+    from workbench.zoo.sources import load_model
 
     task = load_task(card["task"]["spec"])
     m = load_model(card["teacher_spec"], in_channels=1, num_classes=3)
@@ -178,7 +178,7 @@ def test_distill_uses_the_trained_teacher_on_npz_images_and_features(distilled, 
 
 @pytest.mark.parametrize("kind", ["npz", "images"])
 def test_bench_feeds_the_tasks_test_split(distilled, data, kind, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("workbench.bench.default_protocol", lambda max_s=None: SHORT)
+    monkeypatch.setattr("workbench.pipeline.bench.default_protocol", lambda max_s=None: SHORT)
     spec = f"npz:{data / 'img.npz'}" if kind == "npz" else f"images:{data / 'imgs'}?size=12"
     rc, out, err = _cli(capsys, "bench", distilled[kind] / "student.onnx", "--task", spec, "--json", tmp_path / "b.json")
     assert rc == 0, err
@@ -238,7 +238,7 @@ def test_run_dry_run_with_an_npz_recipe(data, trained, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_a_recipe_whose_task_is_npz(data, trained, tmp_path):
-    from workbench.pipeline import run
+    from workbench.pipeline.runner import run
     from workbench.progress import Progress
     from workbench.recipe import recipe_from_dict
 

@@ -276,7 +276,7 @@ def test_measure_interleaved_adds_rounds_and_drops_disturbed_ones(monkeypatch, t
 def test_bench_prints_why_a_verdict_is_inconclusive():
     from rich.console import Console
 
-    from workbench.bench import print_rows
+    from workbench.pipeline.bench import print_rows
 
     lat = {"median": 1.0, "ci95_median": [0.99, 1.01], "p90": 1.1, "ci95_p90": [1.0, 1.2], "n": 100}
     comp = {"against": "a.onnx", "ratio_median": 1.02, "ci95": [0.97, 1.08], "verdict": "inconclusive",
@@ -295,7 +295,7 @@ def test_bench_prints_why_a_verdict_is_inconclusive():
 
 
 def test_bench_max_rounds_is_checked(tmp_path, capsys):
-    from workbench.bench import DEFAULT_MAX_ROUNDS, check_max_rounds
+    from workbench.pipeline.bench import DEFAULT_MAX_ROUNDS, check_max_rounds
     from workbench.cli import main
     from test_measure_harness import tiny_model
 

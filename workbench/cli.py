@@ -46,10 +46,10 @@ def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment)
         r = r.quick()
     out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))  # the name is a checked slug
     if dry_run:
-        from .build import train_jobs
-        from .build_runtimes import planned_artifacts
-        from .pipeline import preflight
-        from .recipe_rules import thread_notes
+        from .pipeline.build import train_jobs
+        from .pipeline.mobile import planned_artifacts
+        from .pipeline.runner import preflight
+        from .recipe.rules import thread_notes
 
         preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
         for note in thread_notes(r):
@@ -60,7 +60,7 @@ def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment)
         click.echo(f"# plan: {len(train_jobs(r))} training runs, {sum(plan.values())} artifacts "
                    f"({', '.join(f'{rt} {n}' for rt, n in plan.items())}), {n_meas} measurements -> {out}")
         return
-    from .pipeline import run as run_pipeline
+    from .pipeline.runner import run as run_pipeline
     from .progress import Progress
     from .report import load_results, print_summary
 
@@ -100,7 +100,7 @@ def train(task, arch, seed, steps, batch_size, lr, shift, out):
     """
     from .fileio import ensure_writable_dir
     from .progress import Progress
-    from .train import TrainSpec, fit, parse_arch, prepare
+    from .pipeline.train import TrainSpec, fit, parse_arch, prepare
 
     arch_name, arch_options = parse_arch(arch)
     job = prepare(TrainSpec(task=task, arch=arch_name, arch_options=arch_options, seed=seed, steps=steps,
@@ -182,7 +182,7 @@ def distill(config, list_layers, quiet, **options):
 
 def _list_layers(spec: str, task_spec: str) -> None:
     from .distill.features import list_layers
-    from .sources import BLACK_BOX, load_model
+    from .zoo.sources import BLACK_BOX, load_model
     from .specs import parse_spec
     from .tasks import Task, load_task
 
@@ -239,10 +239,10 @@ _add_commands()
 def main(argv=None) -> int:
     """The console entry point: runs a command and turns every ending into one line and an exit code.
 
-    SIGTERM and SIGHUP end a command like Ctrl-C (workbench.containment): measurement workers are
+    SIGTERM and SIGHUP end a command like Ctrl-C (workbench.fileio.containment): measurement workers are
     killed, temp files removed, and the exit code is 128 + the signal (143, 129; Ctrl-C 130).
     """
-    from .containment import run_contained
+    from .fileio.containment import run_contained
     from .measure.lifeline import kill_all
 
     return run_contained(_main, argv, on_stop=kill_all)

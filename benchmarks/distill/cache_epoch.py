@@ -38,7 +38,7 @@ def main() -> int:
     from workbench.distill.engine import FitConfig, fit
     from workbench.measure import collect_environment
     from workbench.progress import Progress
-    from workbench.sources import load_model
+    from workbench.zoo.sources import load_model
     from workbench.tasks import load_task
 
     torch.set_num_threads(1)

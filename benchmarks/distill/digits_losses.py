@@ -55,8 +55,8 @@ def main() -> int:
     from workbench.distill.engine import FitConfig
     from workbench.measure import collect_environment
     from workbench.progress import Progress
-    from workbench.sources import load_model
-    from workbench.study import paired_difference
+    from workbench.zoo.sources import load_model
+    from workbench.pipeline.study import paired_difference
     from workbench.tasks import load_task
 
     torch.set_num_threads(1)

@@ -117,7 +117,7 @@ def _engine_run(cfg, task, cache_dir, state_digest):
     from workbench.distill.cache import OutputCache
     from workbench.distill.classify import ClassifierData, LossConfig, TeacherTargets, distil_classifier
     from workbench.distill.engine import FitConfig
-    from workbench.sources import load_model
+    from workbench.zoo.sources import load_model
 
     opts = "&".join(f"{k}={v}" for k, v in cfg["arch_options"].items())
     teacher = load_model("zoo:digits-resnet", in_channels=1, num_classes=task.num_classes, role="teacher", task=task)
@@ -150,7 +150,7 @@ def _trainer_run(cfg, task, cache_dir, state_digest):
     from workbench.distill.cache import cache_key, teacher_logits
     from workbench.distill.trainer import TrainConfig, train
     from workbench.distill.views import ShiftViews
-    from workbench.types import sha256_file
+    from workbench.artifact import sha256_file
     from workbench.zoo import build_arch, resolve_teacher
 
     teacher, weights = resolve_teacher("zoo:digits-resnet", None, 1, task.num_classes)

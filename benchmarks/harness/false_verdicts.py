@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--part", choices=("a", "b", "both"), default="both")
     ap.add_argument("--quick", action="store_true", help="2 trials per part, short protocol, <= 4 rounds")
     args = ap.parse_args()
-    from workbench.bench import DEFAULT_MAX_ROUNDS, MAX_WALL_S
+    from workbench.pipeline.bench import DEFAULT_MAX_ROUNDS, MAX_WALL_S
     from workbench.measure import Protocol
 
     trials, rounds, max_rounds, proto = args.trials, 3, DEFAULT_MAX_ROUNDS, Protocol()

@@ -44,7 +44,7 @@ class Subject:
 def digits_subjects(task, quick: bool, progress) -> list[Subject]:
     from workbench.export import export_onnx
     from workbench.quantize.auto import accuracy_eval
-    from workbench.sources import load_model
+    from workbench.zoo.sources import load_model
 
     d = CACHE / "digits"
     d.mkdir(parents=True, exist_ok=True)

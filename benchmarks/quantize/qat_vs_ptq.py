@@ -66,7 +66,7 @@ def main() -> int:
     from workbench.measure import collect_environment
     from workbench.progress import Progress
     from workbench.quantize.methods import parse_method
-    from workbench.study import paired_difference
+    from workbench.pipeline.study import paired_difference
     from workbench.tasks import load_task
 
     torch.set_num_threads(1)

@@ -75,7 +75,7 @@ def make_subjects(task, say) -> list[Subject]:
     """The digits teacher (zoo weights) and a KD student distilled from it once (cached)."""
     from workbench.distill.run import DistillJob, run_distill
     from workbench.progress import Progress
-    from workbench.sources import load_model
+    from workbench.zoo.sources import load_model
 
     sdir = CACHE / "student"
     weights = sdir / "student.safetensors"

@@ -32,7 +32,7 @@ def bench(models, runtime, threads, shapes, inputs, task, rounds, max_rounds, ma
     Examples: workbench bench model.onnx --shape batch=1 --shape sequence=128;
     workbench bench fp32.onnx int8.onnx --task digits --threads 1,2 --json bench.json
     """
-    from ..bench import bench_models
+    from ..pipeline.bench import bench_models
     from ..errors import RecipeError
 
     try:

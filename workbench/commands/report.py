@@ -74,7 +74,7 @@ def report(results, out, budget, compare, merge, mlflow_uri, mlflow_experiment):
 
 def log_mlflow(results_path, uri: str, experiment, reports_dir) -> None:
     """Log one run's results.json (and its reports) to MLflow at ``uri`` and say where they went."""
-    from ..tracking import log_to_mlflow
+    from ..report.tracking import log_to_mlflow
 
     ids = log_to_mlflow(results_path, uri, experiment=experiment, reports_dir=reports_dir)
     click.echo(f"mlflow:  {len(ids) - 1} runs under parent run {ids[0]} at {uri}")

@@ -3,7 +3,7 @@
 Keyed by (teacher weights sha256, task fingerprint, shift views, cache format version); stored as
 a .npy file read memory-mapped, so every epoch, student, seed and later run reuses it. Any change
 of a key component gives a different file name: a stale cache is never read. A damaged file (a
-truncated .npy, a broken meta.json) is reported in one line and recomputed (workbench.cachefile).
+truncated .npy, a broken meta.json) is reported in one line and recomputed (workbench.fileio.cachefile).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cachefile import MISSING, read_entry
+from ..fileio.cachefile import MISSING, read_entry
 from ..fileio import atomic_path
 
 CACHE_VERSION = 1
@@ -109,7 +109,7 @@ class OutputCache:
 
         @contextlib.contextmanager
         def _writer():
-            from ..containment import sweep_run_dir
+            from ..fileio.containment import sweep_run_dir
 
             self.root.mkdir(parents=True, exist_ok=True)
             sweep_run_dir(self.root)  # entries half-written by runs killed with SIGKILL (owner pid gone)

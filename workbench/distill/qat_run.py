@@ -46,7 +46,7 @@ def _latency(paths: list[Path], x: np.ndarray, input_name: str, progress) -> dic
 
     from ..quantize.auto import _measure, short_protocol
 
-    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+    from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
     with tempfile.TemporaryDirectory(prefix=temp_prefix("qat")) as d:
         inputs = Path(d) / "inputs.npz"
@@ -71,7 +71,7 @@ def run_qat_job(job, task, base, progress, measure: bool = True) -> dict:
     from ..fileio import write_json
     from ..quantize.methods import parse_method
     from ..quantize.qat import calibrate, fake_quant_spec, prepare_qat, strip_qat
-    from ..sources import load_model
+    from ..zoo.sources import load_model
     from ..zoo.models import count_params
     from ..zoo.weights import save_weights
     from .cache import OutputCache

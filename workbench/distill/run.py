@@ -178,7 +178,7 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
     from ..export import export_onnx
     from ..evaluate import evaluate_accuracy
     from ..fileio import write_json
-    from ..sources import load_model, unwrap
+    from ..zoo.sources import load_model, unwrap
     from ..zoo.models import count_params
     from ..zoo.weights import save_weights
     from .cache import OutputCache

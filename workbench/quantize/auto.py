@@ -172,7 +172,7 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
     source = candidates if candidates is not None else propose_candidates(src, isa, calib is not None)
     skipped, mix = list(getattr(source, "skipped", []) or []), dict(getattr(source, "mix", {}) or {})
     props = [p if isinstance(p, Proposal) else Proposal(p, "given by the caller") for p in source]
-    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+    from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
     tmp = None if work_dir else tempfile.mkdtemp(prefix=temp_prefix("auto"))
     wd = Path(work_dir or tmp)

@@ -42,7 +42,7 @@ def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, cali
     Quality is judged by accuracy when the task has labels (``max_drop`` points), else by fidelity to fp32
     on held-out data (:mod:`.evaldata`): ``fidelity`` (top1 | cosine | snr, default from the output's
     shape) >= ``min_fidelity`` on the lower 95% bound."""
-    from ..bench import default_protocol, prepare
+    from ..pipeline.bench import default_protocol, prepare
     from ..fileio import write_json
     from ..measure import collect_environment
     from ..measure.inputs import write_npz
@@ -119,7 +119,7 @@ def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, cali
             p(f"  {escape(msg if head != 'measuring' else 'measuring fp32 and every candidate interleaved ...')}")
 
     t0 = time.perf_counter()
-    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+    from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
     with tempfile.TemporaryDirectory(prefix=temp_prefix("auto")) as tmpd:
         if plan.measure_feeds is not None and inputs is None:  # tokenized text from the task

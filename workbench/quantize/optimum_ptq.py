@@ -52,7 +52,7 @@ def _optimum(src: Path, dst: Path, calib, input_name, progress, options):
     if options["operators"]:
         cfg.operators_to_quantize = list(options["operators"])
     # ORTQuantizer reads a model from a folder and writes <stem>_quantized.onnx into another one
-    from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+    from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
     with tempfile.TemporaryDirectory(prefix=temp_prefix("optimum")) as d:
         model_dir, out_dir = Path(d) / "model", Path(d) / "out"

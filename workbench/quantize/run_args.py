@@ -20,7 +20,7 @@ def check_run_args(src: Path, out, method_name: str, json_out, task, threads, ro
     """Checks shared by `workbench quantize` with a fixed method and with auto, before anything is written:
     whole-number --threads/--rounds, a writable output that is not the input, a writable --json, the task.
     Returns (output path, loaded task or None)."""
-    from ..bench import check_writable
+    from ..pipeline.bench import check_writable
 
     for name, v in (("--threads", threads), ("--rounds", rounds)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:

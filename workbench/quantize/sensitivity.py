@@ -43,7 +43,7 @@ class NodeQuantizer:
         if method.needs_calibration and calib is None:
             raise QuantizationError("static quantization needs calibration data; give the task's training samples")
         self.src, self.method, self.calib, self.input_name = Path(onnx_path), method, calib, input_name
-        from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+        from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
         self._tmp = None if work_dir else tempfile.mkdtemp(prefix=temp_prefix("sensitivity"))
         self.dir = Path(work_dir or self._tmp)

@@ -4,7 +4,7 @@ Order: every argument is checked first (model readable, method options, output p
 task / calibration source, measurement inputs) -- nothing is written on a bad argument. Then the
 model is quantized into a temp file beside the output, loaded once in ONNX Runtime (a file that
 does not load is never left behind) and renamed into place. Unless --no-measure: fp32 and the
-variant are measured interleaved through the harness (``workbench.bench``), the variant's per-op
+variant are measured interleaved through the harness (``workbench.pipeline.bench``), the variant's per-op
 profile is taken, accuracy is evaluated on the task's test split when it has labels, and the
 diagnostics (graph format, time in int8 kernels, ISA, a plain explanation) are printed, with a
 loud WARNING when the variant is slower than fp32.
@@ -127,7 +127,7 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
     calibration input holds its samples on (:mod:`.calib_data`; default: read from the model)."""
     from rich.console import Console
 
-    from ..bench import prepare
+    from ..pipeline.bench import prepare
     from ..measure.model_inputs import read_model_inputs
     from . import make_method, parse_option_pairs
     from .calib_data import calib_count, parse_calib_axes
@@ -204,7 +204,7 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
 def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from, calib_random, plan, task_obj, inputs,
                           shapes, threads, rounds, measure, json_out, max_s, protocol, sensitivity, resolved) -> dict:
     """Quantize ``src`` into ``dst`` with ``m``, then (``measure``) compare it with fp32 and print the summary."""
-    from ..bench import prepare
+    from ..pipeline.bench import prepare
     from ..fileio import atomic_path, write_json
 
     input_name = specs[0].name if len(specs) == 1 else (getattr(task_obj, "input_name", None) or specs[0].name)
@@ -253,7 +253,7 @@ def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from
     comp = None
     profile = None
     if measure:
-        from ..bench import bench_models
+        from ..pipeline.bench import bench_models
         from ..measure import profile_ops
         from ..measure.inputs import write_npz
         from .evaldata import fidelity_summary, labelled_accuracy
@@ -269,7 +269,7 @@ def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from
                            rounds=rounds)[0]
         profile = rows[1].get("profile")  # bench profiled the quantized model in its own pass
         if profile is None:  # that pass failed: one more try, with the profile's own error on failure
-            from ..containment import temp_prefix  # owner pid in the name: removed by a later run if killed
+            from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if killed
 
             with tempfile.TemporaryDirectory(prefix=temp_prefix("quantize")) as tmpd:
                 feeds_path = write_npz(os.path.join(tmpd, "inputs.npz"), resolved.feeds, resolved.sources)

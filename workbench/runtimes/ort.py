@@ -127,7 +127,7 @@ class OrtRuntime(Runtime):
         import shutil
         import tempfile
 
-        from ..containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+        from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
         tmp = tempfile.mkdtemp(prefix=temp_prefix("ort-profile"))
         try:

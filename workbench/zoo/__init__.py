@@ -43,7 +43,7 @@ _register_builtins()
 
 def build_arch(arch: str, in_channels: int, num_classes: int, **options):
     """Build the registered architecture ``arch`` for ``in_channels`` inputs and ``num_classes`` outputs."""
-    from ..recipe_rules import check_arch_options
+    from ..recipe.rules import check_arch_options
 
     cls = ARCHS.get(arch)
     check_arch_options(arch, cls, options)  # width=-4 or width="wide": one line, not a traceback from torch

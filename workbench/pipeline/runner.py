@@ -2,8 +2,8 @@
 
 teacher -> export; students trained labels-only and with KD over seeds and regimes; deployed
 students exported; teacher and students quantized; each runtime of the recipe gets its artifacts
-(workbench.build_runtimes); every artifact evaluated through its runtime and measured through the
-one harness; cross-runtime comparisons (workbench.runtime_compare); results.json, report.md, report.html.
+(workbench.pipeline.mobile); every artifact evaluated through its runtime and measured through the
+one harness; cross-runtime comparisons (workbench.pipeline.compare); results.json, report.md, report.html.
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .build import Builder, TrainJob, train_jobs
-from .build_runtimes import MobileBuilder, model_of, plan_runtimes
-from .errors import MeasurementError, RecipeError
-from .fileio import write_json, write_text
-from .recipe import Recipe
+from .mobile import MobileBuilder, model_of, plan_runtimes
+from ..errors import MeasurementError, RecipeError
+from ..fileio import write_json, write_text
+from ..recipe import Recipe
 from .results import document, record
 from .rundir import RunDir, content_key
 from .study import paired_difference
-from .types import Artifact, sha256_file
+from ..artifact import Artifact, sha256_file
 
 
 REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on the same runtime and threads
@@ -39,9 +39,9 @@ def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progres
 def preflight(recipe: Recipe):
     """Every check a run makes before it writes anything (``--dry-run`` makes the same): runtimes, the
     task (and what the recipe asks of it), the teacher. Returns (runtimes, skipped, task, loaded teacher)."""
-    from .recipe_rules import check_task_fit
-    from .sources import load_model
-    from .tasks import ARRAYS, LABELS, load_task
+    from ..recipe.rules import check_task_fit
+    from ..zoo.sources import load_model
+    from ..tasks import ARRAYS, LABELS, load_task
 
     runtimes, skipped = plan_runtimes(recipe)  # a missing runtime: error (user recipe) or skipped (built-in demo)
     base = Path(recipe.base_dir) if recipe.base_dir else None
@@ -60,9 +60,9 @@ def preflight(recipe: Recipe):
 
 
 def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextlib.ExitStack) -> Path:
-    from .progress import Progress
-    from .recipe_rules import thread_notes
-    from .runtimes import RUNTIMES, Runtime
+    from ..progress import Progress
+    from ..recipe.rules import thread_notes
+    from ..runtimes import RUNTIMES, Runtime
 
     progress = progress or Progress()
     t_start = time.perf_counter()
@@ -94,7 +94,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     jobs = train_jobs(recipe)
     trained = b.run_training(jobs)
     progress.info("[bold]2/4 export and quantize[/bold]")
-    from .measure import collect_environment
+    from ..measure import collect_environment
 
     env = collect_environment(list(recipe.measure.runtimes))
     isa = env.get("isa", {})
@@ -121,7 +121,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     # 2. accuracy of each artifact through each runtime
     progress.info("[bold]3/4 evaluate and measure[/bold] every artifact through the runtime and the harness")
     qualities = _evaluate(rd, task, arts_by_rt, progress)
-    from .runtime_compare import add_cross_runtime, add_vs_pytorch, pytorch_accuracies
+    from .compare import add_cross_runtime, add_vs_pytorch, pytorch_accuracies
 
     add_vs_pytorch(qualities, arts_by_rt, pytorch_accuracies(b, recipe, trained, deploy_seed), recipe)
 
@@ -141,7 +141,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
                    runtimes={"measured": runtimes, "skipped": skipped, "notes": notes,
                              "threads": {rt: list(recipe.threads_for(rt)) for rt in runtimes}})
     results_path = write_json(rd.root / "results.json", doc)
-    from .report import write_reports
+    from ..report import write_reports
 
     write_reports(results_path)
     return results_path
@@ -150,7 +150,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
 def _quantize_all(b: Builder, src: Artifact, source_model, specs, inputs_path: Path, isa: dict) -> list[Artifact]:
     """``src`` quantized with every spec, in the recipe's order; ``auto`` runs after the fixed methods so
     it can reuse their files for candidates with the same method key."""
-    from .quantize.auto import AUTO
+    from ..quantize.auto import AUTO
 
     fixed = {spec: b.quantized(src, spec, source_model)[0] for spec in specs if spec.strip() != AUTO}
     out = []
@@ -167,8 +167,8 @@ def _diagnose(rd: RunDir, arts: list[Artifact], records: list[dict], isa: dict) 
     quantized kernels (the artifact's profile, taken at the first thread count), the ISA, the latency
     ratio vs its own unquantized source (same runtime and threads, same interleaved run) and the
     explanation (workbench.quantize.diagnose)."""
-    from .measure import compare
-    from .quantize.diagnose import diagnose
+    from ..measure import compare
+    from ..quantize.diagnose import diagnose
 
     by_art = {a.id: a for a in arts}
     recs = {(r["variant"], r["runtime"]["name"], r["runtime"]["options"].get("threads")): r for r in records}
@@ -192,7 +192,7 @@ def _diagnose(rd: RunDir, arts: list[Artifact], records: list[dict], isa: dict) 
 
 def _evaluate(rd: RunDir, task, arts_by_rt: dict, progress) -> dict:
     """Accuracy of each artifact through ITS runtime, on the test split (cached per artifact and runtime)."""
-    from .evaluate import evaluate_accuracy
+    from ..evaluate import evaluate_accuracy
 
     out = {}
     with progress.bar("evaluating on the test split", sum(map(len, arts_by_rt.values()))) as update:
@@ -220,7 +220,7 @@ def _measure(recipe: Recipe, rd: RunDir, arts_by_rt: dict, inputs_path: Path, qu
     """Latency (interleaved rounds, one fresh worker per artifact per round), memory and the per-op
     profile (each in its own fresh worker; runtimes with a profiler) of every artifact, per runtime and
     thread count (recipe.threads_for: the mobile runtimes may use fewer)."""
-    from .measure import Protocol
+    from ..measure import Protocol
 
     m = recipe.measure
     protocol = Protocol(warmup_runs=m.warmup_runs, warmup_s=m.warmup_s, min_runs=m.min_runs, min_s=m.min_s,
@@ -265,12 +265,12 @@ def _latency_group(rd: RunDir, arts, rt: str, th: int, protocol, rounds: int, in
     Cached as one unit: an interleaved comparison is only valid among the artifacts measured together.
     If the interleaved run fails, each artifact is measured alone so one bad artifact fails alone.
     """
-    from .measure import compare, measure_interleaved, measure_latency
+    from ..measure import compare, measure_interleaved, measure_latency
 
     key = content_key("measure-interleaved", [a.sha256 for a in arts], rt, th, protocol.to_json(), rounds, inputs_sha)
     name = f"latency@{rt}.t{th}"
     path = rd.unit("measure", name, key)
-    from .cachefile import MISSING
+    from ..fileio.cachefile import MISSING
 
     stored = rd.read_entry(path, validate=lambda v: isinstance(v, dict) and all(isinstance(v.get(a.id), dict)
                                                                                for a in arts))
@@ -322,7 +322,7 @@ def _memory_and_profile(rd: RunDir, arts, rt: str, th: int, protocol, inputs_pat
                         progress, profile: bool) -> dict:
     """Memory pass (own fresh worker) per artifact; the per-operator profile (another fresh worker) only at
     the first thread count: op-type shares are a property of the artifact and cost a worker each."""
-    from .measure import measure_memory, profile_ops
+    from ..measure import measure_memory, profile_ops
 
     out = {}
     what = "memory pass and operator profile" if profile else "memory pass"

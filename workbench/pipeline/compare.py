@@ -27,7 +27,7 @@ def pytorch_accuracies(b, recipe, trained: dict, deploy_seed: int) -> dict[str, 
     from .rundir import content_key
 
     def teacher_acc():
-        from .distill.trainer import accuracy
+        from ..distill.trainer import accuracy
 
         return {"value": accuracy(b.teacher, b.task.x_test, b.task.y_test), "source": "PyTorch teacher, test split"}
 
@@ -42,7 +42,7 @@ def pytorch_accuracies(b, recipe, trained: dict, deploy_seed: int) -> dict[str, 
 def add_vs_pytorch(qualities: dict, arts_by_rt: dict, pytorch: dict, recipe) -> None:
     """quality.vs_pytorch for every (artifact, runtime): the gap to the PyTorch model and whether it is within
     tolerance (fp32: [export] accuracy_tolerance; quantized: [quantize] max_drop, the quantization budget)."""
-    from .build_runtimes import model_of
+    from .mobile import model_of
 
     for rt, arts in arts_by_rt.items():
         for art in arts:
@@ -63,7 +63,7 @@ def add_vs_pytorch(qualities: dict, arts_by_rt: dict, pytorch: dict, recipe) -> 
 def add_cross_runtime(records: list[dict]) -> None:
     """``cross_runtime`` comparisons of every ok record vs ``<model>.fp32`` on ort (same threads), and vs the
     same variant on ort when that exists (e.g. teacher.int8-static on ort-mobile vs on ort)."""
-    from .measure import compare
+    from ..measure import compare
 
     index = {(r["variant"], r["runtime"]["name"], r["runtime"]["options"].get("threads")): r for r in records}
     for rec in records:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .registry import Registry
+from ..registry import Registry
 
 MISSING = object()  # read_entry's answer for "absent or damaged: recompute"
 

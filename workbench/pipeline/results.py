@@ -7,15 +7,15 @@ message); ``artifact.source`` / ``artifact.method`` name what was quantized and 
 mobile runtimes carry ``artifact.export`` (ort-mobile: required_operators.config path and operator count;
 executorch: delegated share; litert: quantizer; all: ``parity`` vs PyTorch incl. top-1 agreement) and
 ``artifact.converted_from`` (ort-mobile: the .onnx variant). Records carry ``model`` (the PyTorch model),
-``quality.vs_pytorch`` and ``cross_runtime`` (workbench.runtime_compare); ``run.runtimes`` lists the
+``quality.vs_pytorch`` and ``cross_runtime`` (workbench.pipeline.compare); ``run.runtimes`` lists the
 runtimes measured, those skipped (with the install command) and the thread counts of each.
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from . import __version__
-from .types import Artifact
+from .. import __version__
+from ..artifact import Artifact
 
 SCHEMA_VERSION = 1
 

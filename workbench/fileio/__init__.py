@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError, RecipeError
+from ..errors import OutputError, RecipeError
 
 # a name that becomes part of a path (student, variant, recipe, run): a safe slug, never a path of its own
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -23,7 +23,7 @@ def atomic_path(path: str | Path, suffix: str = ""):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # the owner's pid in the name: a run killed with SIGKILL leaves it, the next run removes it
-        # (workbench.containment.sweep_run_dir); the real extension stays last (loaders check it)
+        # (workbench.fileio.containment.sweep_run_dir); the real extension stays last (loaders check it)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.wb{os.getpid()}.", suffix=".tmp" + suffix)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror}; choose a writable location") from None

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RecipeError, SourceError
-from .specs import Spec, check_options, parse_spec
+from ..errors import RecipeError, SourceError
+from ..specs import Spec, check_options, parse_spec
 
 KINDS = ("zoo", "torchvision", "hf", "py", "onnx", "outputs")
 BLACK_BOX = ("onnx", "outputs")
@@ -67,7 +67,7 @@ class LoadedModel:
             return np.concatenate(outs)
         if self.onnx_path is not None:  # one session for every call (the cache calls this once per batch)
             if self._session is None:
-                from .runtimes import get_runtime
+                from ..runtimes import get_runtime
 
                 self._session = get_runtime("ort").load(str(self.onnx_path), 1)
             name = self._session.input_specs()[0].name
@@ -101,7 +101,7 @@ def unwrap(module):
 
 
 def file_sha256(path: Path) -> str:
-    from .types import sha256_file
+    from ..artifact import sha256_file
 
     return sha256_file(path)
 
@@ -114,7 +114,7 @@ def _weights_path(spec: Spec, base_dir: Path | None) -> Path | None:
     w = spec.options.get("weights")
     if w is None:
         return None
-    from .zoo import find_file
+    from . import find_file
 
     return find_file(str(w), base_dir)
 
@@ -156,7 +156,7 @@ def load_model(text: str | Spec, *, in_channels: int | None = None, num_classes:
 
 
 def _finish_torch(spec: Spec, model, base_dir, role, description, default_weights: Path | None = None) -> LoadedModel:
-    from .zoo.weights import load_weights
+    from .weights import load_weights
 
     path = _weights_path(spec, base_dir) or default_weights
     if path is not None:
@@ -178,7 +178,7 @@ def _finish_torch(spec: Spec, model, base_dir, role, description, default_weight
 
 
 def _load_zoo(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from .zoo import ARCHS, MODELS_DIR, ZOO, build_arch, find_file
+    from . import ARCHS, MODELS_DIR, ZOO, build_arch, find_file
 
     opts = {k: v for k, v in spec.options.items() if k != "weights"}
     if spec.target in ZOO:
@@ -223,7 +223,7 @@ def _load_torchvision(spec: Spec, *, in_channels, num_classes, base_dir, role, t
 
 
 def _load_hf(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from .zoo.hf import load_hf
+    from .hf import load_hf
 
     d = Path(spec.target).expanduser()
     if not d.is_absolute() and base_dir is not None and not d.exists() and (base_dir / d).exists():
@@ -318,13 +318,13 @@ def _source_hash(fn) -> str:
 
 
 def _load_onnx(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from .zoo import find_file
+    from . import find_file
 
     if role != "teacher":
         raise RecipeError(f"{spec}: an ONNX file can be a teacher, not a student (a student must be trainable)")
     check_options(spec, set(), "onnx source")
     path = find_file(spec.target, base_dir)
-    from .runtimes import get_runtime
+    from ..runtimes import get_runtime
 
     try:
         get_runtime("ort").load(str(path), 1)
@@ -335,7 +335,7 @@ def _load_onnx(spec: Spec, *, in_channels, num_classes, base_dir, role, task) ->
 
 
 def _load_outputs(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from .zoo import find_file
+    from . import find_file
 
     if role != "teacher":
         raise RecipeError(f"{spec}: precomputed outputs can only stand for a teacher")

@@ -1,7 +1,7 @@
 """Recipe: everything a run needs. Validated, frozen, versioned; TOML in and out.
 
 Every section is a frozen dataclass; unknown keys and wrong types raise a RecipeError that names
-the key and lists the valid ones; values outside their range (workbench.recipe_rules) and names that
+the key and lists the valid ones; values outside their range (workbench.recipe.rules) and names that
 could not be file names (workbench.fileio.check_name) are refused the same way, before any work.
 """
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import RecipeError
-from .fileio import check_name
-from .recipe_rules import check_arch_options, check_elements, check_section, check_threads
+from ..errors import RecipeError
+from ..fileio import check_name
+from .rules import check_arch_options, check_elements, check_section, check_threads
 
 SCHEMA_VERSION = 1
-BUILTIN_DIR = Path(__file__).parent / "recipes"
+BUILTIN_DIR = Path(__file__).parent.parent / "recipes"
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ LITERT_INT8 = ("dynamic", "full")
 
 @dataclass(frozen=True)
 class MobileSection:
-    """What the mobile runtimes (ort-mobile, executorch, litert) get: see workbench.build_runtimes."""
+    """What the mobile runtimes (ort-mobile, executorch, litert) get: see workbench.pipeline.mobile."""
 
     threads: tuple = ()  # thread counts for the mobile runtimes; empty = [measure] threads
     students: tuple = ()  # KD students that get mobile artifacts; empty = every student
@@ -246,7 +246,7 @@ def _section(name: str, cls, values: dict):
 
 
 def _student(i: int, s) -> StudentSpec:
-    from .zoo import ARCHS
+    from ..zoo import ARCHS
 
     if not isinstance(s, dict) or "name" not in s:
         raise RecipeError(f"[[students]] #{i + 1} needs a name, e.g. name = \"cnn-s\"")
@@ -257,7 +257,7 @@ def _student(i: int, s) -> StudentSpec:
         if s:
             raise RecipeError(f"student {name!r}: with a source spec as arch ({arch}) put options in the spec "
                               f"(e.g. ?width_mult=0.5), not as keys ({', '.join(s)})")
-        from .specs import parse_spec
+        from ..specs import parse_spec
 
         parse_spec(arch, f"student {name} arch")
         return StudentSpec(name=name, arch=arch, options=())
@@ -284,10 +284,10 @@ def _tname(types) -> str:
 
 
 def _check_values(r: Recipe) -> None:
-    from .quantize import parse_method
-    from .quantize.auto import AUTO, quantized_suffix
-    from .runtimes import RUNTIMES
-    from .tasks import ARRAYS, LABELS, check_task_spec
+    from ..quantize import parse_method
+    from ..quantize.auto import AUTO, quantized_suffix
+    from ..runtimes import RUNTIMES
+    from ..tasks import ARRAYS, LABELS, check_task_spec
 
     # kind, options and fit for `run` now; the data itself is read when the run loads it
     check_task_spec(r.task.name, command="run", needs={ARRAYS, LABELS})

@@ -17,10 +17,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from . import __version__
-from .cachefile import MISSING, default_notify, read_entry
-from .fileio import ensure_writable_dir, inside, read_json, write_json
-from .types import Artifact, sha256_file
+from .. import __version__
+from ..fileio.cachefile import MISSING, default_notify, read_entry
+from ..fileio import ensure_writable_dir, inside, read_json, write_json
+from ..artifact import Artifact, sha256_file
 
 
 def content_key(*parts) -> str:
@@ -42,7 +42,7 @@ class RunDir:
         self.cache = self.root / "cache"
         for d in (self.artifacts, self.work, self.cache):
             d.mkdir(exist_ok=True)
-        from .containment import sweep_run_dir
+        from ..fileio.containment import sweep_run_dir
 
         removed = sweep_run_dir(self.root)  # temp files of runs killed here (kill -9, power loss): owner gone
         if removed:
@@ -66,7 +66,7 @@ class RunDir:
 
     def read_entry(self, path: str | Path, *, reader=None, validate=None):
         """A cached file's value (typed by suffix: .json, .npy, .safetensors, .onnx), or ``MISSING`` when it
-        is absent or damaged; a damaged one is reported in one line and deleted (see workbench.cachefile)."""
+        is absent or damaged; a damaged one is reported in one line and deleted (see workbench.fileio.cachefile)."""
         return read_entry(path, reader=reader, validate=validate, notify=self.notify, root=self.root)
 
     def cached(self, kind: str, name: str, key: str, compute, validate=None):

@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 LOCK_NAME = ".lock"
 

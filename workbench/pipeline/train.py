@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OutputError, RecipeError, SourceError
-from .fileio import write_json
-from .types import sha256_file
+from ..errors import OutputError, RecipeError, SourceError
+from ..fileio import write_json
+from ..artifact import sha256_file
 
 AUTO = "auto"  # resnet for images, mlp for flat feature vectors
 
@@ -36,8 +36,8 @@ class TrainSpec:
 
 def parse_arch(text: str) -> tuple[str, tuple]:
     """``"cnn?width=16&depth=1"`` -> ("cnn", (("depth", 1), ("width", 16))); checks the name is registered."""
-    from .specs import parse_spec
-    from .zoo import ARCHS
+    from ..specs import parse_spec
+    from ..zoo import ARCHS
 
     spec = parse_spec(text, "architecture")
     if spec.target:
@@ -55,7 +55,7 @@ def choose_arch(arch: str, options: dict, task) -> tuple[str, dict]:
     for flat features; a conv net on flat features is refused; an MLP on images gets ``in_features``."""
     from math import prod
 
-    from .zoo import ARCHS
+    from ..zoo import ARCHS
 
     images = len(task.sample_shape) == 3
     if arch == AUTO:
@@ -88,7 +88,7 @@ class Prepared:
 
 def prepare(spec: TrainSpec, out: str | Path, base_dir: Path | None = None) -> Prepared:
     """Check every input and load the task, writing nothing (bad input: one WorkbenchError)."""
-    from .tasks import ARRAYS, LABELS, load_task
+    from ..tasks import ARRAYS, LABELS, load_task
 
     out = Path(out)
     if out.suffix != ".safetensors":
@@ -111,11 +111,11 @@ def fit(job: Prepared, progress=None) -> dict:
 def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, progress) -> dict:
     import torch
 
-    from .distill.trainer import TrainConfig, accuracy, train
-    from .distill.views import ShiftViews
-    from .zoo import build_arch
-    from .zoo.models import count_params
-    from .zoo.weights import save_weights
+    from ..distill.trainer import TrainConfig, accuracy, train
+    from ..distill.views import ShiftViews
+    from ..zoo import build_arch
+    from ..zoo.models import count_params
+    from ..zoo.weights import save_weights
 
     torch.manual_seed(spec.seed)
     model = build_arch(arch, task.sample_shape[0], task.num_classes, **options)

@@ -1,6 +1,6 @@
 """The artifacts of each runtime a recipe names, made from the workbench's variants; each one a cached unit.
 
-    ort          the .onnx artifacts of workbench.build (every variant: fp32, ORT quantized, auto)
+    ort          the .onnx artifacts of workbench.pipeline.build (every variant: fp32, ORT quantized, auto)
     ort-mobile   the ORT-format file (runtime-optimised style, ``.with_runtime_opt.ort``) converted from the
                  fp32 .onnx of the teacher and of each mobile student, and (``[mobile] int8``) from their
                  ORT static QDQ int8 .onnx; the required_operators.config is recorded with the artifact
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RecipeError, RuntimeUnavailable
-from .fileio import write_json
+from ..errors import RecipeError, RuntimeUnavailable
+from ..fileio import write_json
 from .rundir import content_key
-from .types import Artifact, sha256_file
+from ..artifact import Artifact, sha256_file
 
 FORMATS = {"ort-mobile": "ort", "executorch": "pte", "litert": "tflite"}
 # modules the pipeline needs beyond the runtime itself (to export), with the install line
@@ -50,7 +50,7 @@ def _has(module: str) -> bool:
 
 def missing_runtime(name: str) -> str | None:
     """None when runtime ``name`` can be exported to and run here; else one line naming the install command."""
-    from .runtimes import RUNTIMES
+    from ..runtimes import RUNTIMES
 
     rt = RUNTIMES.get(name)  # RecipeError for an unknown name, with the list of known ones
     if not rt.available():
@@ -113,12 +113,12 @@ class MobileBuilder:
         return art
 
     def _version(self, runtime: str) -> str | None:
-        from .runtimes import RUNTIMES
+        from ..runtimes import RUNTIMES
 
         return RUNTIMES.get(runtime).version()
 
     def _parity(self, model, path: Path, runtime: str, fp32: bool):
-        from .export.mobile_common import check_parity
+        from ..export.mobile_common import check_parity
 
         ex = self.recipe.export
         return check_parity(model, path, runtime, self.b.parity_inputs, self.b.task.input_name,
@@ -128,7 +128,7 @@ class MobileBuilder:
     # -- ort-mobile --------------------------------------------------------------------------------
     def ort_mobile(self, src: Artifact, source_model) -> Artifact:
         """``src`` (.onnx) converted to the ORT format; the runtime-optimised file is the artifact."""
-        from .export.ort_mobile import export_ort_mobile
+        from ..export.ort_mobile import export_ort_mobile
 
         ex = self.recipe.export
         fp32 = src.precision == "fp32"
@@ -176,8 +176,8 @@ class MobileBuilder:
         ext = FORMATS[runtime]
 
         def make(path: Path) -> dict:
-            from .export.executorch import export_executorch
-            from .export.litert import export_litert
+            from ..export.executorch import export_executorch
+            from ..export.litert import export_litert
 
             module = load_model()
             calib = calibration_set(self.b.task.x_train, calib_n) if needs_calib else None
@@ -232,7 +232,7 @@ class MobileBuilder:
 
 def planned_artifacts(recipe) -> dict[str, int]:
     """How many artifacts each runtime of the recipe gets (for ``workbench run --dry-run``)."""
-    from .quantize import parse_method
+    from ..quantize import parse_method
 
     q, m = recipe.quantize, recipe.mobile
     out = {}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from .errors import ArtifactError, MeasurementError, OutputError, RecipeError
-from .fileio import probe_writable
-from .recipe_rules import check_threads
+from ..errors import ArtifactError, MeasurementError, OutputError, RecipeError
+from ..fileio import probe_writable
+from ..recipe.rules import check_threads
 
 RATIO_HELP = ("ratio = median(model) / median(first model); < 1 is faster; 'equivalent' = 95% CI within +-2%; "
               "'inconclusive' when the CI is too wide or a noise guard fired")
@@ -39,8 +39,8 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
     """
     from rich.console import Console
 
-    from .fileio import write_json
-    from .measure import collect_environment
+    from ..fileio import write_json
+    from ..measure import collect_environment
 
     if max_s is not None and (isinstance(max_s, bool) or not isinstance(max_s, (int, float)) or not 0 < max_s < 1e6):
         raise RecipeError(f"--max-s must be a number of seconds > 0, got {max_s!r}")
@@ -51,21 +51,21 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
         console = Console()
         if not console.is_terminal:  # piped or captured: no terminal to wrap for, keep the table whole
             console = Console(width=max(console.width, 130))
-    from .measure.interleave import display_names
+    from ..measure.interleave import display_names
 
     names = display_names(models)
     for note in check_threads(threads, "--threads", allow_all=False):
         console.print(f"note: {escape(note)}", highlight=False)
     _print_inputs(console, names, resolved)
-    from .containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
+    from ..fileio.containment import temp_prefix  # owner pid in the name: removed by a later run if we are killed
 
     with tempfile.TemporaryDirectory(prefix=temp_prefix("bench")) as tmp:
-        from .measure.inputs import write_npz
+        from ..measure.inputs import write_npz
 
         paths = [write_npz(os.path.join(tmp, f"inputs{i}.npz"), r.feeds, r.sources) for i, r in enumerate(resolved)]
         rows = _measure_all(models, names, runtime, threads, paths, resolved, protocol, (rounds, max_rounds),
                             console)
-    from .measure.op_diff import changes_vs_first, print_profiles
+    from ..measure.op_diff import changes_vs_first, print_profiles
 
     for row, changes in zip(rows, changes_vs_first(rows, len(models))):
         if changes is not None:
@@ -84,7 +84,7 @@ def bench_models(models: list[str], runtime: str, threads: list[int], inputs: st
 
 def default_protocol(max_s: float | None = None):
     """The harness's default protocol, or one capped at ``max_s`` timed seconds (tests patch this)."""
-    from .measure import Protocol
+    from ..measure import Protocol
 
     p = Protocol()
     if max_s is None:
@@ -97,8 +97,8 @@ def default_protocol(max_s: float | None = None):
 
 def prepare(models, runtime: str, threads, inputs, json_out, *, shapes=None, task=None, rounds: int = 3) -> list:
     """Check every argument and resolve each model's inputs; raise a WorkbenchError on the first problem."""
-    from .measure.inputs import parse_shapes, read_model_inputs, resolve_inputs
-    from .runtimes import get_runtime
+    from ..measure.inputs import parse_shapes, read_model_inputs, resolve_inputs
+    from ..runtimes import get_runtime
 
     adapter = get_runtime(runtime)
     if not models:
@@ -119,7 +119,7 @@ def prepare(models, runtime: str, threads, inputs, json_out, *, shapes=None, tas
     if json_out:
         check_writable(json_out)
     if isinstance(task, str):
-        from .tasks import ARRAYS, load_task
+        from ..tasks import ARRAYS, load_task
 
         task = load_task(task, command="bench", needs={ARRAYS},
                          hint="tokenize its texts and pass --inputs X.npz (input_ids, attention_mask), or let "
@@ -169,7 +169,7 @@ def _shape(shape) -> str:
 # --------------------------------------------------------------------------- measuring
 
 def _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console) -> list:
-    from . import measure
+    from .. import measure
 
     rounds, max_rounds = rounds if isinstance(rounds, tuple) else (rounds, rounds)
 
@@ -227,7 +227,7 @@ def _failure(e, r) -> str:
 
 
 def _row(model, runtime, th, lat, path, protocol, resolved) -> dict:
-    from .measure import measure_memory
+    from ..measure import measure_memory
 
     if isinstance(lat, str):
         return {"model": str(model), "status": "failed", "error": lat,
@@ -242,7 +242,7 @@ def _row(model, runtime, th, lat, path, protocol, resolved) -> dict:
            "memory": mem, "comparisons": []}
     if mem_error:
         row["memory_error"] = mem_error
-    from .measure.op_diff import profile_fields  # per-op profile: its own short pass, fresh worker
+    from ..measure.op_diff import profile_fields  # per-op profile: its own short pass, fresh worker
 
     row.update(profile_fields(str(model), runtime, th, path, protocol, lat.stats.median))
     return row

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .errors import RecipeError
+from ..errors import RecipeError
 
 THREADS_PER_CORE_MAX = 4  # more threads than 4 x the cores only measures contention (and 100000 hangs a runtime)
 

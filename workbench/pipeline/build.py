@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .distill.trainer import TrainConfig
-from .recipe import Recipe, StudentSpec
+from ..distill.trainer import TrainConfig
+from ..recipe import Recipe, StudentSpec
 from .rundir import RunDir, content_key
-from .types import Artifact
+from ..artifact import Artifact
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,14 @@ class Builder:
         if self._views is None:
             import torch
 
-            from .distill.views import ShiftViews
+            from ..distill.views import ShiftViews
 
             self._views = ShiftViews(torch.from_numpy(self.task.x_train), self.recipe.distill.augment_shift)
         return self._views
 
     def teacher_logits(self):
         if self._logits is None:
-            from .distill.cache import cache_key, teacher_logits
+            from ..distill.cache import cache_key, teacher_logits
 
             key = cache_key(self.teacher_sha, self.fp, self.recipe.distill.augment_shift)
             n = self.views().n_views * len(self.task.y_train)
@@ -82,8 +82,8 @@ class Builder:
 
     # -- teacher ---------------------------------------------------------------------------------
     def teacher_fp32(self) -> tuple[Artifact, bool]:
-        from .export import export_onnx
-        from .zoo.models import count_params
+        from ..export import export_onnx
+        from ..zoo.models import count_params
 
         ex = self.recipe.export
         key = content_key("export-onnx", self.teacher_sha, self.fp, ex.parity_atol, ex.parity_rtol)
@@ -112,7 +112,7 @@ class Builder:
 
     def run_training(self, jobs: list[TrainJob]) -> dict[str, dict]:
         """Train every job not already done; returns job name -> result (test accuracy, seconds, ...)."""
-        from .cachefile import MISSING
+        from ..fileio.cachefile import MISSING
 
         results, todo = {}, []
         for job in jobs:
@@ -141,10 +141,10 @@ class Builder:
     def _train_one(self, job: TrainJob, on_step) -> dict:
         import torch
 
-        from .distill.trainer import accuracy, train
-        from .fileio import write_json
-        from .zoo.models import count_params
-        from .zoo.weights import save_weights
+        from ..distill.trainer import accuracy, train
+        from ..fileio import write_json
+        from ..zoo.models import count_params
+        from ..zoo.weights import save_weights
 
         cfg = job_config(self.recipe, job)
         torch.manual_seed(cfg.seed)
@@ -169,17 +169,17 @@ class Builder:
         """An untrained student: a project architecture with options, or any model source spec."""
         c, n = self.task.sample_shape[0], self.task.num_classes
         if ":" in job.student.arch:
-            from .sources import load_model
+            from ..zoo.sources import load_model
 
             return load_model(job.student.arch, in_channels=c, num_classes=n, role="student",
                               base_dir=Path(self.recipe.base_dir) if self.recipe.base_dir else None).module
-        from .zoo import build_arch
+        from ..zoo import build_arch
 
         return build_arch(job.student.arch, c, n, **dict(job.student.options))
 
     def load_student(self, job: TrainJob):
         if job.name not in self.models:
-            from .zoo.weights import load_weights
+            from ..zoo.weights import load_weights
 
             model = self.new_student(job)
             load_weights(model, self.weights_path(job))
@@ -188,7 +188,7 @@ class Builder:
         return self.models[job.name]
 
     def student_fp32(self, job: TrainJob, train_result: dict) -> tuple[Artifact, bool]:
-        from .export import export_onnx
+        from ..export import export_onnx
 
         ex = self.recipe.export
         d = self.recipe.distill
@@ -213,7 +213,7 @@ class Builder:
     # -- quantization ----------------------------------------------------------------------------
     def quant_method(self, spec: str):
         """The Method of a recipe spec, with the recipe's calibration sample count unless the spec sets one."""
-        from .quantize import parse_method
+        from ..quantize import parse_method
 
         method = parse_method(spec)
         if method.needs_calibration and "calib_samples" not in method.changed:
@@ -225,9 +225,9 @@ class Builder:
 
         Artifact id from the spec as written (``teacher.int8-static``; options appended, see
         quantized_suffix); content key from the method's key (every resolved option)."""
-        from .export import onnx_parity
-        from .quantize import parse_method
-        from .quantize.auto import quantized_suffix
+        from ..export import onnx_parity
+        from ..quantize import parse_method
+        from ..quantize.auto import quantized_suffix
 
         method = self.quant_method(spec)
         calib = self.task.x_train if method.needs_calibration else None
@@ -263,8 +263,8 @@ class Builder:
         """``auto``: candidates for this graph and CPU measured interleaved with ``src``; the fastest within
         [quantize] max_drop points becomes ``<base>.auto`` (``src`` itself when none is faster). Files of
         ``built`` artifacts with the same method key are reused, not re-quantized."""
-        from .export import onnx_parity
-        from .quantize.auto import AUTO_VERSION, accuracy_eval, auto_quantize, propose_candidates
+        from ..export import onnx_parity
+        from ..quantize.auto import AUTO_VERSION, accuracy_eval, auto_quantize, propose_candidates
 
         q, m = self.recipe.quantize, self.recipe.measure
         proto, rounds = auto_protocol(self.recipe)
@@ -311,7 +311,7 @@ class Builder:
 def auto_protocol(recipe: Recipe):
     """(protocol, rounds) auto measures its candidates with: the recipe's, shortened (it only ranks them;
     the chosen artifact is measured again with the full protocol)."""
-    from .measure import Protocol
+    from ..measure import Protocol
 
     m = recipe.measure
     return Protocol(warmup_runs=min(m.warmup_runs, 5), warmup_s=min(m.warmup_s, 0.1), min_runs=min(m.min_runs, 20),

@@ -1,0 +1,203 @@
+"""Task families: everything the pipeline's units need to know about one kind of task.
+
+``workbench run`` is one graph of units (train a student, export, quantize, convert for a runtime,
+evaluate on a runtime, measure a group) for every kind of task. What differs between image
+classification, text classification and sentence embeddings — how a teacher is loaded, what a
+student is, how it is trained, what the model's inputs are, which metric judges an artifact — lives
+in one registered :class:`Family` per kind, chosen from the loaded task by :func:`family_of`. The
+units never branch on a task's type or a family's name.
+
+Every unit receives a :class:`RunContext` (small, frozen, picklable: it can be sent to another
+process or machine) and reloads what it needs through it; the loads are cached per process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..registry import Registry
+
+FAMILIES: Registry = Registry("task family")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a unit needs to find its world again: the run directory, the recipe (as TOML text), the
+    folder relative paths are resolved against, and the fingerprints of the teacher and the task
+    (part of every content key). Serialisable: pickles, and ``to_json`` round-trips."""
+
+    root: str
+    recipe_toml: str
+    base_dir: str | None
+    teacher_sha: str
+    task_fp: str
+    family: str
+
+    def to_json(self) -> dict:
+        """The context as a JSON-able dict (for logs and for sending to another process)."""
+        return dict(root=self.root, recipe_toml=self.recipe_toml, base_dir=self.base_dir,
+                    teacher_sha=self.teacher_sha, task_fp=self.task_fp, family=self.family)
+
+
+@dataclass(frozen=True)
+class StudentJob:
+    """One training run of one student: the twin without the teacher's signal or the KD run, for one
+    data regime ("full" or "few-N") and one seed."""
+
+    student: Any  # recipe.StudentSpec
+    regime: str
+    seed: int
+    method: str  # "labels" (the twin) or "kd"
+
+    @property
+    def name(self) -> str:
+        """Unique name of the job within a run, e.g. ``cnn-s.full.kd.s0``."""
+        return f"{self.student.name}.{self.regime}.{self.method}.s{self.seed}"
+
+
+class Family(Protocol):
+    """One kind of task as the pipeline sees it (see the module docstring). Implementations are
+    registered in :data:`FAMILIES` under ``name``.
+
+    Members:
+      name          registry name, e.g. "image-classification", "text-classification", "sentence-embedding"
+      metric        what judges an artifact: "accuracy" or "cosine" (reports label columns with it)
+      twin          what the no-KD twin of a KD student is, in one phrase for the report
+      accepts(task) -> bool                 this family handles the loaded task
+      load_teacher(recipe, task, base_dir)  -> zoo.sources.Loaded (module + sha256); a one-line
+                                             RecipeError when the teacher cannot serve this task
+      inputs(task, split, n) -> dict[str, np.ndarray]
+                                            the first ``n`` examples of ``split`` as model inputs by
+                                            input name (batch-1 measurement input, parity, calibration)
+      export(module, out, ctx) -> float     ONNX export of a PyTorch model with its parity check;
+                                            returns the max |diff| (RecipeError beyond tolerance)
+      new_student(job, ctx) -> module       an untrained student of the job's spec
+      train(job, ctx, weights_out, progress) -> dict
+                                            trains with THE training engine, writes the weights
+                                            (safetensors or a HF folder) to ``weights_out``; returns
+                                            params, n_train, steps, seconds, final_loss, val and test
+                                            metric of the PyTorch model ("test_metric")
+      load_student(job, ctx, weights) -> module
+      evaluate(path, runtime, ctx) -> dict  the task's metric of an artifact through a runtime, on
+                                            the test split: {"metric", "value", "ci95", "n", ...}
+      pytorch_metric(module, ctx) -> float  the same metric of a PyTorch model (cross-runtime checks)
+      calibration(ctx, n) -> dict | np.ndarray
+                                            ``n`` training examples as quantization calibration data
+    """
+
+    name: str
+    metric: str
+    twin: str
+
+    def accepts(self, task) -> bool: ...
+
+    def load_teacher(self, recipe, task, base_dir: Path | None): ...
+
+    def inputs(self, task, split: str, n: int) -> dict[str, np.ndarray]: ...
+
+    def export(self, module, out: Path, ctx: RunContext) -> float: ...
+
+    def new_student(self, job: StudentJob, ctx: RunContext): ...
+
+    def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress) -> dict: ...
+
+    def load_student(self, job: StudentJob, ctx: RunContext, weights: Path): ...
+
+    def evaluate(self, path: str, runtime: str, ctx: RunContext) -> dict: ...
+
+    def pytorch_metric(self, module, ctx: RunContext) -> float: ...
+
+    def calibration(self, ctx: RunContext, n: int): ...
+
+
+def family_of(task) -> Family:
+    """The registered family that accepts ``task``; a one-line RecipeError naming the task kinds
+    ``workbench run`` handles when none does."""
+    from ..errors import RecipeError
+
+    for name in FAMILIES.names():
+        fam = FAMILIES.get(name)
+        if fam.accepts(task):
+            return fam
+    raise RecipeError(f"workbench run has no task family for {getattr(task, 'name', task)!r}; it handles: "
+                      f"{', '.join(FAMILIES.names())}")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A PyTorch model by reference, so a unit in another process can load it: the teacher
+    (``job`` None) or a trained student (its job and its run-relative weights path). ``key`` is the
+    model's content key (part of the key of everything made from it)."""
+
+    name: str  # "teacher" or "<student>.kd"
+    key: str
+    job: StudentJob | None = None
+    weights: str | None = None
+
+
+# -- reloading a run's world from its context, cached per process ---------------------------------
+_LOADED: dict = {}
+
+
+def _cached(kind: str, key, make):
+    """``make()`` once per process for (kind, key)."""
+    k = (kind, key)
+    if k not in _LOADED:
+        _LOADED[k] = make()
+    return _LOADED[k]
+
+
+def recipe_of(ctx: RunContext):
+    """The context's Recipe, parsed from its TOML text (validated as when it was loaded)."""
+    import tomllib
+
+    from ..recipe import recipe_from_dict
+
+    return _cached("recipe", (ctx.recipe_toml, ctx.base_dir), lambda: recipe_from_dict(
+        tomllib.loads(ctx.recipe_toml), base_dir=Path(ctx.base_dir) if ctx.base_dir else None))
+
+
+def task_of(ctx: RunContext):
+    """The context's task, loaded once per process; a RecipeError if its data changed since the plan
+    (fingerprint mismatch: the run's keys would no longer describe what it computes)."""
+    from ..errors import RecipeError
+    from ..tasks import load_task
+
+    def load():
+        recipe = recipe_of(ctx)
+        task = load_task(recipe.task.name, Path(ctx.base_dir) if ctx.base_dir else None, command="run",
+                         builtin_options={"image_size": recipe.task.image_size})
+        if task.fingerprint() != ctx.task_fp:
+            raise RecipeError(f"task {recipe.task.name} changed since this run was planned (fingerprint "
+                              f"{task.fingerprint()} != {ctx.task_fp}); run again to re-plan")
+        return task
+
+    return _cached("task", (ctx.recipe_toml, ctx.base_dir, ctx.task_fp), load)
+
+
+def teacher_of(ctx: RunContext):
+    """The context's teacher (a PyTorch module in eval mode), loaded once per process."""
+    def load():
+        fam = FAMILIES.get(ctx.family)
+        loaded = fam.load_teacher(recipe_of(ctx), task_of(ctx), Path(ctx.base_dir) if ctx.base_dir else None)
+        loaded.module.eval()
+        return loaded.module
+
+    return _cached("teacher", (ctx.recipe_toml, ctx.base_dir, ctx.teacher_sha), load)
+
+
+def load_ref(ref: ModelRef, ctx: RunContext):
+    """The PyTorch model ``ref`` names (eval mode), loaded once per process."""
+    if ref.job is None:
+        return teacher_of(ctx)
+    fam = FAMILIES.get(ctx.family)
+
+    def load():
+        model = fam.load_student(ref.job, ctx, Path(ctx.root) / ref.weights)
+        model.eval()
+        return model
+
+    return _cached("student", (ctx.root, ref.key), load)
