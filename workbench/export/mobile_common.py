@@ -1,19 +1,16 @@
-"""Helpers shared by the mobile exporters (ExecuTorch, LiteRT) and their runtime adapters: the parity
-record and check against the PyTorch source, silencing native converter/runtime logs, the
-"runtime installed?" check, and one-line error text."""
+"""Helpers shared by the exporters: the parity record and check against the PyTorch source, the
+"runtime installed?" check, and one-line error text. Silencing native logs lives in
+:mod:`workbench.runtimes.native` (the runtime adapters need it too; imports run export -> evaluate ->
+runtimes, never back)."""
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
-import tempfile
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..errors import ExportError, ParityError, RuntimeUnavailable
+from ..runtimes.native import quiet_native_output  # noqa: F401 (re-exported for the exporters)
 
 
 class ExportRecord:
@@ -52,29 +49,6 @@ def require(runtime_name: str) -> None:
     rt = RUNTIMES.get(runtime_name)
     if not rt.available():
         raise RuntimeUnavailable(f"runtime {runtime_name!r} is not installed; install it with: {rt.install_hint}")
-
-
-@contextlib.contextmanager
-def quiet_native_output():
-    """Send fd 1 and 2 (native converters log there, past Python) to a temp file for the block."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    sink = tempfile.TemporaryFile()
-    try:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.__stdout__):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-        sink.close()
 
 
 def check_parity(model, path, runtime: str, inputs: np.ndarray, input_name: str, *, threads: int = 1,

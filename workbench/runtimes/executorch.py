@@ -139,7 +139,7 @@ class ExecutorchRuntime(Runtime):
         if len(head) < 8 or head[4:6] != b"ET":  # flatbuffer file identifier "ETxx" at bytes 4..8
             raise ArtifactError(f"cannot load {base} with ExecuTorch: not an ExecuTorch program (no 'ET' file "
                                 "identifier); re-export it or check that the file is complete")
-        from ..export.mobile_common import quiet_native_output
+        from .native import quiet_native_output
 
         with quiet_native_output():  # the runtime logs its thread-pool reset and CPU probing natively
             self._set_pool(threads)

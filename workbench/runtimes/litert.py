@@ -124,7 +124,7 @@ class LiteRTRuntime(Runtime):
                                 "identifier); re-export it or check that the file is complete")
         from ai_edge_litert.interpreter import Interpreter
 
-        from ..export.mobile_common import quiet_native_output
+        from .native import quiet_native_output
 
         try:
             with quiet_native_output():  # "Created TensorFlow Lite XNNPACK delegate" goes to fd 2 natively
