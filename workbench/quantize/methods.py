@@ -133,6 +133,9 @@ class Method:
     settings: tuple = ()
     describer: Callable = field(default=None, repr=False, compare=False)
     check: Callable | None = field(default=None, repr=False, compare=False)  # cross-option checks
+    # the exporter (format) that applies the method: "onnx" (ONNX -> ONNX by ``apply``); "executorch" /
+    # "litert": applied while converting the PyTorch model (workbench.export; ``apply`` refuses)
+    applied_by: str = "onnx"
 
     def __post_init__(self):
         if not self.settings or {k for k, _ in self.settings} != {o.name for o in self.schema}:
@@ -205,6 +208,8 @@ class Method:
         Returns the notes of the graph preparation (:mod:`.graph_prep`: Constant weights moved, opset
         raised, per-tensor fallback ...), also stamped into ``dst``'s metadata for its diagnostics. A file
         onnxruntime cannot load is never written: QuantizationError, one line saying why and what to try."""
+        if self.applied_by != "onnx":
+            _exporter_applies(self)
         from .graph_prep import load_error, stamp
         from .ort_ptq import quiet
 
@@ -230,6 +235,32 @@ class Method:
 
                 first = short_ort_error(e)
                 raise QuantizationError(f"{self.name} quantization of {Path(src).name} failed: {first}") from None
+
+
+# -- methods applied by an exporter while it converts the PyTorch model (not ONNX -> ONNX) -----------
+def _exporter_applies(method, *_args, **_kw):
+    """``run``/``apply`` of an exporter-applied method: one line saying where the method applies."""
+    name = getattr(method, "name", "this method")
+    fmt = getattr(method, "applied_by", "its format")
+    raise QuantizationError(f"quantization method {name} quantizes while exporting to {fmt}, not an ONNX file; "
+                            f"use: workbench export MODEL --to {fmt} --int8 {name}")
+
+
+_CALIB_N = Option("calib_samples", "int", None, "calibration inputs used, evenly spaced over the data given "
+                  "(none = the caller's default: [quantize] calib_samples in a recipe, 256 for workbench export)",
+                  lo=1, optional=True)
+PT2E = Method("pt2e", "int8", True, _exporter_applies, (
+    Option("per_channel", "bool", True, "one weight scale per output channel"), _CALIB_N),
+    describer=lambda o: ("quantize(PT2E XNNPACKQuantizer, symmetric int8, "
+                         f"{'per-channel' if o['per_channel'] else 'per-tensor'} weights, static activations)"),
+    applied_by="executorch")
+LITERT_DYNAMIC = Method("litert-dynamic", "int8", False, _exporter_applies, (),
+                        describer=lambda o: "quantize(ai-edge-quantizer dynamic_wi8_afp32: int8 per-channel weights, "
+                                            "dynamic activations)", applied_by="litert")
+LITERT_FULL = Method("litert-full", "int8", True, _exporter_applies, (_CALIB_N,),
+                     describer=lambda o: "quantize(ai-edge-quantizer static_wi8_ai8: full integer, int8 I/O)",
+                     applied_by="litert")
+EXPORTER_METHODS = (PT2E, LITERT_DYNAMIC, LITERT_FULL)  # registered in workbench.quantize.METHODS
 
 
 def _fmt(v) -> str:
