@@ -5,13 +5,11 @@ Heavy libraries are imported inside the commands so `workbench --help` stays fas
 """
 from __future__ import annotations
 
-import shlex
 import sys
-from pathlib import Path
 
 import click
 
-from .errors import RecipeError, WorkbenchError
+from .errors import WorkbenchError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,41 +37,9 @@ def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment)
 
     Example: workbench run --quick --out runs/first
     """
-    from .recipe import load_recipe
+    from .commands.run import run_command
 
-    r = load_recipe(recipe)
-    if quick:
-        r = r.quick()
-    out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))  # the name is a checked slug
-    if dry_run:
-        from .pipeline.build import train_jobs
-        from .pipeline.mobile import planned_artifacts
-        from .pipeline.runner import preflight
-        from .recipe.rules import thread_notes
-
-        preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
-        for note in thread_notes(r):
-            click.echo(f"note: {note}", err=True)
-        click.echo(r.to_toml())
-        plan = planned_artifacts(r)
-        n_meas = sum(n * len(r.threads_for(rt)) for rt, n in plan.items())
-        click.echo(f"# plan: {len(train_jobs(r))} training runs, {sum(plan.values())} artifacts "
-                   f"({', '.join(f'{rt} {n}' for rt, n in plan.items())}), {n_meas} measurements -> {out}")
-        return
-    from .pipeline.runner import run as run_pipeline
-    from .progress import Progress
-    from .report import load_results, print_summary
-
-    progress = Progress(quiet=quiet)
-    command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    results_path = run_pipeline(r, out, command=command, progress=progress, wait=wait)
-    if not quiet:
-        print_summary(load_results(results_path), console=progress.console)
-    click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")
-    if mlflow_uri:
-        from .commands.report import log_mlflow
-
-        log_mlflow(results_path, mlflow_uri, mlflow_experiment, results_path.parent)
+    run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment)
 
 
 @cli.command()
@@ -98,21 +64,9 @@ def train(task, arch, seed, steps, batch_size, lr, shift, out):
     workbench train --task "images:data/photos?size=64" --arch resnet --steps 2000 --out models/photos.safetensors;
     workbench train --task npz:data.npz --arch cnn --out models/mine.safetensors
     """
-    from .fileio import ensure_writable_dir
-    from .progress import Progress
-    from .pipeline.train import TrainSpec, fit, parse_arch, prepare
+    from .commands.train import train_command
 
-    arch_name, arch_options = parse_arch(arch)
-    job = prepare(TrainSpec(task=task, arch=arch_name, arch_options=arch_options, seed=seed, steps=steps,
-                            batch_size=batch_size, lr=lr, augment_shift=shift), out)
-    ensure_writable_dir(Path(out).parent)
-    progress = Progress()
-    with progress.bar(f"training {job.arch} on {task}", steps) as update:
-        card = fit(job, progress=lambda s, loss: update(s, f"loss {loss:.4f}"))
-    click.echo(f"{out}: {card['architecture']['arch']}, {card['architecture']['params']:,} params, test accuracy "
-               f"{card['metrics']['test_accuracy']:.4f}, sha256 {card['sha256'][:12]}... "
-               f"(card: {Path(out).with_suffix('.card.json')})")
-    click.echo(f"use it as a teacher: --teacher \"{card['teacher_spec']}\" --task \"{task}\"")
+    train_command(task, arch, seed, steps, batch_size, lr, shift, out)
 
 
 @cli.command()
@@ -162,65 +116,17 @@ def distill(config, list_layers, quiet, **options):
     workbench distill --qat static --teacher zoo:digits-resnet --student "zoo:cnn?width=8&weights=S.safetensors"
     --task digits --epochs 5 --lr 5e-4
     """
-    from .distill.run import load_job, run_distill, summary_lines
-    from .progress import Progress
+    from .commands.distill import distill_command
 
-    if list_layers:
-        _list_layers(list_layers, options.get("task") or "digits")
-        return
-    job = load_job(config, options)
-    progress = Progress(quiet=quiet)
-    card = run_distill(job, progress)
-    for line in summary_lines(card):
-        click.echo(line)
-    if card.get("kind") == "workbench qat card":
-        click.echo(f"written: {card['out']}/ (card.json, student.int8.onnx = the deployable QAT artifact, "
-                   "student.ptq.onnx, student.fp32.onnx, student.onnx + student.safetensors = fine-tuned float)")
-    else:
-        click.echo(f"written: {card['out']}/ (card.json, student weights, student.onnx)")
-
-
-def _list_layers(spec: str, task_spec: str) -> None:
-    from .distill.features import list_layers
-    from .zoo.sources import BLACK_BOX, load_model
-    from .specs import parse_spec
-    from .tasks import Task, load_task
-
-    if parse_spec(spec).kind in BLACK_BOX:
-        raise RecipeError(f"{spec} is a black box: it has no layers to tap (feature losses need a PyTorch model)")
-    task = load_task(task_spec)
-    c = task.sample_shape[0] if isinstance(task, Task) else None
-    n = task.num_classes if isinstance(task, Task) else None
-    m = load_model(spec, in_channels=c, num_classes=n, role="student")
-    if m.module is None:
-        raise RecipeError(f"{spec} is a black box: it has no layers to tap")
-    for name, kind in list_layers(m.module):
-        click.echo(f"{name}\t{kind}")
+    distill_command(config, list_layers, quiet, options)
 
 
 @cli.command()
 def doctor():
     """Versions, CPU ISA flags that decide int8 speed, and which runtimes are installed."""
-    from .measure import collect_environment
-    from .runtimes import RUNTIMES
+    from .commands.doctor import doctor_command
 
-    env = collect_environment(list(RUNTIMES.names()))
-    cores = env.get("cores")
-    n = cores.get("logical") if isinstance(cores, dict) else cores
-    click.echo(f"cpu:     {env.get('cpu_model')}  ({n} logical cores)")
-    click.echo(f"machine: {env.get('description')}")
-    isa = env.get("isa", {})
-    click.echo("isa:     " + "  ".join(f"{k}={'yes' if v else 'no'}" for k, v in isa.items()))
-    if not (isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx_int8")):
-        click.echo("         no VNNI/AMX: int8 speed-ups are modest and model-dependent here; measure, never assume")
-    click.echo(f"os:      {env.get('os')}   python {env.get('python')}")
-    for name, ver in sorted((env.get("versions") or {}).items()):
-        click.echo(f"  {name:<14} {ver or 'not installed'}")
-    click.echo("runtimes:")
-    for name in RUNTIMES.names():
-        rt = RUNTIMES.get(name)
-        ok = rt.available()
-        click.echo(f"  {name:<14} {'installed ' + (rt.version() or '') if ok else 'missing: ' + rt.install_hint}")
+    doctor_command()
 
 
 def _add_commands() -> None:

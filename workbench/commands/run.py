@@ -1,0 +1,52 @@
+"""`workbench run`: a recipe through the pipeline, or with --dry-run the checks and the plan without writing."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment) -> None:
+    """The body of `workbench run`: load the recipe, then print the plan (--dry-run) or run it and summarise."""
+    from ..recipe import load_recipe
+
+    r = load_recipe(recipe)
+    if quick:
+        r = r.quick()
+    out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))  # the name is a checked slug
+    if dry_run:
+        print_plan(r, out)
+        return
+    from ..pipeline.runner import run as run_pipeline
+    from ..progress import Progress
+    from ..report import load_results, print_summary
+
+    progress = Progress(quiet=quiet)
+    command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results_path = run_pipeline(r, out, command=command, progress=progress, wait=wait)
+    if not quiet:
+        print_summary(load_results(results_path), console=progress.console)
+    click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")
+    if mlflow_uri:
+        from .report import log_mlflow
+
+        log_mlflow(results_path, mlflow_uri, mlflow_experiment, results_path.parent)
+
+
+def print_plan(r, out: Path) -> None:
+    """`run --dry-run`: the same checks as a run, then the resolved recipe and the plan; writes nothing."""
+    from ..pipeline.build import train_jobs
+    from ..pipeline.mobile import planned_artifacts
+    from ..pipeline.runner import preflight
+    from ..recipe.rules import thread_notes
+
+    preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
+    for note in thread_notes(r):
+        click.echo(f"note: {note}", err=True)
+    click.echo(r.to_toml())
+    plan = planned_artifacts(r)
+    n_meas = sum(n * len(r.threads_for(rt)) for rt, n in plan.items())
+    click.echo(f"# plan: {len(train_jobs(r))} training runs, {sum(plan.values())} artifacts "
+               f"({', '.join(f'{rt} {n}' for rt, n in plan.items())}), {n_meas} measurements -> {out}")
