@@ -363,7 +363,8 @@ def test_fidelity_on_known_inputs():
 
 def test_distill_embeddings_end_to_end_with_cache(tiny, tiny_corpus, tmp_path):
     from workbench.distill.engine import FitConfig
-    from workbench.distill.transformer import TEACHER_PASSES, distill_embeddings
+    from workbench.distill.transformer import distill_embeddings
+    from workbench.distill.transformer_data import TEACHER_PASSES
     from workbench.evaluate.embedding import encode
     from workbench.zoo.hf import load_hf
 
@@ -391,7 +392,7 @@ def test_distill_embeddings_end_to_end_with_cache(tiny, tiny_corpus, tmp_path):
     assert TEACHER_PASSES["count"] == before + 1
     other = distill_embeddings(tiny, "1,3", tiny_corpus, cfg, tmp_path / "c", max_len=32, cache_root=cache, export=False)
     assert other["teacher_cache"]["hit"] is False and other["teacher_cache"]["key"] != card["teacher_cache"]["key"]
-    from workbench.distill.transformer import teacher_outputs
+    from workbench.distill.transformer_data import teacher_outputs
 
     k_len = teacher_outputs(tiny, tiny_corpus, 24, [0, 3], cache)[1]
     k_data = teacher_outputs(tiny, _shifted(tiny_corpus), 32, [0, 3], cache)[1]

@@ -12,7 +12,9 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..fileio import write_json
-from .transformer import DEFAULT_CLS_LOSSES, MICRO_BATCH, _cache_root, _cached_teacher_pass, _freeze, _pad_id, _padded_hidden, _set_dropout, check_losses, export_encoder, forward, masked_mse, micro_batches, parse_layer_map, save_student
+from .transformer import DEFAULT_CLS_LOSSES, _freeze, _set_dropout, check_losses, export_encoder, parse_layer_map, save_student
+from .transformer_data import (MICRO_BATCH, cache_root_of, cached_teacher_pass, forward, masked_mse, micro_batches, pad_id_of,
+                               padded_hidden)
 
 
 def _classifier_module(model):
@@ -64,13 +66,13 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
     lmap = parse_layer_map(layer_map, keep, teacher.num_layers) if w["hidden_mse"] > 0 else {}
     t_layers = sorted(set(lmap.values()))
     texts = {s: task.split(s)[0] for s in ("train", "val", "test")}
-    arrays, cache_key, hit = _cached_teacher_pass(
-        teacher, texts, max_len, t_layers, _cache_root(cache_root, out_dir),
+    arrays, cache_key, hit = cached_teacher_pass(
+        teacher, texts, max_len, t_layers, cache_root_of(cache_root, out_dir),
         {"kind": "classifier-logits", "task": task.fingerprint()}, n_out, lambda out, mask: out.logits, progress, 32)
     student = drop_layers(teacher.module, keep)
     frozen = _freeze(student, freeze)
     _set_dropout(student, dropout)
-    pad = _pad_id(teacher.tokenizer)
+    pad = pad_id_of(teacher.tokenizer)
     ids = {s: tokenize(teacher.tokenizer, t, max_len) for s, t in texts.items()}
     y = {s: torch.from_numpy(np.asarray(task.split(s)[1], dtype=np.int64)) for s in texts}
     t_logits = torch.from_numpy(np.array(arrays["train_out"], dtype=np.float32))
@@ -91,7 +93,7 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
             if w["ce"]:
                 loss = loss + w["ce"] * F.cross_entropy(out.logits, y["train"][sel])
             if pairs:
-                th = _padded_hidden(t_hidden, offsets, sel, a.shape[1])
+                th = padded_hidden(t_hidden, offsets, sel, a.shape[1])
                 loss = loss + w["hidden_mse"] * sum(masked_mse(out.hidden_states[s_ + 1], th[:, :, j], m)
                                                     for s_, j in pairs) / len(pairs)
             total = total + loss * share
