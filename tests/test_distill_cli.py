@@ -13,7 +13,8 @@ from conftest import tiny_digits
 from workbench.cli import main
 from workbench.distill import classify
 from workbench.distill.cache import OutputCache
-from workbench.distill.classify import LossConfig, _at_map_loss, _attention_map, distil_classifier
+from workbench.distill.classifier_train import at_map_loss as _at_map_loss, attention_map as _attention_map
+from workbench.distill.classify import LossConfig, distil_classifier
 from workbench.distill.engine import FitConfig
 from workbench.distill.losses import attention_transfer_loss
 from workbench.distill.views import ShiftViews
@@ -418,7 +419,9 @@ cache = "{tmp_path / 'cache'}"
     card = _card(tmp_path / "out1")
     _check_outputs(tmp_path / "out1", card)
     assert card["fit_config"]["epochs"] == 2 and card["fit"]["epochs_run"] == 2  # the CLI overrides the file
-    assert card["job"]["alpha"] == 0.5 and card["job"]["shift"] == 1 and card["student"]["params"] == 256 * 8 + 8 + 8 * 10 + 10
+    # `shift` is the old name of augment_shift: still accepted, with a note
+    assert "note: " in err and "[distill] shift is deprecated; call it augment_shift" in err
+    assert card["job"]["alpha"] == 0.5 and card["job"]["augment_shift"] == 1 and card["student"]["params"] == 256 * 8 + 8 + 8 * 10 + 10
     assert card["teacher_cache"]["status"] == {"logits": "made"}
     # the same job again: the teacher's outputs come from the cache and the finished training is not repeated
     rc, _, err = _run(capsys, "--config", job / "distill.toml", "--epochs", 2, "--out", "out1", "--quiet")
@@ -492,11 +495,15 @@ ERRORS = [
     (["--attention", 1, "--attention-layers", "features.2:fc"], "the teacher's layer 'fc' outputs (10,)"),
     (["--hint", 1, "--hint-layers", "features.2:fc"], "cannot adapt student features"),
     (["--hint", 1, "--hint-layers", "features.2"], "is not STUDENT_LAYER:TEACHER_LAYER"),
-    (["--alpha", 2], "alpha must be in [0, 1]"),
+    (["--alpha", 2], "--alpha = 2.0 is not allowed; use a number in [0, 1]"),
+    (["--lr", -1], "--lr = -1.0 is not allowed; use a number > 0"),
+    (["--shift", 9], "--shift = 9 is not allowed; use an integer in [0, 4]"),
+    (["--config", "{tmp}/recipe_only.toml"], "[distill] regimes applies to a recipe only; workbench distill trains one "
+                                             "student: few = N"),
     (["--teacher", "onnx:{tmp}/t.onnx", "--attention", 1, "--attention-layers", "features.2:x"], "black box"),
     (["--task", "npz:{tmp}/missing.npz"], "not found"),
-    (["--config", "{tmp}/bogus.toml"], "unknown distill key(s) bogus"),
-    (["--config", "{tmp}/badtype.toml"], "distill key lr must be a number, got 'fast'"),
+    (["--config", "{tmp}/bogus.toml"], "unknown key 'bogus' in [distill]; valid keys: teacher, student, task"),
+    (["--config", "{tmp}/badtype.toml"], "[distill] lr must be a number, got 'fast'"),
     (["--config", "{tmp}/nowhere.toml"], "distill config"),
     (["--out", "{tmp}/a-file/out"], "cannot write"),
 ]
@@ -508,6 +515,7 @@ def test_distill_errors_are_one_line_and_write_nothing(tmp_path, capsys, files, 
     (tmp_path / "a-file").write_text("")
     (tmp_path / "bogus.toml").write_text('[distill]\nbogus = 1\n')
     (tmp_path / "badtype.toml").write_text('[distill]\nlr = "fast"\n')
+    (tmp_path / "recipe_only.toml").write_text('[distill]\nregimes = ["full"]\n')
     if "{tmp}/t.onnx" in " ".join(map(str, args)):
         _export_legacy(_teacher(files).module, tmp_path / "t.onnx", tiny.x_train[:1])
     extra = [str(a).format(tmp=tmp_path, files=files) for a in args]

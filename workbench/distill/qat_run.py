@@ -64,6 +64,9 @@ def _latency(paths: list[Path], x: np.ndarray, input_name: str, progress) -> dic
 
 
 def run_qat_job(job, task, base, progress, measure: bool = True) -> dict:
+    """`workbench distill --qat`: PTQ of the trained student as the baseline, fake-quantized fine-tuning
+    (with KD from the teacher when alpha > 0), the int8 export, every artifact's accuracy through ORT and
+    (``measure``) their latency; returns the card (also written to <out>/card.json)."""
     import torch
 
     from ..evaluate import evaluate_accuracy
@@ -76,7 +79,7 @@ def run_qat_job(job, task, base, progress, measure: bool = True) -> dict:
     from ..zoo.weights import save_weights
     from .cache import OutputCache
     from .classify import distil_classifier
-    from .run import DEFAULT_CACHE, _prepare_out
+    from .outdir import cache_root, prepare_out
 
     method = parse_method(job.qat)
     spec = fake_quant_spec(method)
@@ -98,7 +101,7 @@ def run_qat_job(job, task, base, progress, measure: bool = True) -> dict:
     if not student.trained:
         raise RecipeError(f"--qat fine-tunes a TRAINED student, but {job.student} has no weights; give them, "
                           "e.g. \"zoo:cnn?width=8&weights=runs/distill-cnn/student.safetensors\" (from workbench distill)")
-    out = _prepare_out(job)
+    out = prepare_out(job)
     kind = "QAD (quantization-aware distillation)" if teacher is not None else "QAT (labels only)"
     progress.info(f"{kind}: {student.description} on {task.name}, method {method.spec} ({spec.describe()})")
 
@@ -119,8 +122,8 @@ def run_qat_job(job, task, base, progress, measure: bool = True) -> dict:
     qstudent = replace(student, module=qmodel)
     t0 = time.perf_counter()
     res = distil_classifier(teacher, qstudent, task, losses, cfg, out_dir=out / "work",
-                            cache=OutputCache(Path(job.cache).expanduser() if job.cache else DEFAULT_CACHE),
-                            shift=job.shift, progress=progress, key_extra=f"{job.seed}|qat:{method.key}")
+                            cache=OutputCache(cache_root(job)),
+                            shift=job.augment_shift, progress=progress, key_extra=f"{job.seed}|qat:{method.key}")
     train_s = time.perf_counter() - t0
     qmodel.eval()
     with torch.inference_mode():
@@ -178,6 +181,7 @@ def run_qat_job(job, task, base, progress, measure: bool = True) -> dict:
 
 
 def summary_lines(card: dict) -> list[str]:
+    """The lines `workbench distill --qat` prints for a QAT/QAD card."""
     a = card["test_accuracy"]
     pct = lambda f: f"{100 * a[f]['value']:.2f}%"  # noqa: E731
     d = card["qat_minus_ptq"]

@@ -1,68 +1,87 @@
 """`workbench distill`: one teacher, one student, one task -> a trained student, its ONNX export
 checked for parity, its metric measured on the exported artifact, and a card.
 
-A job comes from CLI options or a TOML file (``[distill]`` table with the same keys); CLI
-options override the file. All inputs are checked before the output folder is touched; outputs
-are written atomically; a killed run resumes from its last epoch checkpoint.
+A job (:class:`DistillJob`) comes from CLI options or a TOML file (a ``[distill]`` table); CLI
+options override the file. Its keys are the one ``[distill]`` schema recipes use too
+(workbench.recipe.distill_keys), checked by the same function. All inputs are checked before the
+output folder is touched; outputs are written atomically; a killed run resumes from its last
+checkpoint.
+
+This module dispatches: the loaded task's type (workbench.tasks.task_type) picks the job runner
+from ``RUNNERS`` (image classifiers here, transformers in transformer_run.py), ``qat`` picks
+qat_run.py; a card's ``kind`` picks its summary from ``SUMMARIES``. The runners share the output
+folder and teacher cache through distill/outdir.py and never import this module.
 """
 from __future__ import annotations
 
-import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import RecipeError
+from ..errors import RecipeError, TaskError
+from ..recipe.distill_keys import COMMAND, check_distill, default, option_label, section_label
+from ..registry import Registry
 from .engine import FitConfig
+from .outdir import DEFAULT_CACHE, cache_root, default_out, prepare_out  # noqa: F401  (DEFAULT_CACHE, default_out: re-exported)
 
-DEFAULT_CACHE = Path(os.environ.get("WORKBENCH_CACHE", "~/.cache/workbench")).expanduser() / "teacher-outputs"
+
+def _d(name: str):
+    return default(name, COMMAND)
 
 
 @dataclass(frozen=True)
 class DistillJob:
+    """One `workbench distill` job: what to distil (teacher, student, task), the losses, the data, the
+    training budget and optimiser, and where to write. Every field is a key of the one ``[distill]``
+    schema (defaults from it); build one with :func:`load_job`, which validates."""
+
     teacher: str
     student: str
     task: str
-    out: str = ""
+    out: str = _d("out")
     # losses (image / text classification)
-    alpha: float = 0.9
-    temperature: float = 4.0
-    hint: float = 0.0
-    hint_layers: tuple = ()
-    attention: float = 0.0
-    attention_layers: tuple = ()
+    alpha: float = _d("alpha")
+    temperature: float = _d("temperature")
+    hint: float = _d("hint")
+    hint_layers: tuple = _d("hint_layers")
+    attention: float = _d("attention")
+    attention_layers: tuple = _d("attention_layers")
     # losses (sentence embeddings)
-    embedding_cosine: float = 1.0
-    hidden_mse: float = 1.0
-    max_len: int = 128
+    embedding_cosine: float = _d("embedding_cosine")
+    hidden_mse: float = _d("hidden_mse")
+    max_len: int = _d("max_len")
     # data
-    shift: int = 1  # image augmentation: integer pixel shifts up to +-shift (cached exactly per view)
-    few: int = 0  # >0: only this many labelled examples per class (same subset for every run with this seed)
-    # trainer
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_frac: float = 0.05
-    patience: int = 5
-    seed: int = 0
-    cache: str = ""
-    feature_cache_mb: float = 1024
+    augment_shift: int = _d("augment_shift")  # image augmentation: integer pixel shifts up to +-N (cached exactly per view)
+    few: int = _d("few")  # >0: only this many labelled examples per class (same subset for every run with this seed)
+    # trainer: the budget in epochs or steps (neither: the engine's 20 epochs)
+    epochs: int | None = _d("epochs")
+    steps: int | None = _d("steps")
+    batch_size: int = _d("batch_size")
+    lr: float = _d("lr")
+    weight_decay: float = _d("weight_decay")
+    optimizer: str = _d("optimizer")
+    schedule: str = _d("schedule")
+    warmup_frac: float = _d("warmup_frac")
+    patience: int = _d("patience")
+    seed: int = _d("seed")
+    cache: str = _d("cache")
+    feature_cache_mb: float = _d("feature_cache_mb")
     # quantization-aware fine-tuning of a trained student (image tasks): a static method spec, e.g. "static"
-    qat: str = ""
-    measure: bool = True  # qat: measure fp32 / PTQ / QAT latency interleaved through the harness
+    qat: str = _d("qat")
+    measure: bool = _d("measure")  # qat: measure fp32 / PTQ / QAT latency interleaved through the harness
     base_dir: str = field(default="", compare=False)
 
     def fit_config(self) -> FitConfig:
-        return FitConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                         optimizer=self.optimizer, schedule=self.schedule, warmup_frac=self.warmup_frac,
-                         patience=self.patience, seed=self.seed)
+        """The training engine's config for this job."""
+        return FitConfig(epochs=self.epochs, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                         weight_decay=self.weight_decay, optimizer=self.optimizer, schedule=self.schedule,
+                         warmup_frac=self.warmup_frac, patience=self.patience, seed=self.seed)
 
     def losses(self):
+        """The classification loss config (KD, hint, attention) for this job."""
         from .classify import LossConfig, parse_layer_pairs
 
         return LossConfig(alpha=self.alpha, temperature=self.temperature, hint=self.hint,
@@ -71,16 +90,21 @@ class DistillJob:
                           attention_layers=parse_layer_pairs(self.attention_layers, "attention_layers"))
 
     def to_json(self) -> dict:
+        """The job as JSON-ready data (the card's ``job``)."""
         d = asdict(self)
         d.pop("base_dir")
         return d
 
 
 FIELDS = {f.name for f in fields(DistillJob)} - {"base_dir"}
+BUDGET = ("epochs", "steps")  # one decides: a budget given on the command line replaces the file's
+_CLI_NAMES = {"shift": "augment_shift"}  # the command's option names that differ from the schema's keys
 
 
 def load_job(config: str | None, overrides: dict) -> DistillJob:
-    """A job from an optional TOML file (``[distill]`` table or top level) plus CLI overrides."""
+    """A job from an optional TOML file (``[distill]`` table or top level) plus CLI overrides (option
+    name -> value; None = not given), both checked by the one ``[distill]`` schema check. Deprecated
+    key names in the file are accepted with a note on stderr."""
     data: dict = {}
     base = ""
     if config:
@@ -91,84 +115,84 @@ def load_job(config: str | None, overrides: dict) -> DistillJob:
             raise RecipeError(f"distill config {config} not found")
         try:
             doc = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise RecipeError(f"{config} is not valid TOML: {e}") from None
-        data = dict(doc.get("distill", doc))
+        table = doc.get("distill", doc)
+        if not isinstance(table, dict):
+            raise RecipeError(f"{config}: [distill] must be a table of keys")
+        data, notes = check_distill(table, COMMAND, section_label)
+        for note in notes:
+            print(f"note: {config}: {note}", file=sys.stderr)
         base = str(p.resolve().parent)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(data) - FIELDS)
-    if unknown:
-        raise RecipeError(f"unknown distill key(s) {', '.join(unknown)}; valid: {', '.join(sorted(FIELDS))}")
+    given = {_CLI_NAMES.get(k, k): v for k, v in overrides.items() if v is not None}
+    cli, _ = check_distill(given, COMMAND, option_label)
+    if set(BUDGET) & set(cli):
+        for k in BUDGET:
+            data.pop(k, None)
+    data.update(cli)
+    budget = [k for k in BUDGET if data.get(k) is not None]
+    if len(budget) > 1:
+        raise RecipeError("give the training budget as epochs or as steps, not both")
     needed = ("student", "task") if data.get("qat") and data.get("alpha") == 0 else ("teacher", "student", "task")
     missing = [k for k in needed if not data.get(k)]
     data.setdefault("teacher", "")
     if missing:
         raise RecipeError(f"distill needs {', '.join('--' + m for m in missing)} (or the key in the config file)")
-    for k in ("hint_layers", "attention_layers"):
-        if isinstance(data.get(k), list):
-            data[k] = tuple(tuple(x) if isinstance(x, list) else x for x in data[k])
-    for f in fields(DistillJob):  # a TOML value of the wrong type would otherwise fail deep inside training
-        v = data.get(f.name)
-        want = str if f.name in ("teacher", "student", "task") else type(f.default)
-        if v is not None and want is bool and not isinstance(v, bool):
-            raise RecipeError(f"distill key {f.name} must be true or false, got {v!r}")
-        if v is None or want not in (int, float, str):
-            continue
-        if isinstance(v, bool) or not (isinstance(v, want) or (want is float and isinstance(v, int))):
-            what = {int: "a whole number", float: "a number", str: "a string"}[want]
-            raise RecipeError(f"distill key {f.name} must be {what}, got {v!r}")
-    try:
-        job = DistillJob(**data, base_dir=base)
-    except TypeError as e:
-        raise RecipeError(f"bad distill configuration: {e}") from None
-    job.fit_config()  # validates
-    if job.few < 0 or job.shift < 0 or job.max_len < 8:
-        raise RecipeError("few and shift must be >= 0 and max_len >= 8")
-    return job
+    return DistillJob(**data, base_dir=base)
 
 
-def default_out(job: DistillJob) -> Path:
-    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in job.student.split("?")[0].split("/")[-1])
-    return Path("runs") / f"distill-{name.strip('-')}"
+# ---------------------------------------------------------------- dispatch
+RUNNERS: Registry = Registry("distill job runner")  # task type name -> run(job, task, base, progress) -> card
+SUMMARIES: Registry = Registry("distill card kind")  # card kind -> summary_lines(card) -> lines
 
 
 def run_distill(job: DistillJob, progress) -> dict:
     """Run the job; returns the card (also written to <out>/card.json)."""
-    from ..tasks import load_task
-    from ..tasks.base import Task
+    from ..tasks import ARRAYS, LABELS, load_task, task_type
 
     base = Path(job.base_dir) if job.base_dir else None
-    task = load_task(job.task, base)
     if job.qat:
-        if not isinstance(task, Task):
-            raise RecipeError(f"--qat fine-tunes image classifiers; task {job.task!r} is not one (quantize "
-                              "transformers with `workbench quantize --method auto`)")
+        task = load_task(job.task, base, command="distill --qat", needs={ARRAYS, LABELS},
+                         hint="--qat fine-tunes image classifiers; quantize transformers with "
+                              "`workbench quantize --method auto`")
         from .qat_run import run_qat_job
 
         return run_qat_job(job, task, base, progress, measure=job.measure)
-    if isinstance(task, Task):
-        return _run_image(job, task, base, progress)
-    from .. import tasks
-
-    kind = type(task).__name__
-    if kind == "TextCorpus":
-        from .transformer_run import run_embedding_job
-
-        return run_embedding_job(job, task, base, progress)
-    if kind == "TextClassificationTask":
-        from .transformer_run import run_text_classification_job
-
-        return run_text_classification_job(job, task, base, progress)
-    raise RecipeError(f"task {job.task!r} ({kind}) is not supported by distill; see `workbench distill --help`"
-                      f" ({tasks.__doc__.splitlines()[0]})")
+    task = load_task(job.task, base, command="distill")
+    kind = task_type(task)
+    if kind.name not in RUNNERS:
+        raise TaskError(f"workbench distill cannot train on {job.task!r} ({kind.what}); it distils: "
+                        f"{', '.join(RUNNERS.names())}")
+    return RUNNERS.get(kind.name)(job, task, base, progress)
 
 
-def _prepare_out(job: DistillJob) -> Path:
-    from ..fileio import ensure_writable_dir
+def summary_lines(card: dict) -> list[str]:
+    """The lines `workbench distill` prints for a finished job's card."""
+    return SUMMARIES.get(card.get("kind", ""))(card)
 
-    out = Path(job.out) if job.out else default_out(job)
-    ensure_writable_dir(out)
-    return out
+
+def _run_embeddings(job: DistillJob, task, base, progress) -> dict:
+    from .transformer_run import run_embedding_job
+
+    return run_embedding_job(job, task, base, progress)
+
+
+def _run_text_classifier(job: DistillJob, task, base, progress) -> dict:
+    from .transformer_run import run_text_classification_job
+
+    return run_text_classification_job(job, task, base, progress)
+
+
+def _transformer_lines(card: dict) -> list[str]:
+    from .transformer_run import summary_lines as text_lines
+
+    return text_lines(card)
+
+
+def _qat_lines(card: dict) -> list[str]:
+    from .qat_run import summary_lines as qat_lines
+
+    return qat_lines(card)
 
 
 def _run_image(job: DistillJob, task, base, progress) -> dict:
@@ -207,12 +231,12 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
                           "use output-level KD only (--hint 0 --attention 0) or a white-box teacher")
     check_feature_layers(teacher, student, losses, task.x_train)
     subset = task.labelled_subset(job.few, job.seed) if job.few else None
-    out = _prepare_out(job)
+    out = prepare_out(job)
     progress.info(f"distil {teacher.description} -> {student.description} on {task.name} "
                   f"({len(subset) if subset is not None else len(task.y_train)} training examples; {losses.describe()})")
-    cache = OutputCache(Path(job.cache).expanduser() if job.cache else DEFAULT_CACHE)
+    cache = OutputCache(cache_root(job))
     t0 = time.perf_counter()
-    res = distil_classifier(teacher, student, task, losses, cfg, out_dir=out / "work", cache=cache, shift=job.shift,
+    res = distil_classifier(teacher, student, task, losses, cfg, out_dir=out / "work", cache=cache, shift=job.augment_shift,
                             subset=subset, progress=progress, feature_cache_mb=job.feature_cache_mb,
                             key_extra=str(job.seed))
     train_s = time.perf_counter() - t0
@@ -247,15 +271,7 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
     return card
 
 
-def summary_lines(card: dict) -> list[str]:
-    if card.get("kind") == "workbench qat card":
-        from .qat_run import summary_lines as qat_lines
-
-        return qat_lines(card)
-    if "metrics" not in card:  # transformer cards
-        from .transformer_run import summary_lines as text_lines
-
-        return text_lines(card)
+def _image_lines(card: dict) -> list[str]:
     m = card["metrics"]
     lines = [f"student {card['student']['spec']}: {card['student']['params']:,} params "
              f"(teacher {format(card['teacher']['params'], ',') if card['teacher']['params'] else 'black box'})"]
@@ -276,4 +292,15 @@ def summary_lines(card: dict) -> list[str]:
 
 
 def with_overrides(job: DistillJob, **kw) -> DistillJob:
+    """A copy of ``job`` with some keys changed (checked by the one [distill] schema check)."""
+    check_distill(kw, COMMAND)
     return replace(job, **kw)
+
+
+RUNNERS.register("image-classification", _run_image)
+RUNNERS.register("text-classification", _run_text_classifier)
+RUNNERS.register("sentence-embedding", _run_embeddings)
+SUMMARIES.register("workbench distill card", _image_lines)
+SUMMARIES.register("workbench qat card", _qat_lines)
+SUMMARIES.register("classifier-distillation", _transformer_lines)
+SUMMARIES.register("embedding-distillation", _transformer_lines)

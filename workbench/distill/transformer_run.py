@@ -37,35 +37,35 @@ def _finish(job, card: dict, out: Path) -> dict:
 
 
 def run_embedding_job(job, corpus, base, progress) -> dict:
-    from .run import DEFAULT_CACHE, _prepare_out
+    from .outdir import cache_root, prepare_out
     from .transformer import distill_embeddings
 
     teacher, keep = _teacher_and_keep(job, base, "embedding")
     if job.hint or job.alpha not in (0.0, 0.9):
         progress.info("  note: alpha/hint do not apply to sentence-embedding distillation "
                       "(its losses: embedding_cosine, hidden_mse, attention)")
-    out = _prepare_out(job)
+    out = prepare_out(job)
     losses = {"embedding_cosine": job.embedding_cosine, "hidden_mse": job.hidden_mse, "attention": job.attention}
     # student dropout 0: +0.009 cosine on pydoc in benchmarks/distill/minilm.toml's trials
     card = distill_embeddings(teacher, keep, corpus, job.fit_config(), out, losses=losses, max_len=job.max_len,
-                              progress=progress, cache_root=Path(job.cache).expanduser() if job.cache else DEFAULT_CACHE,
+                              progress=progress, cache_root=cache_root(job),
                               dropout=0.0)
     return _finish(job, card, out)
 
 
 def run_text_classification_job(job, task, base, progress) -> dict:
-    from .run import DEFAULT_CACHE, _prepare_out
+    from .outdir import cache_root, prepare_out
     from .text_classifier import distill_text_classifier
 
     teacher, keep = _teacher_and_keep(job, base, "classification", num_labels=task.num_classes)
     if getattr(teacher, "new_weights", None):
         raise RecipeError(f"teacher {job.teacher} has freshly initialised weights ({', '.join(teacher.new_weights[:3])}"
                           "...): its classifier head was never trained on this task; fine-tune it first")
-    out = _prepare_out(job)
+    out = prepare_out(job)
     losses = {"kd": job.alpha, "ce": 1.0 - job.alpha, "hidden_mse": job.hidden_mse}
     card = distill_text_classifier(teacher, keep, task, job.fit_config(), out, losses=losses,
                                    temperature=job.temperature, max_len=job.max_len, progress=progress,
-                                   cache_root=Path(job.cache).expanduser() if job.cache else DEFAULT_CACHE)
+                                   cache_root=cache_root(job))
     return _finish(job, card, out)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..fileio import check_name
+from .distill_keys import RECIPE, check_distill, default
 from .rules import check_arch_options, check_elements, check_section, check_threads
 
 SCHEMA_VERSION = 1
@@ -24,42 +25,58 @@ BUILTIN_DIR = Path(__file__).parent.parent / "recipes"
 
 @dataclass(frozen=True)
 class TaskSection:
+    """A recipe's ``[task]``: the task spec (``name``: digits, images:DIR, npz:FILE, ...) and the built-in
+    image task's size."""
+
     name: str = "digits"
     image_size: int = 32
 
 
 @dataclass(frozen=True)
 class TeacherSection:
+    """A recipe's ``[teacher]``: the teacher's model source spec and, optionally, its weights file."""
+
     source: str = "zoo:digits-resnet"
     weights: str | None = None  # default: the zoo model's file in models/
 
 
 @dataclass(frozen=True)
 class StudentSpec:
+    """One ``[[students]]`` table: the student's name (used in artifact ids and file names), its
+    architecture (a registered arch or a model source spec) and the architecture's options."""
+
     name: str
     arch: str = "cnn"
     options: tuple = ()  # sorted (key, value) pairs passed to the architecture (width, depth, ...)
 
     def to_toml(self) -> dict:
+        """The table as written back into a recipe file."""
         return {"name": self.name, "arch": self.arch, **dict(self.options)}
 
 
 @dataclass(frozen=True)
 class DistillSection:
-    temperature: float = 4.0
-    alpha: float = 0.9  # weight of the soft-target term
-    seeds: tuple = (0, 1, 2)
-    regimes: tuple = ("full", "few-5", "few-10")  # full training split; few-N = N labelled images per class
-    steps: int = 300  # optimiser steps, full-data regime (same budget for both twins)
-    few_steps: int = 150  # optimiser steps, few-label regimes
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
-    augment_shift: int = 1  # random integer shifts of up to N pixels (discrete views -> exact teacher cache)
+    """A recipe's ``[distill]`` table: how every student is trained (the KD loss, seeds, data regimes,
+    the step budget, the optimiser, augmentation). Keys, defaults and ranges come from the one
+    ``[distill]`` schema that `workbench distill` shares (workbench.recipe.distill_keys)."""
+
+    temperature: float = default("temperature")
+    alpha: float = default("alpha")  # weight of the soft-target term
+    seeds: tuple = default("seeds")
+    regimes: tuple = default("regimes")  # full training split; few-N = N labelled images per class
+    steps: int = default("steps")  # optimiser steps, full-data regime (same budget for both twins)
+    few_steps: int = default("few_steps")  # optimiser steps, few-label regimes
+    batch_size: int = default("batch_size")
+    lr: float = default("lr")
+    weight_decay: float = default("weight_decay")
+    augment_shift: int = default("augment_shift")  # random integer shifts of up to N pixels (discrete views -> exact teacher cache)
 
 
 @dataclass(frozen=True)
 class QuantizeSection:
+    """A recipe's ``[quantize]``: the methods applied to the teacher and to every KD student (or "auto"),
+    the calibration sample count and auto's accuracy budget."""
+
     # method specs ("static", "static?calibration=entropy", ...) or "auto" (measure candidates, keep the best)
     teacher: tuple = ("static", "dynamic", "fp16")
     students: tuple = ("static",)  # applied to the KD student of every size
@@ -69,6 +86,9 @@ class QuantizeSection:
 
 @dataclass(frozen=True)
 class ExportSection:
+    """A recipe's ``[export]``: the parity tolerances every export is checked against and the accuracy
+    gap (fp32 artifact vs its PyTorch model) the report flags."""
+
     parity_atol: float = 1e-4
     parity_rtol: float = 1e-3
     parity_samples: int = 64
@@ -79,6 +99,9 @@ class ExportSection:
 
 @dataclass(frozen=True)
 class MeasureSection:
+    """A recipe's ``[measure]``: runtimes, thread counts and the harness protocol (warm-up, run counts
+    and time limits, target CI, memory runs, interleaved rounds)."""
+
     runtimes: tuple = ("ort",)
     threads: tuple = (1, "all")  # "all" = every core of this machine
     warmup_runs: int = 10
@@ -92,6 +115,7 @@ class MeasureSection:
     rounds: int = 3  # interleaved rounds: every artifact measured once per round, fresh process, shuffled order
 
     def resolved_threads(self) -> tuple[int, ...]:
+        """The thread counts as integers ("all" = this machine's cores), without repeats, in order."""
         out = []
         for t in self.threads:
             n = (os.cpu_count() or 1) if t == "all" else int(t)
@@ -116,6 +140,9 @@ class MobileSection:
 
 @dataclass(frozen=True)
 class Recipe:
+    """Everything a `workbench run` needs, validated: name, task, teacher, students and every section;
+    plus where it was loaded from (relative paths resolve against ``base_dir``)."""
+
     name: str = "digits-demo"
     schema_version: int = SCHEMA_VERSION
     task: TaskSection = field(default_factory=TaskSection)
@@ -138,9 +165,11 @@ class Recipe:
         return self.measure.resolved_threads()
 
     def mobile_students(self) -> tuple:
+        """The students that get mobile-runtime artifacts ([mobile] students; empty = all)."""
         return tuple(s for s in self.students if not self.mobile.students or s.name in self.mobile.students)
 
     def to_dict(self) -> dict:
+        """The recipe as TOML-ready data (loads back into an equal recipe)."""
         d: dict[str, Any] = {"schema_version": self.schema_version, "name": self.name}
         for sec in ("task", "teacher", "distill", "quantize", "export", "measure", "mobile"):
             d[sec] = {k: (list(v) if isinstance(v, tuple) else v)
@@ -149,6 +178,7 @@ class Recipe:
         return d
 
     def to_toml(self) -> str:
+        """The recipe as TOML text (the run directory keeps it; units reload it from there)."""
         import tomli_w
 
         return tomli_w.dumps(self.to_dict())
@@ -190,6 +220,8 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
 
 
 def recipe_from_dict(data: dict, base_dir: Path | None = None) -> Recipe:
+    """Validate parsed recipe data into a Recipe (one-line RecipeError naming the bad key);
+    ``base_dir`` is the folder relative paths in it resolve against."""
     data = dict(data)
     version = data.pop("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
@@ -205,7 +237,7 @@ def recipe_from_dict(data: dict, base_dir: Path | None = None) -> Recipe:
         if sec in data:
             if not isinstance(data[sec], dict):
                 raise RecipeError(f"[{sec}] must be a table of keys, got {type(data[sec]).__name__}")
-            kwargs[sec] = _section(sec, cls, data[sec])
+            kwargs[sec] = _PARSERS.get(sec, _section)(sec, cls, data[sec])
             check_section(sec, kwargs[sec])  # ranges first: cheap, before the architectures are imported
     students = data.get("students", [])
     if not isinstance(students, list) or not students:
@@ -243,6 +275,19 @@ def _section(name: str, cls, values: dict):
             value = _check_type(f"[{name}] {key}", value, str)
         out[key] = value
     return cls(**out)
+
+
+def _distill_section(name: str, cls, values: dict) -> DistillSection:
+    """The recipe's [distill] table through the one [distill] check (deprecated names noted on stderr)."""
+    import sys
+
+    checked, notes = check_distill(values, RECIPE)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return cls(**checked)
+
+
+_PARSERS = {"distill": _distill_section}  # sections with their own schema; the others: _section
 
 
 def _student(i: int, s) -> StudentSpec:
@@ -292,8 +337,6 @@ def _check_values(r: Recipe) -> None:
     # kind, options and fit for `run` now; the data itself is read when the run loads it
     check_task_spec(r.task.name, command="run", needs={ARRAYS, LABELS})
     for what, values, types, example in (
-            ("[distill] seeds", r.distill.seeds, int, "whole numbers such as [0, 1, 2]"),
-            ("[distill] regimes", r.distill.regimes, str, 'strings such as "full" or "few-5"'),
             ("[measure] runtimes", r.measure.runtimes, str, 'runtime names such as "ort"'),
             ("[mobile] students", r.mobile.students, str, "student names"),
             ("[mobile] litert_int8", r.mobile.litert_int8, str, '"dynamic" and/or "full"')):
@@ -311,18 +354,7 @@ def _check_values(r: Recipe) -> None:
             seen[suffix] = m
     for rt in r.measure.runtimes:
         RUNTIMES.get(rt)
-    d = r.distill
-    if not d.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2 ** 31 for s in d.seeds):
-        raise RecipeError(f"[distill] seeds must be a non-empty list of integers in [0, 2^31), got {list(d.seeds)}")
-    for reg in d.regimes:
-        if reg != "full" and not (reg.startswith("few-") and reg[4:].isdigit() and int(reg[4:]) > 0):
-            raise RecipeError(f"[distill] regime {reg!r} is not valid; use \"full\" or \"few-N\" (N labelled images per class)")
-    if "full" not in d.regimes:
-        raise RecipeError("[distill] regimes must include \"full\": the deployed students are trained on the full split")
-    checks = [(d.temperature > 0, "[distill] temperature must be > 0"), (0 <= d.alpha <= 1, "[distill] alpha must be in [0, 1]"),
-              (d.steps > 0 and d.few_steps > 0, "[distill] steps and few_steps must be > 0"),
-              (d.batch_size > 0, "[distill] batch_size must be > 0"), (0 <= d.augment_shift <= 4, "[distill] augment_shift must be 0-4"),
-              (r.quantize.calib_samples > 0, "[quantize] calib_samples must be > 0"),
+    checks = [(r.quantize.calib_samples > 0, "[quantize] calib_samples must be > 0"),
               (0 <= r.quantize.max_drop <= 100, "[quantize] max_drop is in accuracy points, between 0 and 100 "
                                                  "(0.5 = half a point)"),
               (r.measure.min_runs > 0 and r.measure.min_s >= 0 and r.measure.max_s >= r.measure.min_s,

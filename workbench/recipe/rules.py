@@ -1,6 +1,7 @@
 """The allowed values of every recipe key, checked before anything is loaded, trained or written.
 
-One table (RULES) gives each numeric key its type and range; ``check_value`` turns a value outside it
+One table (RULES) gives each numeric key its type and range (the ``[distill]`` keys have their own
+schema, shared with `workbench distill`: workbench.recipe.distill_keys); ``check_value`` turns a value outside it
 into ONE line naming the key, the value and what is allowed. Thread counts (1 .. 4 x this machine's
 cores, ``"all"``) and the checks that need the loaded task (few-label counts within the training
 split) live here too, so ``workbench run``, ``--dry-run`` and ``workbench bench`` share them.
@@ -62,10 +63,6 @@ def _fmt(x) -> str:
 POSITIVE_INT = Num(1, integer=True)
 RULES: dict[str, dict[str, Num]] = {
     "task": {"image_size": Num(8, 1024, integer=True, hint="pixels")},
-    "distill": {"temperature": Num(0, lo_open=True), "alpha": Num(0, 1, hint="weight of the KD term"),
-                "steps": POSITIVE_INT, "few_steps": POSITIVE_INT, "batch_size": POSITIVE_INT,
-                "lr": Num(0, lo_open=True, hint="learning rate, e.g. 0.003"), "weight_decay": Num(0),
-                "augment_shift": Num(0, 4, integer=True, hint="pixels")},
     "quantize": {"calib_samples": POSITIVE_INT,
                  "max_drop": Num(0, 100, hint="accuracy points: 0.5 = half a point")},
     "export": {"parity_atol": Num(0), "parity_rtol": Num(0), "parity_samples": POSITIVE_INT,

@@ -11,7 +11,9 @@ Every command turns a spec into a task with ONE function, :func:`load_task`. Bui
 registered by name in ``TASKS``; spec kinds (``KIND:TARGET``) in ``SPEC_KINDS``, each declaring
 what it provides (``ARRAYS``: fixed-shape float inputs, ``LABELS``: class labels, ``TEXT``: raw
 texts) so that a command which needs something a kind lacks says so in one line, before any data
-is read, and names what to use instead.
+is read, and names what to use instead. What a LOADED task is — image classification, text
+classification, sentence embeddings — is looked up in ``TASK_TYPES`` (:func:`task_type`), never
+by comparing class names: commands key their own registries by ``task_type(task).name``.
 """
 from __future__ import annotations
 
@@ -50,8 +52,21 @@ class TaskKind:
     example: str = ""
 
 
+@dataclass(frozen=True)
+class TaskType:
+    """What a loaded task is: ``name`` (the same names as the pipeline's task families), the task class
+    as ``module:QualName`` (matched along the loaded task's class hierarchy, so no task module is
+    imported to look one up), what it ``provides`` (ARRAYS / LABELS / TEXT) and a phrase for messages."""
+
+    name: str
+    cls: str
+    provides: frozenset
+    what: str
+
+
 SPEC_KINDS: Registry = Registry("task spec kind")
 TASKS: Registry = Registry("task")  # built-in tasks by name: loader(**options) -> Task
+TASK_TYPES: Registry = Registry("task type")  # loaded task classes by type name: TaskType
 
 
 def _resolve(target: str, base_dir: Path | None) -> str:
@@ -99,6 +114,13 @@ def _register_builtins() -> None:
     from . import digits
 
     TASKS.register("digits", digits.load_digits_task)
+    for t in (TaskType("image-classification", "workbench.tasks.base:Task", frozenset({ARRAYS, LABELS}),
+                       "labelled fixed-shape arrays (images or feature vectors)"),
+              TaskType("text-classification", "workbench.tasks.text_classification:TextClassificationTask",
+                       frozenset({TEXT, LABELS}), "labelled texts"),
+              TaskType("sentence-embedding", "workbench.tasks.text:TextCorpus", frozenset({TEXT}),
+                       "unlabelled text for sentence embeddings")):
+        TASK_TYPES.register(t.name, t)
     for kind in (
         TaskKind("images", _load_images, frozenset({ARRAYS, LABELS}), frozenset({"size", "grey"}),
                  "an image folder (image classification)", example="images:DIR?size=64&grey=true"),
@@ -118,6 +140,17 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+
+
+def task_type(task) -> TaskType:
+    """The registered TaskType of a loaded task (the most specific class registered wins); a one-line
+    TaskError for an object no task type covers."""
+    by_class = {TASK_TYPES.get(n).cls: TASK_TYPES.get(n) for n in TASK_TYPES}
+    for klass in type(task).__mro__:
+        found = by_class.get(f"{klass.__module__}:{klass.__qualname__}")
+        if found is not None:
+            return found
+    raise TaskError(f"{type(task).__name__} is not a registered task type; registered: {', '.join(TASK_TYPES.names())}")
 
 
 def get_task(name: str, **options) -> Task:
@@ -171,9 +204,9 @@ def load_task(text: str, base_dir: Path | None = None, *, command: str | None = 
         loader = TASKS.get(spec.kind)
         options = {**_accepted(loader, builtin_options or {}), **spec.options}
         task = _call(loader, spec, options)
-        if {ARRAYS, LABELS} & set(needs) and not isinstance(task, Task):
-            raise TaskError(_cannot_use(command, needs, f"built-in task {spec.kind} gives {type(task).__name__}",
-                                        hint or ""))
+        kind = task_type(task)
+        if set(needs) - kind.provides:
+            raise TaskError(_cannot_use(command, needs, f"built-in task {spec.kind} is {kind.what}", hint or ""))
         return task
     return _call(SPEC_KINDS.get(spec.kind).load, spec, spec.options, spec.target, base_dir)
 
@@ -200,5 +233,5 @@ def _call(loader, spec: Spec, options: dict, *args):
         raise RecipeError(f"task {spec}: {str(e).split(') ')[-1]}; valid options: {', '.join(valid) or '(none)'}") from None
 
 
-__all__ = ["ARRAYS", "LABELS", "SPEC_KINDS", "TASKS", "TEXT", "Task", "TaskKind", "check_task_spec", "get_task",
-           "load_task", "spec_help"]
+__all__ = ["ARRAYS", "LABELS", "SPEC_KINDS", "TASKS", "TASK_TYPES", "TEXT", "Task", "TaskKind", "TaskType",
+           "check_task_spec", "get_task", "load_task", "spec_help", "task_type"]
