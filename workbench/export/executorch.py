@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ExportError, RuntimeUnavailable
 from ..fileio import atomic_path
+from .base import ExportOptions, Exporter, evenly_spaced
 from .mobile_common import (ExportRecord, Parity, _batches, _one_line, check_parity,  # noqa: F401 (re-exported)
                             quiet_native_output, require)
 
@@ -26,6 +27,8 @@ PRECISIONS = ("fp32", "int8")
 
 @dataclass(frozen=True)
 class ExecutorchExport(ExportRecord):
+    """What one ExecuTorch export wrote: the .pte, its XNNPACK delegation and its parity with PyTorch."""
+
     path: str
     precision: str
     size_bytes: int
@@ -52,13 +55,14 @@ def _delegation(graph_module) -> tuple[int, int, int, dict]:
 def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision: str = "fp32",
                       calibration: np.ndarray | None = None, input_name: str = "input",
                       check_inputs: np.ndarray | None = None, atol: float = 1e-4, rtol: float = 1e-3,
-                      min_top1: float | None = None) -> ExecutorchExport:
+                      min_top1: float | None = None, per_channel: bool = True) -> ExecutorchExport:
     """Export ``model`` (put in eval mode) to an ExecutorchExport .pte at ``path`` (written atomically).
 
     ``sample``: one input batch (its shape is the program's fixed input shape, batch 1 for mobile).
     ``precision`` "int8" needs ``calibration`` (inputs of the task, e.g. 256 validation images),
-    run through the prepared model in batches of ``sample``'s size. ``check_inputs`` (default
-    ``sample``) are compared with PyTorch through the ExecuTorch adapter.
+    run through the prepared model in batches of ``sample``'s size (``per_channel``: one weight scale
+    per output channel). ``check_inputs`` (default ``sample``) are compared with PyTorch through the
+    ExecuTorch adapter.
     """
     if precision not in PRECISIONS:
         raise ExportError(f"unknown ExecuTorch precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
@@ -89,14 +93,15 @@ def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision:
                         XNNPACKQuantizer, get_symmetric_quantization_config)
                     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-                    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
                     prepared = prepare_pt2e(ep.module(), q)
                     calib = np.ascontiguousarray(calibration, dtype=np.float32)
                     for b in _batches(calib, len(sample)):
                         if len(b) == len(sample):
                             prepared(torch.from_numpy(b))
                     ep = torch.export.export(convert_pt2e(prepared), (x,))
-                    quantizer = ("PT2E XNNPACKQuantizer, symmetric int8, per-channel weights, static activations; "
+                    quantizer = (f"PT2E XNNPACKQuantizer, symmetric int8, {'per-channel' if per_channel else 'per-tensor'} "
+                                 "weights, static activations; "
                                  f"calibrated on {len(calib)} inputs")
             edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
                                                constant_methods={"workbench_input_names": input_name})
@@ -121,3 +126,33 @@ def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision:
     return ExecutorchExport(str(path), precision, path.stat().st_size, delegated, left,
                             delegated / total if total else 0.0, subgraphs, left_ops, parity, quantizer,
                             time.perf_counter() - t0)
+
+
+class ExecutorchExporter(Exporter):
+    """``.pte`` with the XNNPACK delegate (batch 1): fp32, or int8 by the ``pt2e`` quantization method
+    (PT2E with the XNNPACK quantizer, calibrated on ``options.calibration``)."""
+
+    name = "executorch"
+    runtime = "executorch"
+    format = "pte"
+    suffix = ".pte"
+    needs = (("executorch.exir", 'pip install -c constraints.txt -e ".[executorch]"'),)
+    how = "export(executorch .pte, XNNPACK delegate, batch 1)"
+
+    def recipe_int8(self, mobile) -> tuple[str, ...]:
+        """``[mobile] int8``: PT2E int8."""
+        return ("pt2e",) if mobile.int8 else ()
+
+    def precision_word(self, method) -> str:
+        """ExecuTorch's converter takes "fp32" or "int8"."""
+        return "fp32" if method is None else "int8"
+
+    def _export(self, model, example, out: Path, options: ExportOptions) -> dict:
+        m = options.method
+        calib = None if m is None else evenly_spaced(options.calibration, m.options.get("calib_samples"))
+        res = export_executorch(model, example, out, precision=self.precision_word(m), calibration=calib,
+                                input_name=options.input_name, check_inputs=options.check_inputs, atol=options.atol,
+                                rtol=options.rtol, min_top1=options.min_top1,
+                                per_channel=True if m is None else m.options["per_channel"])
+        export = {k: v for k, v in res.to_json().items() if k not in ("path", "size_bytes", "made_in_s")}
+        return {"export": export, "parity": res.parity, "quantizer": res.quantizer}

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ExportError, RuntimeUnavailable
 from ..fileio import atomic_path
+from .base import ExportOptions, Exporter, evenly_spaced
 from .mobile_common import ExportRecord, Parity, _one_line, check_parity, quiet_native_output, require
 
 PRECISIONS = ("fp32", "int8-dynamic", "int8-full")
@@ -27,6 +28,8 @@ PRECISIONS = ("fp32", "int8-dynamic", "int8-full")
 
 @dataclass(frozen=True)
 class LiteRTExport(ExportRecord):
+    """What one LiteRT export wrote: the .tflite, its quantizer and its parity with PyTorch."""
+
     path: str
     precision: str
     size_bytes: int
@@ -124,3 +127,35 @@ def export_litert(model, sample: np.ndarray, path: str | Path, *, precision: str
                               input_name, atol=atol if precision == "fp32" else None, rtol=rtol,
                               min_top1=min_top1, what=f"LiteRT {precision} export {path.name}")
     return LiteRTExport(str(path), precision, path.stat().st_size, parity, quant, time.perf_counter() - t0)
+
+
+class LiteRTExporter(Exporter):
+    """``.tflite`` through litert-torch (batch 1): fp32, or int8 by the ``litert-dynamic`` (dynamic-range) or
+    ``litert-full`` (full integer, int8 I/O, calibrated on ``options.calibration``) quantization method."""
+
+    name = "litert"
+    runtime = "litert"
+    format = "tflite"
+    suffix = ".tflite"
+    needs = (("litert_torch", 'pip install -c constraints.txt -e ".[litert]"'),
+             ("ai_edge_quantizer", 'pip install -c constraints.txt -e ".[litert]"'))
+    how = "export(litert .tflite via litert-torch, batch 1)"
+
+    def recipe_int8(self, mobile) -> tuple[str, ...]:
+        """``[mobile] int8`` with ``litert_int8`` = ["dynamic", "full"]: litert-dynamic, litert-full."""
+        return tuple(f"litert-{x}" for x in mobile.litert_int8) if mobile.int8 else ()
+
+    def precision_word(self, method) -> str:
+        """LiteRT's converter takes "fp32", "int8-dynamic" or "int8-full" (the method's name after ``litert-``)."""
+        return "fp32" if method is None else "int8-" + method.name.split("-", 1)[1]
+
+    def _export(self, model, example, out: Path, options: ExportOptions) -> dict:
+        m = options.method
+        calib = None
+        if m is not None and m.needs_calibration:
+            calib = evenly_spaced(options.calibration, m.options.get("calib_samples"))
+        res = export_litert(model, example, out, precision=self.precision_word(m), calibration=calib,
+                            input_name=options.input_name, check_inputs=options.check_inputs, atol=options.atol,
+                            rtol=options.rtol, min_top1=options.min_top1)
+        export = {k: v for k, v in res.to_json().items() if k not in ("path", "size_bytes", "made_in_s")}
+        return {"export": export, "parity": res.parity, "quantizer": res.quantizer}

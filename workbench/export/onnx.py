@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX via torch.onnx.export (dynamo exporter), with a parity check through ONNX Runtime."""
+"""PyTorch -> ONNX via torch.onnx.export (dynamo exporter), with a parity check through ONNX Runtime; the
+``onnx`` exporter of the one export interface (:mod:`.base`)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..errors import ExportError, ParityError
 from ..fileio import atomic_path
+from .base import Exporter
 
 OPSET = 18
 
@@ -79,3 +81,41 @@ def _quiet():
     finally:
         for lg, lvl in zip(loggers, levels):
             lg.setLevel(lvl)
+
+
+class OnnxExporter(Exporter):
+    """``.onnx`` for ONNX Runtime: fp32 by :func:`export_onnx` (parity checked), int8/fp16 by an ONNX -> ONNX
+    quantization method (workbench.quantize) applied to the fp32 file (``options.onnx_source`` when given),
+    its parity with PyTorch recorded (max |diff|, top-1 agreement)."""
+
+    name = "onnx"
+    runtime = "ort"
+    format = "onnx"
+    suffix = ".onnx"
+    how = "export(onnx, torch.onnx dynamo exporter, dynamic batch)"
+
+    def _export(self, model, example, out, options):
+        import tempfile
+
+        from .mobile_common import check_parity
+
+        checks = options.check_inputs if options.check_inputs is not None else example
+        if options.method is None:
+            diff = export_onnx(model, example, out, options.input_name, checks, atol=options.atol, rtol=options.rtol)
+            return {"export": {"exporter": self.how, "opset": OPSET, "parity_max_abs": diff}, "max_abs": diff}
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+            src = options.onnx_source
+            if src is None:
+                src = Path(tmp) / "fp32.onnx"
+                export_onnx(model, example, src, options.input_name, checks, atol=options.atol, rtol=options.rtol)
+            calib = options.calibration
+            n = options.method.options.get("calib_samples")
+            if calib is not None and n:
+                from .base import evenly_spaced
+
+                calib = evenly_spaced(calib, n)
+            notes = options.method.apply(src, out, calib, options.input_name)
+        parity = check_parity(model, out, "ort", checks, options.input_name, atol=None, rtol=options.rtol,
+                              min_top1=options.min_top1, what=f"{options.method.name} quantized {out.name}")
+        return {"export": {"exporter": self.how, "method": options.method.spec, "notes": list(notes),
+                           "parity": parity.to_json()}, "parity": parity, "quantizer": options.method.describe[9:-1]}

@@ -26,12 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError, ExportError, OutputError, ParityError
+from .base import Exporter
 
 STYLES = ("fixed", "runtime")
 
 
 @dataclass(frozen=True)
 class OrtMobileExport:
+    """What one conversion wrote: both .ort files, their operator configs and lists, sizes, parity vs the .onnx."""
+
     path: str  # NAME.ort
     runtime_opt_path: str  # NAME.with_runtime_opt.ort
     required_operators_path: str  # NAME.required_operators.config
@@ -46,6 +49,7 @@ class OrtMobileExport:
     target_platform: str = "generic (no x86-only NCHWc layout transformer)"
 
     def to_json(self) -> dict:
+        """The record as JSON (operator lists as lists)."""
         d = asdict(self)
         d["operators"], d["runtime_opt_operators"] = list(self.operators), list(self.runtime_opt_operators)
         return d
@@ -84,12 +88,14 @@ def _parity(ort_path: Path, feeds: dict, ref: list, atol: float, rtol: float, wh
 
 
 def export_ort_mobile(onnx_path: str | Path, out_dir: str | Path | None = None, *,
-                      check_feeds: dict | None = None, atol: float = 1e-4, rtol: float = 1e-3) -> OrtMobileExport:
+                      check_feeds: dict | None = None, atol: float = 1e-4, rtol: float = 1e-3,
+                      stem: str | None = None) -> OrtMobileExport:
     """Convert ``onnx_path`` to the ORT mobile format in ``out_dir`` (default: beside the .onnx).
 
     ``check_feeds`` (input name -> array): both .ort files must reproduce the ONNX model's outputs
     through ORT within ``atol + rtol*|ref|`` (quantized models too: same kernels, same file
-    content). Returns paths, operator lists, sizes and parity.
+    content). ``stem``: the name the files get (default: the .onnx's). Returns paths, operator lists,
+    sizes and parity.
     """
     t0 = time.perf_counter()
     src = Path(onnx_path)
@@ -100,7 +106,7 @@ def export_ort_mobile(onnx_path: str | Path, out_dir: str | Path | None = None, 
         raise ArtifactError(f"cannot convert {src.name} to the ORT format: it converts .onnx files, not "
                             f"{src.suffix or 'extensionless'} ones")
     out = Path(out_dir) if out_dir is not None else src.parent
-    stem = src.stem
+    stem = stem or src.stem
     names = {"fixed": f"{stem}.ort", "runtime": f"{stem}.with_runtime_opt.ort",
              "cfg_fixed": f"{stem}.required_operators.config",
              "cfg_runtime": f"{stem}.required_operators.with_runtime_opt.config"}
@@ -168,3 +174,49 @@ def _quiet_logger():
         yield
     finally:
         lg.setLevel(level)
+
+
+class OrtMobileExporter(Exporter):
+    """``.with_runtime_opt.ort`` (ORT format, saved runtime optimisations) from an .onnx: ``options.onnx_source``
+    when given (the pipeline's fp32 .onnx, or with ``options.method`` the .onnx that method made), else the
+    model exported to ONNX first (and quantized by ``options.method``, an ONNX method such as ``static``). Parity: the .ort files against the
+    .onnx through ORT, and the artifact against PyTorch through the ort-mobile adapter (fp32 checked;
+    quantized: recorded). The required_operators.config and the fixed-style .ort are written beside it."""
+
+    name = "ort-mobile"
+    runtime = "ort-mobile"
+    format = "ort"
+    suffix = ".with_runtime_opt.ort"
+    source = "onnx"
+    needs = (("onnxruntime.tools", "pip install onnxruntime"),)
+    how = "convert(ORT format .ort, saved runtime optimisations)"
+
+    def recipe_int8(self, mobile) -> tuple[str, ...]:
+        """``[mobile] int8``: the ORT static QDQ .onnx variants are converted too."""
+        return ("static",) if mobile.int8 else ()
+
+    def _export(self, model, example, out, options):
+        from .mobile_common import check_parity
+        from .onnx import OnnxExporter
+
+        checks = options.check_inputs if options.check_inputs is not None else example
+        fp32 = options.method is None
+        stem = out.name[: -len(self.suffix)]
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{stem}.onnx.") as tmp:
+            src = options.onnx_source
+            if src is None:
+                src = OnnxExporter().export(model, example, Path(tmp) / f"{stem}.onnx", options).path
+            feeds = {options.input_name: checks} if fp32 else None
+            res = export_ort_mobile(src, out.parent, check_feeds=feeds, atol=options.atol, rtol=options.rtol, stem=stem)
+        parity = check_parity(model, res.runtime_opt_path, "ort-mobile", checks, options.input_name,
+                              atol=options.atol if fp32 else None, rtol=options.rtol, min_top1=options.min_top1,
+                              what=f"ort-mobile export {out.name}")
+        export = {"exporter": "onnxruntime.tools.convert_onnx_models_to_ort (runtime optimisation style)",
+                  "required_operators_config": res.runtime_opt_required_operators_path,
+                  "operator_count": len(res.runtime_opt_operators), "operators": list(res.runtime_opt_operators),
+                  "fixed_style_file": res.path, "fixed_style_operator_count": len(res.operators),
+                  "parity_vs_onnx_max_abs": res.runtime_opt_parity_max_abs, "target_platform": res.target_platform,
+                  "parity": parity.to_json()}
+        quantizer = options.method.describe[9:-1] if options.method is not None else ""
+        return {"export": export, "parity": parity, "quantizer": quantizer}
+
