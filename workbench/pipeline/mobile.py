@@ -1,13 +1,16 @@
-"""The artifacts of each runtime a recipe names, made from the workbench's variants; each one a cached unit.
+"""The artifacts of each mobile runtime a recipe names, made from the run's models; each one a cached unit.
 
-    ort          the .onnx artifacts of workbench.pipeline.build (every variant: fp32, ORT quantized, auto)
     ort-mobile   the ORT-format file (runtime-optimised style, ``.with_runtime_opt.ort``) converted from the
                  fp32 .onnx of the teacher and of each mobile student, and (``[mobile] int8``) from their
                  ORT static QDQ int8 .onnx; the required_operators.config is recorded with the artifact
-    executorch   .pte (XNNPACK delegate) from the PyTorch models: fp32, and int8 by PT2E with the
-                 XNNPACK quantizer calibrated on training images (new variant ``<model>.int8-pt2e``)
-    litert       .tflite from the PyTorch models: fp32, and int8 dynamic-range and/or full integer
-                 (new variants ``<model>.int8-litert-dynamic`` / ``<model>.int8-litert-full``)
+    executorch   .pte (XNNPACK delegate) from the PyTorch models: fp32, and int8 by the ``pt2e`` quantization
+                 method calibrated on training inputs (variant ``<model>.int8-pt2e``)
+    litert       .tflite from the PyTorch models: fp32, and int8 by ``litert-dynamic`` and/or ``litert-full``
+                 (variants ``<model>.int8-litert-dynamic`` / ``<model>.int8-litert-full``)
+
+Which exporter makes a runtime's files, what it needs installed and which int8 methods a recipe's
+``[mobile]`` section asks of it are attributes of the registered exporter (workbench.export.EXPORTERS,
+:func:`~workbench.export.exporter_for_runtime`); this module only loops over them.
 
 The mobile runtimes get the teacher and the KD students of ``[mobile] students``: the labels-only twins
 exist for the distillation study and run on ort. ORT's other quantized variants (dynamic, fp16, auto) are
@@ -15,50 +18,36 @@ ONNX-Runtime methods and run on ort only. A variant keeps its name on every runt
 ort, ort-mobile, executorch and litert), so reports can put the same model side by side; files live in
 ``artifacts/<runtime>/``. Every artifact records its parity with its PyTorch source (fp32 within the
 recipe's tolerance, checked; int8: max |diff| and top-1 agreement, recorded).
+
+Units: :func:`convert` (one artifact, a module-level function of a RunContext: it reloads the model with
+``family.load_ref`` and the calibration inputs through the task family) and :func:`conversions` (what
+a runtime gets for a set of models).
 """
 from __future__ import annotations
 
-import importlib.util
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import RecipeError, RuntimeUnavailable
+from ..artifact import Artifact, sha256_file
+from ..errors import ExportError, RecipeError, RuntimeUnavailable
 from ..fileio import write_json
 from .rundir import content_key
-from ..artifact import Artifact, sha256_file
 
-FORMATS = {"ort-mobile": "ort", "executorch": "pte", "litert": "tflite"}
-# modules the pipeline needs beyond the runtime itself (to export), with the install line
-_EXPORT_NEEDS = {
-    "ort-mobile": (("onnxruntime.tools", "pip install onnxruntime"),),
-    "executorch": (("executorch.exir", 'pip install -c constraints.txt -e ".[executorch]"'),),
-    "litert": (("litert_torch", 'pip install -c constraints.txt -e ".[litert]"'),
-               ("ai_edge_quantizer", 'pip install -c constraints.txt -e ".[litert]"')),
-}
-LITERT_SUFFIX = {"dynamic": "int8-litert-dynamic", "full": "int8-litert-full"}
+# Variant suffixes of the int8 methods applied by the executorch / litert exporters (ids: <model>.int8-<method>).
 PT2E_SUFFIX = "int8-pt2e"
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+LITERT_SUFFIX = {"dynamic": "int8-litert-dynamic", "full": "int8-litert-full"}
 
 
 def missing_runtime(name: str) -> str | None:
     """None when runtime ``name`` can be exported to and run here; else one line naming the install command."""
+    from ..export import exporter_for_runtime
     from ..runtimes import RUNTIMES
 
     rt = RUNTIMES.get(name)  # RecipeError for an unknown name, with the list of known ones
     if not rt.available():
         return f"runtime {name!r} is not installed; install it with: {rt.install_hint}"
-    for module, hint in _EXPORT_NEEDS.get(name, ()):
-        if not _has(module):
-            return f"runtime {name!r} needs {module.split('.')[0]} to export its artifacts; install it with: {hint}"
-    return None
+    return exporter_for_runtime(name).missing()
 
 
 def plan_runtimes(recipe) -> tuple[list[str], list[dict]]:
@@ -84,166 +73,249 @@ def model_of(art: Artifact) -> str:
     return art.extra.get("model") or art.id.rsplit(".", 1)[0]
 
 
-def calibration_set(x: np.ndarray, n: int) -> np.ndarray:
-    """``n`` evenly spaced training images (the same rule as ORT static quantization's calibration)."""
-    n = min(n, len(x))
-    return x[np.linspace(0, len(x) - 1, n).round().astype(int)]
+def variant_id(model: str, method) -> str:
+    """The id of ``model``'s artifact made with exporter-applied ``method`` (None: fp32), e.g. ``teacher.int8-pt2e``."""
+    return f"{model}.fp32" if method is None else f"{model}.int8-{method.name}"
+
+
+def pytorch_variants(runtime: str, model: str, mobile) -> list[tuple[str, str | None]]:
+    """(artifact id, int8 method spec or None for fp32) of ``model`` on a runtime whose exporter converts
+    the PyTorch model (executorch, litert), as the recipe's ``[mobile]`` section asks."""
+    from ..export import exporter_for_runtime
+    from ..quantize import parse_method
+
+    specs = exporter_for_runtime(runtime).recipe_int8(mobile)
+    return [(f"{model}.fp32", None)] + [(variant_id(model, parse_method(s)), s) for s in specs]
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One artifact to make for a mobile ``runtime``: from the .onnx artifact ``src`` (ort-mobile) or from the
+    PyTorch model ``ref`` with ``method`` (an int8 method spec; None = fp32; ``src`` = its fp32 .onnx,
+    the lineage)."""
+
+    runtime: str
+    ref: object  # family.ModelRef
+    src: Artifact
+    method: str | None = None
+
+
+def conversions(recipe, runtime: str, onnx_arts: list[Artifact], refs: dict) -> list[Conversion]:
+    """What ``runtime`` gets: for each model of ``refs`` (name -> ModelRef, teacher first) its fp32 artifact and
+    the int8 ones ``[mobile]`` asks for (ort-mobile: the .onnx variants quantized by those methods)."""
+    from ..export import exporter_for_runtime
+    from ..quantize import parse_method
+
+    exp = exporter_for_runtime(runtime)
+    by_id = {a.id: a for a in onnx_arts}
+    out = []
+    for model, ref in refs.items():
+        fp32 = by_id[f"{model}.fp32"]
+        out.append(Conversion(runtime, ref, fp32))
+        if exp.source == "onnx":
+            names = {parse_method(s).name for s in exp.recipe_int8(recipe.mobile)}
+            out += [Conversion(runtime, ref, a) for a in onnx_arts
+                    if a.extra.get("source") == fp32.id and (a.extra.get("method") or {}).get("name") in names]
+        else:
+            out += [Conversion(runtime, ref, fp32, s) for s in exp.recipe_int8(recipe.mobile)]
+    return out
+
+
+@dataclass
+class _World:
+    """What a conversion reads from its run: directory, recipe, task fingerprint, inputs and models."""
+
+    rd: object
+    recipe: object
+    fp: str
+    input_name: str
+    sample: object
+    parity_inputs: object
+    calibration: object  # () -> all calibration inputs
+    load: object  # (ModelRef) -> nn.Module
+    progress: object = None
+
+
+def _world_of(ctx, progress) -> _World:
+    """The world of a RunContext: reloaded through the task family (cached per process)."""
+    from .family import FAMILIES, load_ref, recipe_of, rundir_of, task_of
+
+    fam, task = FAMILIES.get(ctx.family), task_of(ctx)
+    parity = fam.parity_inputs(ctx)
+    one = fam.inputs(task, "test", 1)
+    if len(one) != 1:
+        raise ExportError(f"the mobile runtimes take single-input models; this task's model has inputs "
+                          f"{', '.join(one)}; measure it on ort (remove the mobile runtimes from [measure] runtimes)")
+    name, sample = next(iter(one.items()))
+
+    def calibration():
+        got = fam.calibration(ctx, None)
+        return got[name] if isinstance(got, dict) else got
+
+    return _World(rundir_of(ctx), recipe_of(ctx), ctx.task_fp, name, sample,
+                  parity[name] if isinstance(parity, dict) else parity, calibration,
+                  lambda ref: load_ref(ref, ctx), progress)
+
+
+def convert(ctx, runtime: str, ref, src: Artifact, method: str | None = None, progress=None) -> Artifact:
+    """The unit: one artifact of mobile ``runtime`` (see :class:`Conversion`), made by the runtime's
+    registered exporter or reused from ``artifacts/<runtime>/`` when its content key and file are intact."""
+    return _convert(_world_of(ctx, progress), runtime, ref, src, method)
+
+
+def build(ctx, runtime: str, onnx_arts: list[Artifact], refs: dict, progress=None) -> list[Artifact]:
+    """Every artifact of ``runtime`` for the models of ``refs`` (see :func:`conversions`)."""
+    world = _world_of(ctx, progress)
+    return [_convert(world, c.runtime, c.ref, c.src, c.method)
+            for c in conversions(world.recipe, runtime, onnx_arts, refs)]
+
+
+def _version(runtime: str) -> str | None:
+    from ..runtimes import RUNTIMES
+
+    return RUNTIMES.get(runtime).version()
+
+
+def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) -> Artifact:
+    from ..export import ExportOptions, evenly_spaced, exporter_for_runtime
+    from ..quantize import parse_method
+
+    exp = exporter_for_runtime(runtime)
+    ex, q = w.recipe.export, w.recipe.quantize
+    model = model_of(src)
+    if exp.source == "onnx":  # converts the .onnx: fp32, or one quantized by an ONNX method
+        meth = parse_method(src.extra["method"]["spec"]) if src.precision != "fp32" else None
+        art_id, key = src.id, content_key("export-ort-mobile", src.sha256, _version(runtime), ex.parity_atol,
+                                          ex.parity_rtol, w.fp)
+    else:
+        meth = parse_method(method) if method is not None else None
+        calib_n = None
+        if meth is not None and meth.needs_calibration:
+            calib_n = meth.options.get("calib_samples") or q.calib_samples
+        art_id = variant_id(model, meth)
+        key = content_key(f"export-{runtime}", ref.key, meth.key if meth else "fp32", _version(runtime),
+                          ex.parity_atol, ex.parity_rtol, w.fp, calib_n)
+    path = w.rd.path("artifacts", runtime, f"{art_id}{exp.suffix}")  # names from the recipe: checked to stay inside
+    meta = w.rd.unit("artifacts", f"{runtime}.{art_id}", key)
+    art = w.rd.reused_artifact(meta, path)  # a damaged record or file: one line, then remade
+    if art is not None:
+        return art
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = w.load(ref)
+    calib = None
+    if meth is not None and meth.needs_calibration and exp.source != "onnx":
+        calib = evenly_spaced(w.calibration(), calib_n)
+    opts = ExportOptions(input_name=w.input_name, check_inputs=w.parity_inputs, atol=ex.parity_atol,
+                         rtol=ex.parity_rtol, method=meth, calibration=calib,
+                         onnx_source=str(w.rd.abspath(src)) if exp.source == "onnx" else None)
+    t0 = time.perf_counter()
+    if calib is not None and w.progress is not None:
+        with w.progress.bar(f"exporting {art_id} to {runtime} (calibrating on {len(calib)} training inputs)", 1):
+            made = exp.export(module, w.sample, path, opts)
+    else:
+        made = exp.export(module, w.sample, path, opts)
+    took = time.perf_counter() - t0
+    art = _record(w, exp, runtime, src, meth, made, art_id, key, took)
+    write_json(meta, art.to_json())
+    return art
+
+
+def _record(w: _World, exp, runtime: str, src: Artifact, meth, made: Artifact, art_id: str, key: str,
+            took: float) -> Artifact:
+    """The run's record of an exported artifact: run-relative paths, the source's lineage and extra."""
+    model = model_of(src)
+    export = dict(made.extra["export"])
+    rel = Path(made.path).relative_to(w.rd.root)
+    if exp.source == "onnx":
+        for k in ("required_operators_config", "fixed_style_file"):
+            export[k] = str(Path(export[k]).relative_to(w.rd.root))
+        return replace(made, id=art_id, path=str(rel), params=src.params, precision=src.precision,
+                       lineage=(*src.lineage, exp.how), made_in_s=round(src.made_in_s + took, 2),
+                       extra={**src.extra, "model": model, "runtime": runtime, "export": export,
+                              "converted_from": src.id})
+    lineage = (*src.lineage[:-1], *made.lineage)
+    extra = {**src.extra, "model": model, "runtime": runtime, "export": export}
+    if meth is not None:
+        word = exp.precision_word(meth)
+        role = "quantized-teacher" if src.extra.get("role", "student") == "teacher" else "distilled+quantized"
+        extra.update(family=role, source=f"{model}.fp32", quantize_s=round(took, 2),
+                     method={"name": f"{runtime}-{word}", "spec": word, "key": key})
+    return replace(made, id=art_id, path=str(rel), params=src.params, lineage=lineage,
+                   made_in_s=round(src.made_in_s + took, 2), extra=extra)
 
 
 class MobileBuilder:
-    """Makes the artifacts of ort-mobile, executorch and litert for a Builder's teacher and students."""
+    """TRANSITIONAL adapter for callers that still hold a pipeline.build Builder (and pipeline.units.convert's
+    view of one): the same conversions through :func:`_convert`. Goes when every caller uses :func:`convert`."""
 
     def __init__(self, b):
         self.b = b
-        self.recipe = b.recipe
-        self.rd = b.rd
 
-    # -- caching (like RunDir.artifact, for files in artifacts/<runtime>/) -------------------------
-    def _artifact(self, runtime: str, art_id: str, filename: str, key: str, make) -> Artifact:
-        path = self.rd.path("artifacts", runtime, filename)  # names from the recipe: checked to stay inside
-        meta = self.rd.unit("artifacts", f"{runtime}.{art_id}", key)
-        art = self.rd.reused_artifact(meta, path)  # a damaged record or file: one line, then remade
-        if art is not None:
-            return art
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fields = make(path)
-        art = Artifact(id=art_id, path=str(path.relative_to(self.rd.root)), format=FORMATS[runtime],
-                       sha256=sha256_file(path), size_bytes=path.stat().st_size, **fields)
-        write_json(meta, art.to_json())
-        return art
+    def _world(self, load) -> _World:
+        b = self.b
+        return _World(b.rd, b.recipe, b.fp, b.task.input_name, b.sample, b.parity_inputs,
+                      lambda: b.task.x_train, load, getattr(b, "progress", None))
 
-    def _version(self, runtime: str) -> str | None:
-        from ..runtimes import RUNTIMES
-
-        return RUNTIMES.get(runtime).version()
-
-    def _parity(self, model, path: Path, runtime: str, fp32: bool):
-        from ..export.mobile_common import check_parity
-
-        ex = self.recipe.export
-        return check_parity(model, path, runtime, self.b.parity_inputs, self.b.task.input_name,
-                            atol=ex.parity_atol if fp32 else None, rtol=ex.parity_rtol,
-                            what=f"{runtime} export {path.name}")
-
-    # -- ort-mobile --------------------------------------------------------------------------------
     def ort_mobile(self, src: Artifact, source_model) -> Artifact:
-        """``src`` (.onnx) converted to the ORT format; the runtime-optimised file is the artifact."""
-        from ..export.ort_mobile import export_ort_mobile
+        """``src`` (.onnx) converted to the ORT format for the PyTorch model ``source_model``."""
+        return _convert(self._world(lambda ref: source_model), "ort-mobile", _Ref(model_of(src)), src, None)
 
-        ex = self.recipe.export
-        fp32 = src.precision == "fp32"
-        key = content_key("export-ort-mobile", src.sha256, self._version("ort-mobile"), ex.parity_atol, ex.parity_rtol,
-                          self.b.fp)
-
-        def make(path: Path) -> dict:
-            t0 = time.perf_counter()
-            feeds = {self.b.task.input_name: self.b.parity_inputs} if fp32 else None
-            res = export_ort_mobile(self.rd.abspath(src), path.parent, check_feeds=feeds, atol=ex.parity_atol,
-                                    rtol=ex.parity_rtol)
-            parity = self._parity(source_model, Path(res.runtime_opt_path), "ort-mobile", fp32)
-            took = time.perf_counter() - t0
-            cfg = Path(res.runtime_opt_required_operators_path)
-            export = {"exporter": "onnxruntime.tools.convert_onnx_models_to_ort (runtime optimisation style)",
-                      "required_operators_config": str(cfg.relative_to(self.rd.root)),
-                      "operator_count": len(res.runtime_opt_operators), "operators": list(res.runtime_opt_operators),
-                      "fixed_style_file": str(Path(res.path).relative_to(self.rd.root)),
-                      "fixed_style_operator_count": len(res.operators),
-                      "parity_vs_onnx_max_abs": res.runtime_opt_parity_max_abs, "target_platform": res.target_platform,
-                      "parity": parity.to_json()}
-            return dict(params=src.params, precision=src.precision,
-                        lineage=(*src.lineage, "convert(ORT format .ort, saved runtime optimisations)"),
-                        made_in_s=round(src.made_in_s + took, 2), parity_max_abs=parity.max_abs,
-                        extra={**src.extra, "model": model_of(src), "runtime": "ort-mobile", "export": export,
-                               "converted_from": src.id})
-
-        return self._artifact("ort-mobile", src.id, f"{src.id}.with_runtime_opt.ort", key, make)
-
-    # -- executorch and litert (from the PyTorch model) ---------------------------------------------
     def _from_pytorch(self, runtime: str, fp32_onnx: Artifact, model_key: str, load_model, precision: str) -> Artifact:
-        """``precision``: "fp32"; executorch "int8"; litert "int8-dynamic" / "int8-full"."""
-        ex, q = self.recipe.export, self.recipe.quantize
-        model = model_of(fp32_onnx)
-        calib_n = min(q.calib_samples, len(self.b.task.x_train))
-        needs_calib = precision in ("int8", "int8-full")
-        key = content_key(f"export-{runtime}", model_key, precision, self._version(runtime), ex.parity_atol,
-                          ex.parity_rtol, self.b.fp, calib_n if needs_calib else None)
-        if precision == "fp32":
-            art_id = f"{model}.fp32"
-        elif runtime == "executorch":
-            art_id = f"{model}.{PT2E_SUFFIX}"
-        else:
-            art_id = f"{model}.{LITERT_SUFFIX[precision[5:]]}"
-        ext = FORMATS[runtime]
+        """The ``precision`` ("fp32"; executorch "int8"; litert "int8-dynamic"/"int8-full") artifact of a model."""
+        return _convert(self._world(lambda ref: load_model()), runtime, _Ref(model_of(fp32_onnx), model_key),
+                        fp32_onnx, _method_of(runtime, precision))
 
-        def make(path: Path) -> dict:
-            from ..export.executorch import export_executorch
-            from ..export.litert import export_litert
-
-            module = load_model()
-            calib = calibration_set(self.b.task.x_train, calib_n) if needs_calib else None
-            fn = export_executorch if runtime == "executorch" else export_litert
-            t0 = time.perf_counter()
-            if calib is not None:
-                with self.b.progress.bar(f"exporting {art_id} to {runtime} (calibrating on {calib_n} training "
-                                         "images)", 1):
-                    res = fn(module, self.b.sample, path, precision=precision, calibration=calib,
-                             input_name=self.b.task.input_name, check_inputs=self.b.parity_inputs,
-                             atol=ex.parity_atol, rtol=ex.parity_rtol)
-            else:
-                res = fn(module, self.b.sample, path, precision=precision, input_name=self.b.task.input_name,
-                         check_inputs=self.b.parity_inputs, atol=ex.parity_atol, rtol=ex.parity_rtol)
-            took = time.perf_counter() - t0
-            export = {k: v for k, v in res.to_json().items() if k not in ("path", "size_bytes", "made_in_s")}
-            how = ("export(executorch .pte, XNNPACK delegate, batch 1)" if runtime == "executorch"
-                   else "export(litert .tflite via litert-torch, batch 1)")
-            lineage = (*fp32_onnx.lineage[:-1], how)
-            extra = {**fp32_onnx.extra, "model": model, "runtime": runtime, "export": export}
-            if precision != "fp32":
-                lineage += (f"quantize({res.quantizer})",)
-                extra.update(family=self.b._family(fp32_onnx), source=f"{model}.fp32", quantize_s=round(took, 2),
-                             method={"name": f"{runtime}-{precision}", "spec": precision, "key": key})
-            return dict(params=fp32_onnx.params, precision="fp32" if precision == "fp32" else "int8", lineage=lineage,
-                        made_in_s=round(fp32_onnx.made_in_s + took, 2),
-                        parity_max_abs=res.parity.max_abs if res.parity else None, extra=extra)
-
-        return self._artifact(runtime, art_id, f"{art_id}.{ext}", key, make)
-
-    # -- every artifact of one runtime ------------------------------------------------------------
     def build(self, runtime: str, onnx_arts: list[Artifact], models: dict) -> list[Artifact]:
         """``models``: model name -> (content key of its weights, loader of the nn.Module), teacher first."""
-        by_id = {a.id: a for a in onnx_arts}
-        m = self.recipe.mobile
-        out = []
-        for model, (model_key, load) in models.items():
-            fp32 = by_id[f"{model}.fp32"]
-            if runtime == "ort-mobile":
-                out.append(self.ort_mobile(fp32, load()))
-                if m.int8:
-                    for a in onnx_arts:
-                        if a.extra.get("source") == fp32.id and (a.extra.get("method") or {}).get("name") == "static":
-                            out.append(self.ort_mobile(a, load()))
-                continue
-            precisions = ["fp32"]
-            if m.int8:
-                precisions += ["int8"] if runtime == "executorch" else [f"int8-{x}" for x in m.litert_int8]
-            out += [self._from_pytorch(runtime, fp32, model_key, load, p) for p in precisions]
-        return out
+        loaders = {name: load for name, (_key, load) in models.items()}
+        refs = {name: _Ref(name, key) for name, (key, _load) in models.items()}
+        world = self._world(lambda ref: loaders[ref.name]())
+        return [_convert(world, c.runtime, c.ref, c.src, c.method)
+                for c in conversions(self.b.recipe, runtime, onnx_arts, refs)]
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A model by name and content key (what the transitional adapter has instead of a family.ModelRef)."""
+
+    name: str
+    key: str = ""
+
+
+def _method_of(runtime: str, precision: str) -> str | None:
+    """The exporter-applied method whose precision word on ``runtime`` is ``precision`` (None for fp32)."""
+    from ..export import exporter_for_runtime
+    from ..quantize import METHODS
+
+    if precision == "fp32":
+        return None
+    exp = exporter_for_runtime(runtime)
+    for name in METHODS.names():
+        m = METHODS.get(name)
+        if exp.applies(m) and exp.precision_word(m) == precision:
+            return name
+    raise ExportError(f"{runtime} has no int8 method for precision {precision!r}")
 
 
 def planned_artifacts(recipe) -> dict[str, int]:
     """How many artifacts each runtime of the recipe gets (for ``workbench run --dry-run``)."""
+    from ..export import exporter_for_runtime
     from ..quantize import parse_method
 
-    q, m = recipe.quantize, recipe.mobile
+    q = recipe.quantize
     out = {}
     n_models = 1 + len(recipe.mobile_students())
     for rt in recipe.measure.runtimes:
-        if rt == "ort":
+        if rt == "ort":  # the baseline runtime: every variant of the run
             out[rt] = 1 + len(q.teacher) + len(recipe.students) * (2 + len(q.students))
-        elif rt == "ort-mobile":
-            static = [s for s in q.teacher if s.strip() != "auto" and parse_method(s).name == "static"]
-            static_s = [s for s in q.students if s.strip() != "auto" and parse_method(s).name == "static"]
-            out[rt] = n_models + (len(static) + len(static_s) * (n_models - 1) if m.int8 else 0)
+            continue
+        exp = exporter_for_runtime(rt)
+        int8 = exp.recipe_int8(recipe.mobile)
+        if exp.source == "onnx":
+            names = {parse_method(s).name for s in int8}
+            n_t = sum(1 for s in q.teacher if s.strip() != "auto" and parse_method(s).name in names)
+            n_s = sum(1 for s in q.students if s.strip() != "auto" and parse_method(s).name in names)
+            out[rt] = n_models + n_t + n_s * (n_models - 1)
         else:
-            out[rt] = n_models * (1 + ((1 if rt == "executorch" else len(m.litert_int8)) if m.int8 else 0))
+            out[rt] = n_models * (1 + len(int8))
     return out
