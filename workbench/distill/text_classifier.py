@@ -17,7 +17,7 @@ from .transformer_data import (MICRO_BATCH, cache_root_of, cached_teacher_pass, 
                                padded_hidden)
 
 
-def _classifier_module(model):
+def classifier_module(model):
     """``forward(input_ids, attention_mask) -> logits``: the exportable form of a sequence classifier."""
     import torch
 
@@ -38,20 +38,76 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
                             freeze: tuple[str, ...] = ("word_embeddings",), eval_threads: int = 1,
                             dropout: float | None = None) -> dict:
     """Distil an HFModel (task "classification") into ``drop_layers(teacher, keep_layers)`` on a
-    TextClassificationTask: ``kd`` = T^2 KL(teacher || student) of the temperature-softened logits (from
-    the cache), ``ce`` = cross-entropy on the labels, ``hidden_mse`` as for embeddings. Best epoch by
-    validation accuracy. Writes student/, student.onnx (input_ids, attention_mask -> logits) and
-    card.json (test accuracy of the ONNX artifact through ONNX Runtime, with a bootstrap CI)."""
+    TextClassificationTask (see :func:`train_text_classifier`). Writes student/, student.onnx (input_ids,
+    attention_mask -> logits) and card.json (test accuracy of the ONNX artifact through ONNX Runtime, with
+    a bootstrap CI)."""
+    from ..evaluate import bootstrap_mean_ci
+    from ..evaluate.embedding import tokenize
+
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    student, card, arrays = train_text_classifier(
+        teacher, keep_layers, task, cfg, out_dir, losses, temperature, max_len, progress, cache_root=cache_root,
+        layer_map=layer_map, micro_batch=micro_batch, freeze=freeze, dropout=dropout)
+    save_student(student, teacher.tokenizer, out_dir / "student")
+    card["student_dir"] = str(out_dir / "student")
+    if export:
+        from ..runtimes import get_runtime
+
+        onnx_path = out_dir / "student.onnx"
+        exp = export_encoder(classifier_module(student).eval(), teacher.tokenizer, onnx_path,
+                             list(task.test_texts[:8]), max_len, output_name="logits")
+        card["onnx"] = {"path": str(onnx_path), **exp}
+        session = get_runtime("ort").load(str(onnx_path), eval_threads)
+        ids = tokenize(teacher.tokenizer, task.test_texts, max_len)
+        logits = predict_logits(lambda a, m: session.run({"input_ids": a, "attention_mask": m})[0], ids,
+                                pad_id_of(teacher.tokenizer))
+        y_test = np.asarray(task.test_labels)
+        correct = (logits.argmax(1) == y_test).astype(np.float64)
+        card["accuracy"] = {"split": "test", "value": float(correct.mean()), "ci95": list(bootstrap_mean_ci(correct)),
+                            "n": int(len(y_test)), "measured_on": "student.onnx through ONNX Runtime (CPU EP)",
+                            "agreement_with_teacher": float((logits.argmax(1) == np.asarray(arrays["test_out"]).argmax(1)).mean())}
+    card["seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json(out_dir / "card.json", card)
+    return card
+
+
+def predict_logits(model_fn, ids: list, pad: int, batch_size: int = 64) -> np.ndarray:
+    """Logits of ``model_fn(input_ids, attention_mask)`` (numpy in, numpy out) over token-id lists ``ids``,
+    in length-sorted padded batches; rows in the order of ``ids``."""
+    from ..evaluate.embedding import pad_batch
+
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = None
+    for s in range(0, len(order), batch_size):
+        sel = order[s:s + batch_size]
+        a, m = pad_batch([ids[i] for i in sel], pad)
+        logits = np.asarray(model_fn(a, m), dtype=np.float32)
+        if out is None:
+            out = np.zeros((len(order), logits.shape[1]), dtype=np.float32)
+        out[sel] = logits
+    return out
+
+
+def train_text_classifier(teacher, keep_layers, task, cfg, work_dir, losses: dict | None = None,
+                          temperature: float = 4.0, max_len: int = 128, progress=None, *, cache_root=None,
+                          layer_map=None, micro_batch: int = MICRO_BATCH,
+                          freeze: tuple[str, ...] = ("word_embeddings",), dropout: float | None = None,
+                          student=None) -> tuple[object, dict, dict]:
+    """Train a sequence-classifier student of ``teacher`` (an HFModel, task "classification") on a
+    TextClassificationTask through the engine: ``kd`` = T^2 KL(teacher || student) of the
+    temperature-softened logits (from the cache), ``ce`` = cross-entropy on the labels, ``hidden_mse`` as for
+    embeddings; best epoch by validation accuracy. ``student``: a ready student module; None =
+    ``drop_layers(teacher, keep_layers)``. Returns (student in eval mode, card fields, cache arrays)."""
     import torch
     import torch.nn.functional as F
 
     from ..evaluate import bootstrap_mean_ci
-    from ..evaluate.embedding import pad_batch, tokenize
+    from ..evaluate.embedding import tokenize
     from ..zoo.hf import drop_layers, parse_keep
     from .engine import fit
 
-    t_start = time.perf_counter()
-    out_dir = Path(out_dir)
+    work_dir = Path(work_dir)
     w = check_losses(losses, DEFAULT_CLS_LOSSES)
     if not temperature > 0:
         raise RecipeError(f"temperature must be > 0, got {temperature!r}")
@@ -67,9 +123,9 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
     t_layers = sorted(set(lmap.values()))
     texts = {s: task.split(s)[0] for s in ("train", "val", "test")}
     arrays, cache_key, hit = cached_teacher_pass(
-        teacher, texts, max_len, t_layers, cache_root_of(cache_root, out_dir),
+        teacher, texts, max_len, t_layers, cache_root_of(cache_root, work_dir),
         {"kind": "classifier-logits", "task": task.fingerprint()}, n_out, lambda out, mask: out.logits, progress, 32)
-    student = drop_layers(teacher.module, keep)
+    student = drop_layers(teacher.module, keep) if student is None else student
     frozen = _freeze(student, freeze)
     _set_dropout(student, dropout)
     pad = pad_id_of(teacher.tokenizer)
@@ -99,28 +155,19 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
             total = total + loss * share
         return total
 
-    def predict(model_fn, split: str) -> np.ndarray:
-        order = np.argsort([len(x) for x in ids[split]], kind="stable")
-        logits = np.zeros((len(order), n_out), dtype=np.float32)
-        for s in range(0, len(order), 64):
-            sel = order[s:s + 64]
-            a, m = pad_batch([ids[split][i] for i in sel], pad)
-            logits[sel] = model_fn(a, m)
-        return logits
-
     def torch_logits(a, m):
         with torch.inference_mode():
             return forward(student, torch.from_numpy(a), torch.from_numpy(m)).logits.float().numpy()
 
     def evaluate() -> float:
-        return float((predict(torch_logits, "val").argmax(1) == y["val"].numpy()).mean())
+        return float((predict_logits(torch_logits, ids["val"], pad).argmax(1) == y["val"].numpy()).mean())
 
     run_key = hashlib.sha256(json.dumps({"cache": cache_key, "keep": keep, "map": lmap, "losses": w, "T": T,
                                          "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen,
-                                         "dropout": dropout},
+                                         "dropout": dropout, "student": student.config.to_json_string()},
                                         sort_keys=True).encode()).hexdigest()[:16]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = fit({"student": student}, step, len(ids["train"]), evaluate, cfg, checkpoint=out_dir / "checkpoint.pt",
+    work_dir.mkdir(parents=True, exist_ok=True)
+    result = fit({"student": student}, step, len(ids["train"]), evaluate, cfg, checkpoint=work_dir / "checkpoint.pt",
                  key=run_key, progress=progress, metric_name="val_accuracy",
                  describe=f"distil {len(keep)}-layer classifier")
     student.eval()
@@ -134,22 +181,4 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
             "fit": result.to_json(), "val_accuracy_pytorch": result.best_metric,
             "teacher_test_accuracy": {"value": float(t_correct.mean()), "ci95": list(bootstrap_mean_ci(t_correct)),
                                       "measured_on": "teacher PyTorch"}}
-    save_student(student, teacher.tokenizer, out_dir / "student")
-    card["student_dir"] = str(out_dir / "student")
-    if export:
-        from ..runtimes import get_runtime
-
-        onnx_path = out_dir / "student.onnx"
-        wrapper = _classifier_module(student).eval()
-        exp = export_encoder(wrapper, teacher.tokenizer, onnx_path, list(task.test_texts[:8]), max_len,
-                             output_name="logits")
-        card["onnx"] = {"path": str(onnx_path), **exp}
-        session = get_runtime("ort").load(str(onnx_path), eval_threads)
-        logits = predict(lambda a, m: session.run({"input_ids": a, "attention_mask": m})[0], "test")
-        correct = (logits.argmax(1) == y_test).astype(np.float64)
-        card["accuracy"] = {"split": "test", "value": float(correct.mean()), "ci95": list(bootstrap_mean_ci(correct)),
-                            "n": int(len(y_test)), "measured_on": "student.onnx through ONNX Runtime (CPU EP)",
-                            "agreement_with_teacher": float((logits.argmax(1) == np.asarray(arrays["test_out"]).argmax(1)).mean())}
-    card["seconds"] = round(time.perf_counter() - t_start, 2)
-    write_json(out_dir / "card.json", card)
-    return card
+    return student, card, arrays

@@ -82,22 +82,56 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
                        dropout: float | None = None) -> dict:
     """Distil ``teacher`` (an HFModel, task "embedding") into ``drop_layers(teacher, keep_layers)`` on ``corpus``
     (a TextCorpus) with the engine's FitConfig ``cfg``; writes student/, student.onnx, card.json into
-    ``out_dir`` and returns the card (a dict).
-
-    ``freeze``: parameters whose names contain one of these stay as copied from the teacher (default:
-    the word-embedding table, 2/3 of a 3-layer MiniLM's parameters: updating it every step costs
-    more time than the forward pass and it barely moves with a small corpus). ``cache_layers``: teacher
-    layers to store in the cache, a superset of the mapped ones (several students with different layer
-    maps then share one cache entry, i.e. one teacher pass). ``dropout``: the student's dropout
-    probability while training (None: as in the teacher's config)."""
-    import torch
-
+    ``out_dir`` and returns the card (a dict). The training itself is :func:`train_embedding_student`."""
     from ..evaluate.embedding import embedding_fidelity, encode, tokenize
-    from ..zoo.hf import SentenceEncoder, drop_layers, mean_pool, parse_keep
-    from .engine import fit
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
+    student, card, arrays = train_embedding_student(
+        teacher, keep_layers, corpus, cfg, out_dir, losses, max_len, progress, cache_root=cache_root,
+        layer_map=layer_map, micro_batch=micro_batch, freeze=freeze, cache_layers=cache_layers, dropout=dropout)
+    save_student(student, teacher.tokenizer, out_dir / "student")
+    card["student_dir"] = str(out_dir / "student")
+    if export:
+        from ..zoo.hf import SentenceEncoder
+
+        onnx_path = out_dir / "student.onnx"
+        exp = export_encoder(SentenceEncoder(student), teacher.tokenizer, onnx_path, list(corpus.test[:8]), max_len)
+        card["onnx"] = {"path": str(onnx_path), **exp}
+        test_ids = tokenize(teacher.tokenizer, corpus.test, max_len)
+        s_emb = encode(str(onnx_path), None, teacher.tokenizer, max_len, ids=test_ids, threads=eval_threads)
+        card["fidelity"] = {"split": "test", "measured_on": "student.onnx through ONNX Runtime (CPU EP)",
+                            "reference": "teacher PyTorch embeddings (fp32)",
+                            **embedding_fidelity(s_emb, np.asarray(arrays["test_out"]), k=k)}
+    card["seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json(out_dir / "card.json", card)
+    return card
+
+
+def train_embedding_student(teacher, keep_layers, corpus, cfg, work_dir, losses: dict | None = None,
+                            max_len: int = 128, progress=None, *, cache_root=None, layer_map=None,
+                            micro_batch: int = MICRO_BATCH, freeze: tuple[str, ...] = ("word_embeddings",),
+                            cache_layers: list[int] | None = None, dropout: float | None = None,
+                            student=None) -> tuple[object, dict, dict]:
+    """Train a sentence-embedding student of ``teacher`` (an HFModel) on ``corpus`` through the engine;
+    returns (student in eval mode, card fields, the teacher-output cache arrays). ``work_dir`` holds the
+    engine's checkpoint (resume after a kill) and, without ``cache_root``, the cache.
+
+    ``student``: a ready student module (e.g. built from a smaller config); None = ``drop_layers(teacher,
+    keep_layers)``. ``keep_layers`` also gives the default layer map (student layer i learns teacher layer
+    keep[i]). ``freeze``: parameters whose names contain one of these stay as initialised (default: the
+    word-embedding table, 2/3 of a 3-layer MiniLM's parameters: updating it every step costs more time than
+    the forward pass and it barely moves with a small corpus). ``cache_layers``: teacher layers to store in
+    the cache, a superset of the mapped ones (students with different layer maps or losses then share one
+    cache entry, i.e. one teacher pass). ``dropout``: the student's dropout while training (None: as in
+    its config)."""
+    import torch
+
+    from ..evaluate.embedding import encode, tokenize
+    from ..zoo.hf import SentenceEncoder, drop_layers, mean_pool, parse_keep
+    from .engine import fit
+
+    work_dir = Path(work_dir)
     w = check_losses(losses, DEFAULT_LOSSES)
     if not isinstance(max_len, int) or isinstance(max_len, bool) or not 2 <= max_len <= 4096:
         raise RecipeError(f"max_len must be a whole number of tokens in 2..4096, got {max_len!r}")
@@ -109,7 +143,7 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     keep = parse_keep(keep_layers, teacher.num_layers)
     lmap = parse_layer_map(layer_map, keep, teacher.num_layers) if w["hidden_mse"] > 0 or w["attention"] > 0 else {}
     t_layers = sorted(set(lmap.values())) if w["hidden_mse"] > 0 else []
-    if t_layers and cache_layers is not None:
+    if cache_layers is not None:
         missing = sorted(set(t_layers) - set(cache_layers))
         if missing:
             raise RecipeError(f"cache_layers {list(cache_layers)} lacks teacher layer(s) {missing} of the layer map "
@@ -119,10 +153,10 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
     say(f"student: teacher layers {keep} of {teacher.num_layers}; losses "
         + ", ".join(f"{k}={v:g}" for k, v in w.items() if v) + (f"; layer map {lmap}" if lmap else ""))
 
-    arrays, cache_key, hit = teacher_outputs(teacher, corpus, max_len, t_layers, cache_root_of(cache_root, out_dir),
+    arrays, cache_key, hit = teacher_outputs(teacher, corpus, max_len, t_layers, cache_root_of(cache_root, work_dir),
                                              progress)
     say(f"teacher outputs: {'reused from the cache' if hit else 'computed and cached'} (key {cache_key})")
-    student = drop_layers(teacher.module, keep)
+    student = drop_layers(teacher.module, keep) if student is None else student
     if w["attention"] > 0:
         _use_eager_attention(student)
         _use_eager_attention(teacher.module)
@@ -137,7 +171,7 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
                           "delete that folder from the cache and re-run")
     t_emb = torch.from_numpy(np.array(arrays["train_out"], dtype=np.float32))
     t_hidden = arrays.get("train_hidden")
-    pairs = [(s, t_layers.index(t)) for s, t in lmap.items()] if t_layers else []
+    pairs = [(s, t_layers.index(t)) for s, t in lmap.items()] if w["hidden_mse"] > 0 else []
     att_pairs = list(lmap.items()) if w["attention"] > 0 else []
     lengths = np.array([len(x) for x in train_ids])
     val_ids = tokenize(teacher.tokenizer, corpus.val, max_len)
@@ -168,11 +202,12 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
         return float((emb * val_teacher).sum(1).mean())
 
     run_key = hashlib.sha256(json.dumps({"cache": cache_key, "keep": keep, "map": lmap, "losses": w, "max_len": max_len,
-                                         "micro_batch": micro_batch, "frozen": frozen, "dropout": dropout},
+                                         "micro_batch": micro_batch, "frozen": frozen, "dropout": dropout,
+                                         "student": student.config.to_json_string()},
                                         sort_keys=True).encode()).hexdigest()[:16]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
     teacher.module.eval()
-    result = fit({"student": student}, step, len(train_ids), evaluate, cfg, checkpoint=out_dir / "checkpoint.pt",
+    result = fit({"student": student}, step, len(train_ids), evaluate, cfg, checkpoint=work_dir / "checkpoint.pt",
                  key=run_key, progress=progress, metric_name="val_cosine", describe=f"distil {len(keep)}-layer student")
     student.eval()
     card = {"kind": "embedding-distillation", "teacher": teacher.describe(), "keep": keep, "layer_map": lmap,
@@ -181,20 +216,7 @@ def distill_embeddings(teacher, keep_layers, corpus, cfg, out_dir, losses: dict 
             "corpus": corpus.summary(), "teacher_cache": {"key": cache_key, "hit": hit},
             "params": {"teacher": teacher.params, "student": sum(p.numel() for p in student.parameters())},
             "fit": result.to_json(), "val_cosine_pytorch": result.best_metric}
-    save_student(student, teacher.tokenizer, out_dir / "student")
-    card["student_dir"] = str(out_dir / "student")
-    if export:
-        onnx_path = out_dir / "student.onnx"
-        exp = export_encoder(enc, teacher.tokenizer, onnx_path, list(corpus.test[:8]), max_len)
-        card["onnx"] = {"path": str(onnx_path), **exp}
-        test_ids = tokenize(teacher.tokenizer, corpus.test, max_len)
-        s_emb = encode(str(onnx_path), None, teacher.tokenizer, max_len, ids=test_ids, threads=eval_threads)
-        card["fidelity"] = {"split": "test", "measured_on": "student.onnx through ONNX Runtime (CPU EP)",
-                            "reference": "teacher PyTorch embeddings (fp32)",
-                            **embedding_fidelity(s_emb, np.asarray(arrays["test_out"]), k=k)}
-    card["seconds"] = round(time.perf_counter() - t_start, 2)
-    write_json(out_dir / "card.json", card)
-    return card
+    return student, card, arrays
 
 
 def _freeze(model, names) -> list[str]:
