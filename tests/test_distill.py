@@ -5,7 +5,9 @@ import torch.nn.functional as F
 
 from workbench.distill.cache import cache_key, teacher_logits
 from workbench.distill.losses import hinton_kd_loss
-from workbench.distill.trainer import TrainConfig, accuracy, train
+from workbench.distill.classifier_train import accuracy, train_classifier
+from workbench.distill.engine import FitConfig
+from workbench.distill.loss_config import LossConfig
 from workbench.distill.views import ShiftViews
 
 
@@ -76,10 +78,37 @@ def test_trainer_learns_and_is_seeded(digits):
     for _ in range(2):
         torch.manual_seed(0)
         m = SmallCNN(width=4, depth=1)
-        res = train(m, views, digits.y_train, TrainConfig(steps=60, seed=3, augment_shift=0))
+        seen = []
+        res = train_classifier(m, views, digits.y_train, FitConfig(steps=60, seed=3), on_step=lambda s, l: seen.append(s))
         accs.append(accuracy(m, digits.x_test, digits.y_test))
-        assert res.history[-1][1] < res.history[0][1]
+        assert res.fit.history[-1]["loss"] < res.fit.history[0]["loss"] and res.final_loss == res.fit.history[-1]["loss"]
+        assert res.fit.steps_run == 60 and seen[-1] == 60 and res.val_accuracy is None  # no val split: final weights
     assert accs[0] == accs[1] and accs[0] > 0.5
+
+
+def test_trainer_keeps_the_best_pass_on_val(digits):
+    from workbench.zoo.models import SmallCNN
+
+    views = ShiftViews(torch.from_numpy(digits.x_train), 1)
+    torch.manual_seed(0)
+    m = SmallCNN(width=4, depth=1)
+    res = train_classifier(m, views, digits.y_train, FitConfig(steps=40, batch_size=128, seed=0),
+                           subset=np.arange(300), val=(digits.x_val, digits.y_val))
+    hist = res.fit.history
+    assert sum(h["steps"] for h in hist) == 40 and len(hist) == 14  # 300 examples, batch 128: 3 steps a pass
+    assert res.val_accuracy == max(h["val_accuracy"] for h in hist) == accuracy(m, digits.x_val, digits.y_val)
+
+
+def test_kd_needs_teacher_logits_and_no_feature_losses(digits):
+    from workbench.errors import RecipeError
+    from workbench.zoo.models import SmallCNN
+
+    views = ShiftViews(torch.from_numpy(digits.x_train[:64]), 0)
+    with pytest.raises(RecipeError, match="needs the teacher's logits"):
+        train_classifier(SmallCNN(width=4, depth=1), views, digits.y_train[:64], FitConfig(steps=2), losses=LossConfig())
+    with pytest.raises(RecipeError, match="workbench distill"):
+        train_classifier(SmallCNN(width=4, depth=1), views, digits.y_train[:64], FitConfig(steps=2),
+                         losses=LossConfig(hint=1.0, hint_layers=(("a", "b"),)))
 
 
 def test_kd_training_uses_teacher_logits(digits, tiny_cnn):
@@ -90,8 +119,8 @@ def test_kd_training_uses_teacher_logits(digits, tiny_cnn):
     logits[0, :, 3] = 20.0  # a teacher that always says "3"
     torch.manual_seed(0)
     m = SmallCNN(width=4, depth=1)
-    train(m, views, digits.y_train[:64], TrainConfig(steps=40, seed=0, augment_shift=0, method="kd", alpha=1.0, lr=1e-2),
-          teacher_logits=logits)
+    train_classifier(m, views, digits.y_train[:64], FitConfig(steps=40, seed=0, lr=1e-2), losses=LossConfig(alpha=1.0),
+                     teacher_logits=logits)
     with torch.inference_mode():
         pred = m(torch.from_numpy(digits.x_test[:50])).argmax(1)
     assert (pred == 3).float().mean() > 0.9

@@ -11,86 +11,19 @@ pair has exactly one cached output and the cache stays exact under augmentation)
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import RecipeError
+from .classifier_train import ArrayTargets, accuracy, attention_map, classifier_step
 from .engine import FitConfig, fit
+from .loss_config import LossConfig, parse_layer_pairs
 
-
-@dataclass(frozen=True)
-class LossConfig:
-    """loss = alpha * KD_T + (1 - alpha) * CE + hint * sum(FitNets) + attention * sum(AT)."""
-
-    alpha: float = 0.9  # weight of the soft-target (KD) term; 0 = labels only
-    temperature: float = 4.0
-    hint: float = 0.0
-    hint_layers: tuple[tuple[str, str], ...] = ()  # (student layer, teacher layer) pairs
-    attention: float = 0.0
-    attention_layers: tuple[tuple[str, str], ...] = ()
-    attention_p: float = 2.0
-
-    def __post_init__(self):
-        if not 0 <= self.alpha <= 1:
-            raise RecipeError(f"alpha must be in [0, 1] (weight of the KD term), got {self.alpha}")
-        if self.temperature <= 0:
-            raise RecipeError(f"temperature must be > 0, got {self.temperature}")
-        if self.hint < 0 or self.attention < 0:
-            raise RecipeError("hint and attention weights must be >= 0")
-        if self.hint > 0 and not self.hint_layers:
-            raise RecipeError("hint > 0 needs hint_layers: pairs of (student layer, teacher layer); "
-                              "`workbench distill --list-layers SPEC` prints a model's layer names")
-        if self.attention > 0 and not self.attention_layers:
-            raise RecipeError("attention > 0 needs attention_layers: pairs of (student layer, teacher layer)")
-
-    @property
-    def uses_features(self) -> bool:
-        return (self.hint > 0 and bool(self.hint_layers)) or (self.attention > 0 and bool(self.attention_layers))
-
-    @property
-    def uses_teacher(self) -> bool:
-        return self.alpha > 0 or self.uses_features
-
-    def describe(self) -> str:
-        parts = []
-        if self.alpha > 0:
-            parts.append(f"KD(T={self.temperature:g}) x{self.alpha:g}")
-        if self.alpha < 1:
-            parts.append(f"CE x{1 - self.alpha:g}")
-        if self.hint > 0:
-            parts.append(f"hint[{', '.join(f'{a}->{b}' for a, b in self.hint_layers)}] x{self.hint:g}")
-        if self.attention > 0:
-            parts.append(f"AT[{', '.join(f'{a}->{b}' for a, b in self.attention_layers)}] x{self.attention:g}")
-        return " + ".join(parts)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["hint_layers"] = [list(p) for p in self.hint_layers]
-        d["attention_layers"] = [list(p) for p in self.attention_layers]
-        return d
-
-
-def parse_layer_pairs(value, what: str) -> tuple[tuple[str, str], ...]:
-    """'s1:t1,s2:t2' or [["s1","t1"], ...] -> (("s1","t1"), ...)."""
-    if not value:
-        return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
-    pairs = []
-    for it in items:
-        if isinstance(it, str):
-            s, sep, t = it.partition(":")
-            if not sep:
-                raise RecipeError(f"{what}: {it!r} is not STUDENT_LAYER:TEACHER_LAYER")
-            pairs.append((s.strip(), t.strip()))
-        elif isinstance(it, (list, tuple)) and len(it) == 2:
-            pairs.append((str(it[0]), str(it[1])))
-        else:
-            raise RecipeError(f"{what}: {it!r} is not a (student layer, teacher layer) pair")
-    return tuple(pairs)
+__all__ = ["ClassifierData", "LossConfig", "TeacherTargets", "check_feature_layers", "distil_classifier",
+           "parse_layer_pairs"]
 
 
 def check_feature_layers(teacher, student, losses: LossConfig, x: np.ndarray) -> None:
@@ -129,6 +62,7 @@ class ClassifierData:
 
     @property
     def views(self):
+        """The shift views of the training images (built on first use)."""
         if self._views is None:
             import torch
 
@@ -139,16 +73,13 @@ class ClassifierData:
 
     @property
     def pool(self) -> np.ndarray:
+        """The training example indices in use: the labelled subset, or every example."""
         return self.subset if self.subset is not None else np.arange(len(self.task.y_train))
 
 
-def _attention_map(feat, p: float):
-    """Zagoruyko & Komodakis activation map: channel mean of |a|^p, (B, H, W)."""
-    return feat.abs().pow(p).mean(dim=1)
-
-
-class TeacherTargets:
-    """Teacher logits / AT maps / hint features per (view, example), from the cache or computed."""
+class TeacherTargets(ArrayTargets):
+    """Teacher logits / AT maps / hint features per (view, example), from the cache or computed;
+    ``get`` (from :class:`ArrayTargets`) serves them to :func:`classifier_step`."""
 
     def __init__(self, teacher, data: ClassifierData, losses: LossConfig, cache, progress=None,
                  feature_cache_mb: float = 1024):
@@ -255,7 +186,7 @@ class TeacherTargets:
                         if layer is None:
                             outs[name][v, s:s + len(idx)] = logits
                         elif name.startswith("at:"):
-                            outs[name][v, s:s + len(idx)] = _attention_map(tap.outputs[layer], self.losses.attention_p).numpy()
+                            outs[name][v, s:s + len(idx)] = attention_map(tap.outputs[layer], self.losses.attention_p).numpy()
                         else:
                             outs[name][v, s:s + len(idx)] = tap.outputs[layer].numpy().astype(np.float16)
                     done += len(idx)
@@ -263,14 +194,6 @@ class TeacherTargets:
             del outs
         for name, _ in todo:
             self.arrays[name] = self.cache.load(self.cache_keys[name])["a"]
-
-    def get(self, name: str, view: np.ndarray, idx: np.ndarray):
-        import torch
-
-        a = self.arrays[name]
-        if a.shape[0] == 1:
-            view = np.zeros_like(view)
-        return torch.from_numpy(np.ascontiguousarray(a[view, idx], dtype=np.float32))
 
 
 def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig, *, out_dir: Path,
@@ -283,7 +206,6 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
     None when the losses need none (alpha 0, no feature losses: plain training, e.g. QAT).
     """
     import torch
-    import torch.nn.functional as F
 
     from . import losses as L
     from .features import FeatureTap, feature_shapes
@@ -319,42 +241,13 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
         modules["adapters"] = adapters
     labels = torch.from_numpy(task.y_train.astype(np.int64))
     pool = torch.from_numpy(data.pool.astype(np.int64))
-    views = data.views
-    gen, gen_epoch = torch.Generator(), [None]  # views come from a per-epoch seed: a resumed run draws the same ones
     tap = FeatureTap(model, s_layers) if s_layers else None
     t_tap = FeatureTap(teacher.module, [t for _, t in losses.hint_layers]) if targets.online_hint else None
-
-    def step(idx, epoch):
-        if gen_epoch[0] != epoch:
-            gen.manual_seed(cfg.seed * 1_000_003 + 17 + epoch)
-            gen_epoch[0] = epoch
-        ex = pool[idx]
-        view = torch.randint(0, views.n_views, (len(ex),), generator=gen) if shift else torch.full((len(ex),), views.identity_view)
-        xb = views.get(ex, view)
-        if tap:
-            tap.clear()
-        logits = model(xb)
-        loss = F.cross_entropy(logits, labels[ex]) * (1 - losses.alpha) if losses.alpha < 1 else logits.sum() * 0
-        vn, en = view.numpy(), ex.numpy()
-        if losses.alpha > 0:
-            loss = loss + losses.alpha * L.kd_soft_loss(logits, targets.get("logits", vn, en), losses.temperature)
-        if losses.hint > 0:
-            if targets.online_hint:
-                with torch.no_grad():
-                    t_tap.clear()
-                    teacher.module(xb)
-            for i, (s, t) in enumerate(losses.hint_layers):
-                tf = t_tap.outputs[t] if targets.online_hint else targets.get(f"hint:{t}", vn, en)
-                loss = loss + losses.hint * L.hint_loss(tap.outputs[s], tf, adapters[str(i)])
-        if losses.attention > 0:
-            for s, t in losses.attention_layers:
-                sm = _attention_map(tap.outputs[s], losses.attention_p)
-                tm = targets.get(f"at:{t}", vn, en)
-                loss = loss + losses.attention * _at_map_loss(sm, tm)
-        return loss
+    step = classifier_step(model, data.views, labels, pool, losses, targets, cfg.seed, tap=tap, adapters=adapters,
+                           teacher_module=teacher.module if t_tap else None, teacher_tap=t_tap)
 
     def evaluate() -> float:
-        return _accuracy(model, task.x_val, task.y_val)
+        return accuracy(model, task.x_val, task.y_val)
 
     key = "|".join([student.spec.text, student.sha256, teacher.sha256 if teacher is not None else "no-teacher", task.fingerprint(), str(shift),
                     str(losses.to_json()), str(None if subset is None else subset.tolist()), key_extra])
@@ -373,33 +266,4 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
             t_tap.__exit__(None, None, None)
     return {"fit": res.to_json(), "cache": status, "cache_seconds": round(cache_s, 3),
             "online_hint": targets.online_hint, "n_train": int(len(pool)),
-            "val_accuracy": res.best_metric, "test_accuracy_torch": _accuracy(model, task.x_test, task.y_test)}
-
-
-def _at_map_loss(student_map, teacher_map):
-    """AT loss on precomputed maps: resize the student's map to the teacher's, L2-normalise, mean sq. diff."""
-    import torch.nn.functional as F
-
-    from .losses import _resize_spatial
-
-    if student_map.shape[-2:] != teacher_map.shape[-2:]:  # exactly as attention_transfer_loss resizes
-        student_map = _resize_spatial(student_map[:, None], teacher_map.shape[-2:])[:, 0]
-    qs = F.normalize(student_map.flatten(1), dim=1)
-    qt = F.normalize(teacher_map.flatten(1), dim=1)
-    return (qs - qt).pow(2).mean()
-
-
-def _accuracy(model, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
-    import torch
-
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for s in range(0, len(x), batch):
-            correct += int((model(torch.from_numpy(np.ascontiguousarray(x[s:s + batch]))).argmax(1).numpy()
-                            == y[s:s + batch]).sum())
-    return correct / max(1, len(y))
-
-
-def steps_to_epochs(steps: int, n: int, batch: int) -> int:
-    return max(1, math.ceil(steps / math.ceil(n / batch)))
+            "val_accuracy": res.best_metric, "test_accuracy_torch": accuracy(model, task.x_test, task.y_test)}

@@ -1,6 +1,10 @@
-"""The training engine every distillation path uses: epochs over example indices, optimiser and
-schedule from the recipe, early stopping on a validation metric, a checkpoint after every epoch
-and resume after a kill, deterministic shuffling, and a progress bar with loss and metric.
+"""The one training engine: every path that trains a model (``workbench run``'s students,
+``workbench train``, ``workbench distill``, QAT, transformers) calls :func:`fit`.
+
+A budget in epochs or in optimiser steps (exactly one decides; the learning-rate schedule follows
+the step count), optimiser and schedule from the recipe, early stopping on a validation metric, a
+checkpoint after every pass over the data and resume after a kill, deterministic shuffling, and a
+progress bar with loss and metric.
 
 The engine knows nothing about models or losses: callers give it the trainable modules (student
 plus any adapters), a ``step(idx, epoch) -> loss`` function and an ``evaluate() -> float``
@@ -13,55 +17,110 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import RecipeError
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "linear", "constant")
+MAX_EVALS = 20  # with a budget in steps: validation runs at most about this many times
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    epochs: int = 20
+    """How to train: the budget (``epochs`` passes over the data, or ``steps`` optimiser steps; give
+    one, epochs=20 when neither), batch, optimiser, schedule, early stopping and seed."""
+
+    epochs: int | None = None  # passes over the training examples (20 when steps is not given either)
+    steps: int | None = None  # optimiser steps instead: the last pass over the data may be partial
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
     optimizer: str = "adamw"  # "adamw" | "sgd" (momentum 0.9, nesterov)
     schedule: str = "cosine"  # after a linear warm-up: "cosine" | "linear" | "constant"
     warmup_frac: float = 0.05
-    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    patience: int = 0  # early stopping after this many validations without improvement; 0 = off
     min_delta: float = 0.0
     seed: int = 0
     max_grad_norm: float | None = None
 
     def __post_init__(self):
+        if self.epochs is not None and self.steps is not None:
+            raise RecipeError(f"give the training budget as epochs or as steps, not both "
+                              f"(got epochs={self.epochs}, steps={self.steps})")
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", 20)
         if self.optimizer not in OPTIMIZERS:
             raise RecipeError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise RecipeError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise RecipeError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+        budget = ("steps", self.steps) if self.steps is not None else ("epochs", self.epochs)
+        if not isinstance(budget[1], int) or budget[1] < 1 or self.batch_size < 1:
+            raise RecipeError(f"{budget[0]} and batch_size must be >= 1, whole numbers (got {budget[1]}, {self.batch_size})")
         if self.lr <= 0 or not 0 <= self.warmup_frac < 1 or self.patience < 0:
             raise RecipeError("lr must be > 0, warmup_frac in [0, 1) and patience >= 0")
 
     def to_json(self) -> dict:
+        """The config as JSON-ready data (cards, content keys, checkpoint fingerprints)."""
         return asdict(self)
 
+    def schedule_for(self, n_train: int) -> "Budget":
+        """The budget over ``n_train`` examples: batch, steps per pass, total steps and passes."""
+        batch = min(self.batch_size, n_train)
+        per_epoch = math.ceil(n_train / batch)
+        if n_train % batch == 1 and per_epoch > 1:  # a last batch of one breaks BatchNorm in training: drop it
+            per_epoch -= 1
+        total = self.steps if self.steps is not None else per_epoch * self.epochs
+        epochs = math.ceil(total / per_epoch)
+        # a budget in steps over a small set makes many short passes: validate about MAX_EVALS times, not after each
+        every = 1 if self.steps is None else max(1, math.ceil(epochs / MAX_EVALS))
+        return Budget(batch, per_epoch, total, epochs, every)
 
-@dataclass
+
+@dataclass(frozen=True)
+class Budget:
+    """A FitConfig's budget resolved for one training set: what :func:`fit` runs."""
+
+    batch: int
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # passes over the data; with a budget in steps the last one may be partial
+    eval_every: int = 1  # validate after every this many passes (and after the last)
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether validation (and the best-weights bookkeeping) runs after pass ``epoch`` (0-based)."""
+        return (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
+
+    def steps_in(self, epoch: int) -> int:
+        """Optimiser steps in pass ``epoch`` (0-based)."""
+        return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
+
+
+@dataclass(frozen=True)
 class FitResult:
+    """What one :func:`fit` did: passes and steps run, the best pass by the validation metric (the
+    weights the modules hold), early stop, resume, per-pass history and the time it took."""
+
     epochs_run: int
     best_epoch: int
-    best_metric: float
+    best_metric: float  # nan when fit had no evaluate()
     stopped_early: bool
     resumed_from: int | None
-    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, metric, lr, seconds
+    history: tuple = ()  # per pass: {epoch, steps, loss, metric, lr, seconds}
     seconds: float = 0.0
+    steps_run: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        """Mean training loss over the last pass (nan before any)."""
+        return self.history[-1]["loss"] if self.history else float("nan")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """JSON-ready form for cards and unit results."""
+        d = asdict(self)
+        d["history"] = [dict(h) for h in self.history]
+        return d
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -82,15 +141,20 @@ def _fingerprint(cfg: FitConfig, key: str, n_train: int) -> str:
 
 
 def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoint: Path | None = None,
-        key: str = "", progress=None, metric_name: str = "val", describe: str = "training") -> FitResult:
-    """Train all parameters of ``modules`` for ``cfg.epochs`` epochs over ``n_train`` example indices.
+        key: str = "", progress=None, metric_name: str = "val", describe: str = "training",
+        on_step=None) -> FitResult:
+    """Train all parameters of ``modules`` for ``cfg.epochs`` passes or ``cfg.steps`` optimiser steps
+    over ``n_train`` example indices.
 
     ``step(idx, epoch)`` returns the loss of one batch (the engine does zero_grad, backward, clipping,
     the optimiser and the schedule); ``evaluate()`` returns the validation metric (higher is better)
-    with the modules in eval mode. With ``checkpoint`` the full state is saved atomically after every
-    epoch and a later call with the same ``key`` and config resumes from it; a checkpoint made for
-    another key or config is ignored (and overwritten). At the end the best epoch's weights are
-    restored into the modules.
+    with the modules in eval mode, after every pass (with a budget in steps: about MAX_EVALS times in
+    all, after the passes :meth:`Budget.evaluates_after` names); at the end the best pass's weights are restored
+    into the modules. With ``evaluate=None`` nothing is validated and the modules keep their final
+    weights. With ``checkpoint`` the full state is saved atomically after every pass and a later call
+    with the same ``key`` and config resumes from it; a checkpoint made for another key or config is
+    ignored (and overwritten). ``progress`` is a :class:`~workbench.progress.Progress` (bar and
+    notes); ``on_step(steps_done, mean_loss)`` hears about the loss about 20 times per run.
     """
     import torch
 
@@ -103,14 +167,12 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    batch = min(cfg.batch_size, n_train)
-    steps_per_epoch = math.ceil(n_train / batch)
-    if n_train % batch == 1 and steps_per_epoch > 1:  # a last batch of one breaks BatchNorm in training: drop it
-        steps_per_epoch -= 1
-    total = steps_per_epoch * cfg.epochs
+    plan = cfg.schedule_for(n_train)
+    batch, per_epoch, total = plan.batch, plan.steps_per_epoch, plan.total_steps
     warmup = int(round(cfg.warmup_frac * total))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     fp = _fingerprint(cfg, key, n_train)
+    budget = f"{total} steps" if cfg.steps is not None else f"{plan.epochs} epochs x {per_epoch} steps"
 
     state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_epoch": 0, "best_state": None, "bad_epochs": 0}
     resumed_from = None
@@ -128,7 +190,7 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
             resumed_from = state["epoch"]
             torch.set_rng_state(ck["torch_rng"])
             if progress is not None:
-                progress.info(f"  resuming {describe} after epoch {resumed_from}/{cfg.epochs} ({checkpoint})")
+                progress.info(f"  resuming {describe} after epoch {resumed_from}/{plan.epochs} ({checkpoint})")
         elif progress is not None:
             progress.info(f"  ignoring checkpoint {checkpoint}: it belongs to another configuration")
 
@@ -154,23 +216,22 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
 
     start = time.perf_counter()
     stopped_early = state.get("stopped_early", False)
-    if not stopped_early and state["epoch"] < cfg.epochs:
-        bar = progress.bar(f"{describe} ({cfg.epochs} epochs x {steps_per_epoch} steps)", total) if progress else None
+    report_every = max(1, total // 20)
+    if not stopped_early and state["epoch"] < plan.epochs:
+        bar = progress.bar(f"{describe} ({budget})", total) if progress else None
         update = bar.__enter__() if bar is not None else None
         try:
             if update:
-                update(state["epoch"] * steps_per_epoch, f"epoch {state['epoch']}/{cfg.epochs}")
-            for epoch in range(state["epoch"], cfg.epochs):
+                update(state["epoch"] * per_epoch, f"epoch {state['epoch']}/{plan.epochs}")
+            for epoch in range(state["epoch"], plan.epochs):
                 t0 = time.perf_counter()
                 for m in modules.values():
                     m.train()
                 gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
                 order = torch.randperm(n_train, generator=gen)
-                running, count = 0.0, 0
-                for s in range(steps_per_epoch):
+                running, count, since, n_since = 0.0, 0, 0.0, 0
+                for s in range(plan.steps_in(epoch)):
                     idx = order[s * batch:(s + 1) * batch]
-                    if len(idx) == 0:
-                        continue
                     loss = step(idx, epoch)
                     if not torch.isfinite(loss):
                         raise RecipeError(f"{describe}: the loss became {loss.item()} at epoch {epoch + 1}; "
@@ -181,27 +242,33 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
                         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                     opt.step()
                     sched.step()
-                    running += float(loss.item())
-                    count += 1
-                    if update and (s + 1) % max(1, steps_per_epoch // 10) == 0:
-                        update(epoch * steps_per_epoch + s + 1,
-                               f"epoch {epoch + 1}/{cfg.epochs} loss {running / count:.4f}")
-                metric = run_eval()
-                improved = metric > state["best_metric"] + cfg.min_delta
-                if improved or state["best_state"] is None:
+                    value = float(loss.item())
+                    running, count, since, n_since = running + value, count + 1, since + value, n_since + 1
+                    done = epoch * per_epoch + s + 1
+                    if on_step is not None and (done % report_every == 0 or done == total):
+                        on_step(done, since / n_since)
+                        since, n_since = 0.0, 0
+                    if update and (s + 1) % max(1, per_epoch // 10) == 0:
+                        update(done, f"epoch {epoch + 1}/{plan.epochs} loss {running / count:.4f}")
+                metric = run_eval() if evaluate is not None and plan.evaluates_after(epoch) else None
+                if evaluate is None:
+                    state["best_epoch"], state["best_metric"] = epoch + 1, math.nan
+                elif metric is not None and (metric > state["best_metric"] + cfg.min_delta or state["best_state"] is None):
                     state["best_metric"], state["best_epoch"], state["best_state"] = metric, epoch + 1, snapshot()
                     state["bad_epochs"] = 0
-                else:
+                elif metric is not None:
                     state["bad_epochs"] += 1
-                state["history"].append({"epoch": epoch + 1, "loss": running / max(1, count), metric_name: metric,
-                                         "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 3)})
+                state["history"].append({"epoch": epoch + 1, "steps": count, "loss": running / max(1, count),
+                                         metric_name: metric, "lr": opt.param_groups[0]["lr"],
+                                         "seconds": round(time.perf_counter() - t0, 3)})
                 state["epoch"] = epoch + 1
-                stop = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
-                state["stopped_early"] = stop and state["epoch"] < cfg.epochs
+                stop = metric is not None and cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
+                state["stopped_early"] = stop and state["epoch"] < plan.epochs
                 if update:
-                    update((epoch + 1) * steps_per_epoch,
-                           f"epoch {epoch + 1}/{cfg.epochs} loss {running / max(1, count):.4f} {metric_name} {metric:.4f}"
-                           f" (best {state['best_metric']:.4f} @ {state['best_epoch']})")
+                    shown = "" if metric is None else (f" {metric_name} {metric:.4f} (best {state['best_metric']:.4f}"
+                                                       f" @ {state['best_epoch']})")
+                    update(epoch * per_epoch + count, f"epoch {epoch + 1}/{plan.epochs} loss "
+                                                      f"{running / max(1, count):.4f}{shown}")
                 if checkpoint is not None:
                     save_checkpoint()
                 if stop:
@@ -216,6 +283,8 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
         if state["best_state"] is not None:
             m.load_state_dict(state["best_state"][name])
         m.eval()
+    steps_run = sum(h.get("steps", per_epoch) for h in state["history"])
     return FitResult(epochs_run=state["epoch"], best_epoch=state["best_epoch"], best_metric=state["best_metric"],
                      stopped_early=bool(state.get("stopped_early")), resumed_from=resumed_from,
-                     history=list(state["history"]), seconds=round(time.perf_counter() - start, 3))
+                     history=tuple(state["history"]), seconds=round(time.perf_counter() - start, 3),
+                     steps_run=steps_run)
