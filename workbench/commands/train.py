@@ -10,15 +10,16 @@ def train_command(task, arch, seed, steps, batch_size, lr, shift, out) -> None:
     """The body of `workbench train`: validate the job, train it with a progress bar, print the card's summary."""
     from ..fileio import ensure_writable_dir
     from ..progress import Progress
-    from ..pipeline.train import TrainSpec, fit, parse_arch, prepare
+    from ..distill.engine import FitConfig
+    from ..pipeline.train import DEFAULT_FIT, TrainSpec, fit, parse_arch, prepare
 
     arch_name, arch_options = parse_arch(arch)
-    job = prepare(TrainSpec(task=task, arch=arch_name, arch_options=arch_options, seed=seed, steps=steps,
-                            batch_size=batch_size, lr=lr, augment_shift=shift), out)
+    budget = FitConfig(**{**DEFAULT_FIT.to_json(), "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed})
+    job = prepare(TrainSpec(task=task, arch=arch_name, arch_options=arch_options, augment_shift=shift, fit=budget), out)
     ensure_writable_dir(Path(out).parent)
     progress = Progress()
     with progress.bar(f"training {job.arch} on {task}", steps) as update:
-        card = fit(job, progress=lambda s, loss: update(s, f"loss {loss:.4f}"))
+        card = fit(job, on_step=lambda s, loss: update(s, f"loss {loss:.4f}"))
     click.echo(f"{out}: {card['architecture']['arch']}, {card['architecture']['params']:,} params, test accuracy "
                f"{card['metrics']['test_accuracy']:.4f}, sha256 {card['sha256'][:12]}... "
                f"(card: {Path(out).with_suffix('.card.json')})")

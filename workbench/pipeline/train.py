@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artifact import sha256_file
+from ..distill.engine import FitConfig
 from ..errors import OutputError, RecipeError, SourceError
 from ..fileio import write_json
-from ..artifact import sha256_file
 
 AUTO = "auto"  # resnet for images, mlp for flat feature vectors
+DEFAULT_FIT = FitConfig(steps=1200, batch_size=64, lr=3e-3, weight_decay=5e-4, seed=0)
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """What `workbench train` trains: a task spec, an architecture (name + options) and the budget."""
+    """What `workbench train` trains: a task spec, an architecture (name + options), the shift
+    augmentation and the engine's training config (budget, optimiser, seed)."""
 
     task: str = "digits"
     arch: str = AUTO
     arch_options: tuple = ()  # sorted (key, value) pairs
-    steps: int = 1200
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
     augment_shift: int = 2
-    seed: int = 0
+    fit: FitConfig = field(default_factory=lambda: DEFAULT_FIT)
 
 
 def parse_arch(text: str) -> tuple[str, tuple]:
@@ -98,26 +97,28 @@ def prepare(spec: TrainSpec, out: str | Path, base_dir: Path | None = None) -> P
     return Prepared(spec, task, arch, options, out)
 
 
-def train_reference(spec: TrainSpec, out: str | Path, progress=None, base_dir: Path | None = None) -> dict:
+def train_reference(spec: TrainSpec, out: str | Path, on_step=None, base_dir: Path | None = None) -> dict:
     """Train ``spec.arch`` on ``spec.task`` from labels; write ``out`` (safetensors) and ``out``.card.json."""
-    return fit(prepare(spec, out, base_dir), progress)
+    return fit(prepare(spec, out, base_dir), on_step)
 
 
-def fit(job: Prepared, progress=None) -> dict:
-    """Train the prepared job and write its weights and card; returns the card."""
-    return _fit(job.spec, job.task, job.arch, job.options, job.out, progress)
+def fit(job: Prepared, on_step=None) -> dict:
+    """Train the prepared job with the engine and write its weights and card; returns the card.
+    ``on_step(step, loss)`` hears the training loss about 20 times."""
+    return _fit(job.spec, job.task, job.arch, job.options, job.out, on_step)
 
 
-def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, progress) -> dict:
+def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, on_step) -> dict:
     import torch
 
-    from ..distill.trainer import TrainConfig, accuracy, train
+    from ..distill.classifier_train import accuracy, train_classifier
     from ..distill.views import ShiftViews
     from ..zoo import build_arch
     from ..zoo.models import count_params
     from ..zoo.weights import save_weights
 
-    torch.manual_seed(spec.seed)
+    cfg = spec.fit
+    torch.manual_seed(cfg.seed)
     model = build_arch(arch, task.sample_shape[0], task.num_classes, **options)
     with torch.no_grad():
         model.eval()
@@ -127,11 +128,11 @@ def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, progress) -
             raise SourceError(f"--arch {arch} cannot run {task.name}'s inputs {tuple(task.sample_shape)}: "
                               f"{str(e).splitlines()[0][:200]}; choose another --arch or a larger image size") from None
     views = ShiftViews(torch.from_numpy(task.x_train), spec.augment_shift)
-    cfg = TrainConfig(steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
-                      augment_shift=views.shift, seed=spec.seed, method="labels")
     t0 = time.perf_counter()
-    result = train(model, views, task.y_train, cfg, val=(task.x_val, task.y_val), progress=progress)
+    result = train_classifier(model, views, task.y_train, cfg, val=(task.x_val, task.y_val), on_step=on_step,
+                              describe=f"training {arch} on {spec.task}")
     test_acc = accuracy(model, task.x_test, task.y_test)
+    budget = cfg.steps if cfg.steps is not None else cfg.schedule_for(len(task.y_train)).total_steps
     save_weights(model, out, metadata={"arch": arch, "options": options, "task": spec.task})
     arch_text = arch + ("?" + "&".join(f"{k}={v}" for k, v in sorted(dict(spec.arch_options).items()))
                         if spec.arch_options else "")
@@ -143,10 +144,12 @@ def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, progress) -
         "teacher_spec": teacher_spec(arch, options, out),
         "task": {"spec": spec.task, **task.summary()},
         "recipe": {"command": f"workbench train --task {_quote(spec.task)} --arch {_quote(arch_text)} "
-                              f"--seed {spec.seed} --steps {spec.steps} --out {out.as_posix()}",
-                   "train_config": cfg.to_json(), "optimizer": "AdamW, linear warm-up then cosine decay",
-                   "loss": "cross-entropy on labels"},
-        "seed": spec.seed,
+                              f"--seed {cfg.seed} --steps {budget} --out {out.as_posix()}",
+                   "train_config": {**cfg.to_json(), "augment_shift": views.shift},
+                   "optimizer": f"{cfg.optimizer}, linear warm-up then {cfg.schedule} decay",
+                   "loss": "cross-entropy on labels", "kept": f"the weights of the pass with the best validation "
+                                                            f"accuracy (pass {result.fit.best_epoch} of {result.fit.epochs_run})"},
+        "seed": cfg.seed,
         "metrics": {"val_accuracy": result.val_accuracy, "test_accuracy": test_acc},
         "train_seconds": round(time.perf_counter() - t0, 1),
         "reproducibility": "seeded, but re-running gives close, not bit-identical, weights: multi-threaded CPU "
