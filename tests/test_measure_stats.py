@@ -230,13 +230,16 @@ def test_two_level_ci_about_equal_to_single_level_when_processes_agree():
     assert LatencyStats.from_processes([procs[0]], resamples=200) == LatencyStats.from_samples(procs[0], resamples=200)
 
 
-def test_two_level_ci_is_cheap():
-    import time
+def test_two_level_ci_on_large_processes():
+    """10 processes x 20k samples (what a long measurement gives): CIs bracket the pooled median and p90.
 
+    Not timed: timings are never asserted in tests (the machine is noisy)."""
     procs = [rng(50 + i).lognormal(0, 0.1, 20000) for i in range(10)]
-    t0 = time.perf_counter()
-    LatencyStats.from_processes(procs)
-    assert time.perf_counter() - t0 < 5.0
+    s = LatencyStats.from_processes(procs)
+    lo, hi = s.ci95_median
+    assert lo <= s.median <= hi and hi - lo < 0.1 * s.median
+    lo90, hi90 = s.ci95_p90
+    assert lo90 <= s.p90 <= hi90 and s.p90 > s.median
 
 
 class _Pooled:

@@ -105,7 +105,7 @@ def test_with_options_spec_key_round_trip():
     ("int4", {"block_size": 48}, "use one of: 16, 32, 64, 128, 256"),
     ("int4", {"accuracy_level": 7}, "use one of: 0, 1, 2, 3, 4 or none"),
     ("fp16", {"keep_io_types": "sometimes"}, "use true or false"),
-    ("nope", {}, "unknown quantization method 'nope'; available: dynamic, fp16, int4, optimum, static"),
+    ("nope", {}, "unknown quantization method 'nope'; available: dynamic, fp16, int4, litert-dynamic, litert-full, optimum, pt2e, static"),
 ])
 def test_option_validation_is_one_line(name, opts, needle):
     with pytest.raises(RecipeError) as e:

@@ -21,7 +21,7 @@ from .memory import MemoryMeasurement
 from .protocol import Protocol, StabilityWarning, assess_stability
 from .stats import LatencyStats
 from .lifeline import PARENT_ENV, kill_group, track
-from .worker import thread_env, usable_cores
+from .feeds import thread_env, usable_cores
 
 ProgressCallback = Callable[[object], None]  # called with a float in [0, 1] or a phase name (str)
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])

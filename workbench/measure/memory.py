@@ -59,7 +59,7 @@ def peak_bytes() -> tuple[int, str]:
 
 def run_memory(job: dict, chan) -> dict:
     """Worker side: import the runtime, baseline, load, N inferences, peak."""
-    from .worker import make_feeds, read_inputs, resolve_adapter
+    from .feeds import make_feeds, read_inputs, resolve_adapter
 
     threads, runs = int(job["threads"]), int(job["protocol"]["memory_runs"])
     rt = resolve_adapter(job)

@@ -43,7 +43,7 @@ def normalise(ops: list[dict]) -> list[dict]:
 
 def run_profile(job: dict, chan) -> dict:
     """Worker side: load once for the input specs, make feeds, then let the adapter profile."""
-    from .worker import make_feeds, read_inputs, resolve_adapter
+    from .feeds import make_feeds, read_inputs, resolve_adapter
 
     threads, runs = int(job["threads"]), int(job["runs"])
     rt = resolve_adapter(job)

@@ -139,16 +139,16 @@ class LatencyStats:
         CIs of the median and p90 come from the two-level bootstrap of :mod:`.pooled`."""
         import numpy as np
 
-        from . import pooled
+        from .pooled import ci_method as pooled_ci_method, two_level_ci
 
         procs = [_as_samples(x) for x in processes]
         if not procs:
             raise MeasurementError("no latency samples to analyse; the measurement produced no timed runs — re-run it")
         if len(procs) == 1:
             return cls.from_samples(procs[0], resamples=resamples, seed=seed)
-        ci_med, ci_p90 = pooled.two_level_ci(procs, (0.5, 0.9), resamples=resamples, seed=seed)
+        ci_med, ci_p90 = two_level_ci(procs, (0.5, 0.9), resamples=resamples, seed=seed)
         return cls(**_point_stats(np.concatenate(procs)), ci95_median=ci_med, ci95_p90=ci_p90,
-                   ci_method=f"{pooled.ci_method(len(procs), resamples, seed)}; quantiles {QUANTILE_METHOD}")
+                   ci_method=f"{pooled_ci_method(len(procs), resamples, seed)}; quantiles {QUANTILE_METHOD}")
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -262,8 +262,8 @@ def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: in
     """
     import numpy as np
 
-    from . import pooled
-    from . import verdict as vd
+    from .pooled import ci_method as pooled_ci_method, two_level_ratio_ci
+    from .verdict import explain, paired_t_interval, vetoes, welch_t_interval, widest
 
     pb, kb = _processes(baseline_samples)
     pc, kc = _processes(candidate_samples)
@@ -276,22 +276,22 @@ def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: in
     kind, log_ratios, round_ratios, rounds = "single", None, None, 1
     if len(pb) > 1 or len(pc) > 1:
         pairs = _round_pairs(kb, kc)
-        boot = pooled.two_level_ratio_ci(pb, pc, resamples=resamples, seed=seed, pairs=pairs)
-        how = pooled.ci_method(max(len(pb), len(pc)), resamples, seed, paired=pairs is not None)
+        boot = two_level_ratio_ci(pb, pc, resamples=resamples, seed=seed, pairs=pairs)
+        how = pooled_ci_method(max(len(pb), len(pc)), resamples, seed, paired=pairs is not None)
         if pairs:
             kind, rounds = "paired", len(pairs)
             log_ratios = [float(np.log(np.median(pc[j]) / np.median(pb[i]))) for i, j in pairs]
             round_ratios = [float(np.exp(x)) for x in log_ratios]
-            tci = vd.paired_t_interval(log_ratios)
+            tci = paired_t_interval(log_ratios)
             ci_method = "paired-t+bootstrap" if tci else "two-level-bootstrap"
             how += (f"; widened to the t-interval on the {rounds} per-round log-ratios (df={rounds - 1}) "
                     "where that is wider" if tci else "")
         else:
             kind, rounds = "unpaired", min(len(pb), len(pc))
-            tci = vd.welch_t_interval([np.log(np.median(x)) for x in pb], [np.log(np.median(x)) for x in pc])
+            tci = welch_t_interval([np.log(np.median(x)) for x in pb], [np.log(np.median(x)) for x in pc])
             ci_method = "welch-t+bootstrap" if tci else "two-level-bootstrap"
             how += ("; widened to the Welch t-interval on the log process medians where that is wider" if tci else "")
-        ci = vd.widest(boot, tci)
+        ci = widest(boot, tci)
     else:
         if b.size >= 2 and c.size >= 2 and max(b.size, c.size) <= SCIPY_BOOTSTRAP_MAX_N:
             def stat(xb, xc, axis):
@@ -308,9 +308,9 @@ def compare(baseline_samples, candidate_samples, resamples: int = 2000, seed: in
         ci_method = "two-sample-bootstrap"
     method = f"ratio of medians; {how}; equivalent if the CI lies within +-{margin:.0%}"
     stat_verdict = verdict_for(*ci, margin) if ci else "inconclusive"
-    vetoed = vd.vetoes(baseline_samples, candidate_samples, round_ratios=round_ratios,
+    vetoed = vetoes(baseline_samples, candidate_samples, round_ratios=round_ratios,
                        process_medians=([np.median(x) for x in pb], [np.median(x) for x in pc]))
-    verdict, reason, advice = vd.explain(stat_verdict, ci, margin, vetoed=vetoed, kind=kind, rounds=rounds,
+    verdict, reason, advice = explain(stat_verdict, ci, margin, vetoed=vetoed, kind=kind, rounds=rounds,
                                          log_ratios=log_ratios)
     return Comparison(ratio_median=ratio, ci95=ci, verdict=verdict,
                       against=against, n_baseline=int(b.size), n_candidate=int(c.size), method=method,

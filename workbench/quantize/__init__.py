@@ -16,24 +16,7 @@ their command-line side (``--method auto``, ``--sensitivity``).
 """
 from __future__ import annotations
 
-from ..registry import Registry
-from .methods import EXPORTER_METHODS, Method, Option, make_method, parse_method, parse_option_pairs
-
-METHODS: Registry = Registry("quantization method")
-
-
-def _register_builtins() -> None:
-    from . import optimum_ptq, ort_ptq
-
-    METHODS.register("static", ort_ptq.STATIC)
-    METHODS.register("dynamic", ort_ptq.DYNAMIC)
-    METHODS.register("fp16", ort_ptq.FP16)
-    METHODS.register("int4", ort_ptq.INT4)
-    METHODS.register("optimum", optimum_ptq.OPTIMUM)  # optional extra: optimum's ORTQuantizer presets
-    for m in EXPORTER_METHODS:  # PT2E (executorch) and LiteRT int8: applied by their exporter (workbench.export)
-        METHODS.register(m.name, m)
-
-
-_register_builtins()
+from . import optimum_ptq, ort_ptq  # noqa: F401  (importing them registers their methods in METHODS)
+from .methods import METHODS, Method, Option, make_method, parse_method, parse_option_pairs
 
 __all__ = ["METHODS", "Method", "Option", "make_method", "parse_method", "parse_option_pairs"]

@@ -23,9 +23,15 @@ from typing import Callable
 
 from ..errors import QuantizationError, RecipeError
 from ..fileio import atomic_path
+from ..registry import Registry
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _NONE = ("none", "all", "unset", "default", "")
+
+# Every method, by name. Each module that defines methods registers them when imported (ort_ptq,
+# optimum_ptq, and the exporter-applied ones below); the package __init__ imports those modules, and
+# Python always runs it before any submodule, so the registry is full whenever this module is usable.
+METHODS: Registry = Registry("quantization method")
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,7 @@ class Method:
         if self.applied_by != "onnx":
             _exporter_applies(self)
         from .graph_prep import load_error, stamp
-        from .ort_ptq import quiet
+        from .ort_logs import quiet
 
         dst = Path(dst)
         with atomic_path(dst, suffix=".onnx") as tmp:
@@ -260,7 +266,9 @@ LITERT_DYNAMIC = Method("litert-dynamic", "int8", False, _exporter_applies, (),
 LITERT_FULL = Method("litert-full", "int8", True, _exporter_applies, (_CALIB_N,),
                      describer=lambda o: "quantize(ai-edge-quantizer static_wi8_ai8: full integer, int8 I/O)",
                      applied_by="litert")
-EXPORTER_METHODS = (PT2E, LITERT_DYNAMIC, LITERT_FULL)  # registered in workbench.quantize.METHODS
+EXPORTER_METHODS = (PT2E, LITERT_DYNAMIC, LITERT_FULL)
+for _m in EXPORTER_METHODS:  # PT2E (executorch) and LiteRT int8: applied by their exporter (workbench.export)
+    METHODS.register(_m.name, _m)
 
 
 def _fmt(v) -> str:
@@ -275,8 +283,6 @@ def _fmt(v) -> str:
 
 def make_method(name: str, **options) -> Method:
     """The registered method ``name`` with ``options`` applied (validated)."""
-    from . import METHODS
-
     base = METHODS.get(name)
     return base.with_options(**options) if options else base
 

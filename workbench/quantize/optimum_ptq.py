@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import QuantizationError
-from .methods import Method, Option
+from .methods import METHODS, Method, Option
 
 PRESETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 INSTALL = 'pip install -c constraints.txt -e ".[peer]"  (optimum-onnx[onnxruntime]==0.1.0)'
@@ -86,3 +86,4 @@ OPTIONS = (
 )
 
 OPTIMUM = Method("optimum", "int8", False, _optimum, OPTIONS, describer=_describe)
+METHODS.register("optimum", OPTIMUM)  # optional extra: optimum's ORTQuantizer presets

@@ -16,9 +16,6 @@ Default options come from measurements on this kind of CPU (x86-64 AVX2, no VNNI
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,8 @@ import numpy as np
 from ..errors import QuantizationError
 from .calib_data import CALIB_CHUNK, calibration_feeds, model_input_specs  # noqa: F401  (re-exported)
 from .calib_data import CalibReader as _CalibReader  # noqa: F401  (per-input sample axes: see calib_data)
-from .methods import Method, Option
+from .methods import METHODS, Method, Option
+from .ort_logs import quiet  # noqa: F401  (re-exported: callers silence ORT with ort_ptq.quiet)
 
 _TYPES = {"u8": ("QUInt8", "U8"), "s8": ("QInt8", "S8")}
 _CALIB = {"minmax": ("MinMax", "MinMax"), "entropy": ("Entropy", "Entropy"), "percentile": ("Percentile", "Percentile")}
@@ -275,21 +273,5 @@ STATIC = Method("static", "int8", True, _static, STATIC_OPTIONS, describer=_desc
 DYNAMIC = Method("dynamic", "int8", False, _dynamic, DYNAMIC_OPTIONS, describer=_describe_dynamic, check=_check_dynamic)
 FP16 = Method("fp16", "fp16", False, _fp16, FP16_OPTIONS, describer=_describe_fp16)
 INT4 = Method("int4", "int4", False, _int4, INT4_OPTIONS, describer=_describe_int4)
-
-_LOGGERS = ("onnxruntime", "onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer",
-            "onnxruntime.transformers")
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence ORT's quantization chatter (root logger INFO/WARNING lines, prints) while it works."""
-    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in _LOGGERS]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+for _m in (STATIC, DYNAMIC, FP16, INT4):
+    METHODS.register(_m.name, _m)

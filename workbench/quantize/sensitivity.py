@@ -71,7 +71,7 @@ class NodeQuantizer:
             if self.method.name == "static":
                 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-                from .ort_ptq import quiet
+                from .ort_logs import quiet
 
                 pre = self.dir / "prepared.onnx"
                 with quiet():
@@ -105,7 +105,7 @@ class NodeQuantizer:
     # -- quantizing --------------------------------------------------------------------------------
     def quantize(self, dst, only=None, exclude=()) -> Path:
         """Write a quantized model to ``dst``: only the nodes ``only`` (None = all), minus ``exclude``."""
-        from .ort_ptq import quiet
+        from .ort_logs import quiet
 
         dst = Path(dst)
         exclude = list(dict.fromkeys([*(self.method.options["exclude_nodes"] or ()), *exclude]))

@@ -129,7 +129,7 @@ def quantize_model(model: str, method: str, options=(), *, task: str | None = No
 
     from ..pipeline.bench import prepare
     from ..measure.model_inputs import read_model_inputs
-    from . import make_method, parse_option_pairs
+    from .methods import make_method, parse_option_pairs
     from .calib_data import calib_count, parse_calib_axes
 
     if console is None:
