@@ -144,11 +144,13 @@ def _engine_run(cfg, task, cache_dir, state_digest):
 
 
 def _trainer_run(cfg, task, cache_dir, state_digest):
-    """What `workbench run` (the recipe pipeline) runs: the steps-based trainer on the logits cache."""
+    """What `workbench run` (the recipe pipeline) runs: train_classifier with a budget in steps on the logits cache."""
     import torch
 
     from workbench.distill.cache import cache_key, teacher_logits
-    from workbench.distill.trainer import TrainConfig, train
+    from workbench.distill.classifier_train import train_classifier
+    from workbench.distill.engine import FitConfig
+    from workbench.distill.loss_config import LossConfig
     from workbench.distill.views import ShiftViews
     from workbench.artifact import sha256_file
     from workbench.zoo import build_arch, resolve_teacher
@@ -167,10 +169,10 @@ def _trainer_run(cfg, task, cache_dir, state_digest):
     t2 = time.perf_counter()
     logits = teacher_logits(teacher, views, cache_dir, key)  # hit: what every later run does instead
     t3 = time.perf_counter()
-    tc = TrainConfig(steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-                     warmup_steps=cfg["warmup_steps"], augment_shift=0, seed=cfg["seed"], method="kd",
-                     temperature=cfg["temperature"], alpha=cfg["kd_weight"])
-    res = train(student, views, task.y_train, tc, teacher_logits=logits)
+    tc = FitConfig(steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                   warmup_frac=cfg["warmup_steps"] / steps, seed=cfg["seed"])
+    res = train_classifier(student, views, task.y_train, tc, teacher_logits=logits,
+                           losses=LossConfig(alpha=cfg["kd_weight"], temperature=cfg["temperature"]))
     t4 = time.perf_counter()
     return student, {"setup": t1 - t0, "fill": t2 - t1, "hit": t3 - t2, "fit": t4 - t3}, {
         "steps": steps, "init_digest": init, "best_epoch": cfg["epochs"], "final_loss": res.final_loss}
