@@ -132,10 +132,11 @@ def doctor():
 def _add_commands() -> None:
     """Add the commands that live in workbench/commands/ to the group."""
     from .commands.bench import bench
+    from .commands.export import export
     from .commands.quantize import quantize
     from .commands.report import report
 
-    for command in (report, bench, quantize):
+    for command in (report, bench, quantize, export):
         cli.add_command(command)
 
 
