@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -289,12 +289,6 @@ def _image_lines(card: dict) -> list[str]:
                  f"{'early stop, ' if f['stopped_early'] else ''}{card['seconds']:.1f} s); teacher cache: "
                  + ", ".join(f"{k} {v}" for k, v in card["teacher_cache"]["status"].items()))
     return lines
-
-
-def with_overrides(job: DistillJob, **kw) -> DistillJob:
-    """A copy of ``job`` with some keys changed (checked by the one [distill] schema check)."""
-    check_distill(kw, COMMAND)
-    return replace(job, **kw)
 
 
 RUNNERS.register("image-classification", _run_image)

@@ -67,6 +67,7 @@ class TaskType:
 SPEC_KINDS: Registry = Registry("task spec kind")
 TASKS: Registry = Registry("task")  # built-in tasks by name: loader(**options) -> Task
 TASK_TYPES: Registry = Registry("task type")  # loaded task classes by type name: TaskType
+CORPORA: Registry = Registry("built-in corpus")  # corpus:NAME without a file: loader(**options) -> TextCorpus
 
 
 def _resolve(target: str, base_dir: Path | None) -> str:
@@ -95,13 +96,20 @@ def _load_text(target: str, base_dir, **options):
     return load_text_classification(_resolve(target, base_dir), **options)
 
 
-def _load_corpus(target: str, base_dir, **options):
-    from .text import load_text_corpus, pydoc_corpus
+def _pydoc_corpus(**options):
+    from .text import pydoc_corpus
 
-    if target == "pydoc":
-        return pydoc_corpus(**options)
+    return pydoc_corpus(**options)
+
+
+def _load_corpus(target: str, base_dir, **options):
+    from .text import load_text_corpus
+
+    if target in CORPORA:
+        return CORPORA.get(target)(**options)
     if "extra_train" in options:
-        raise RecipeError("corpus: option extra_train applies to corpus:pydoc only; leave it out for a file corpus")
+        raise RecipeError(f"corpus: option extra_train applies to the built-in corpora ({', '.join(CORPORA.names())}) "
+                          "only; leave it out for a file corpus")
     return load_text_corpus(_resolve(target, base_dir), **options)
 
 
@@ -114,6 +122,7 @@ def _register_builtins() -> None:
     from . import digits
 
     TASKS.register("digits", digits.load_digits_task)
+    CORPORA.register("pydoc", _pydoc_corpus)
     for t in (TaskType("image-classification", "workbench.tasks.base:Task", frozenset({ARRAYS, LABELS}),
                        "labelled fixed-shape arrays (images or feature vectors)"),
               TaskType("text-classification", "workbench.tasks.text_classification:TextClassificationTask",
