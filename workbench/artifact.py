@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks: the content identity every artifact and cache key uses."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -7,6 +7,8 @@ import time
 
 
 class Progress:
+    """Progress output on stderr for long commands: info lines and rich bars, silent with --quiet or off a terminal."""
+
     def __init__(self, quiet: bool = False, console=None):
         from rich.console import Console
 

@@ -9,6 +9,9 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
+    """Name -> implementation (runtimes, tasks, sources, methods ...): register once, look up by name; unknown names
+    list the valid ones."""
+
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
@@ -27,6 +30,7 @@ class Registry(Generic[T]):
         return add(item)
 
     def get(self, name: str) -> T:
+        """The item registered as ``name``; an unknown name is a RecipeError listing the available ones."""
         try:
             return self._items[name]
         except KeyError:
@@ -35,10 +39,13 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        """Every registered name, sorted (for help texts, error messages and ``workbench doctor``)."""
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        """Whether ``name`` is registered."""
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        """The registered names, sorted."""
         return iter(sorted(self._items))

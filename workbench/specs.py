@@ -15,6 +15,9 @@ from .errors import RecipeError
 
 @dataclass(frozen=True)
 class Spec:
+    """A parsed ``KIND:TARGET?key=value&...`` string (model sources, tasks, methods): what every spec-taking option
+    accepts."""
+
     kind: str
     target: str
     options: dict = field(default_factory=dict)
@@ -24,10 +27,12 @@ class Spec:
         return self.text or self.kind
 
     def option(self, name: str, default=None):
+        """The value of option ``name``, or ``default`` when the spec does not set it."""
         return self.options.get(name, default)
 
 
 def parse_value(v: str):
+    """A spec option's value typed: true/false, comma lists as tuples, ints, floats, else the string."""
     low = v.strip().lower()
     if low in ("true", "yes", "on"):
         return True
@@ -44,6 +49,7 @@ def parse_value(v: str):
 
 
 def parse_spec(text: str, what: str = "source") -> Spec:
+    """Parse ``KIND:TARGET?k=v&...`` into a Spec; a malformed one is a RecipeError that shows how to write it."""
     if not isinstance(text, str) or not text.strip():
         raise RecipeError(f"empty {what} spec; write KIND:TARGET, e.g. zoo:digits-resnet")
     text = text.strip()
@@ -63,6 +69,7 @@ def parse_spec(text: str, what: str = "source") -> Spec:
 
 
 def check_options(spec: Spec, allowed: set[str] | dict, what: str) -> None:
+    """Refuse options a spec kind does not know, in one line listing the valid ones."""
     unknown = sorted(set(spec.options) - set(allowed))
     if unknown:
         raise RecipeError(f"{what} {spec}: unknown option(s) {', '.join(unknown)}; "

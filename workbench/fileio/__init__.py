@@ -40,16 +40,19 @@ def atomic_path(path: str | Path, suffix: str = ""):
 
 
 def write_text(path: str | Path, text: str) -> Path:
+    """Write text to path atomically (temp file, then rename): readers never see half a file."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_json(path: str | Path, obj) -> Path:
+    """Write obj as JSON atomically; numpy scalars/arrays and paths are converted so results stay plain JSON."""
     return write_text(path, json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n")
 
 
 def read_json(path: str | Path):
+    """The parsed JSON of path (the counterpart of :func:`write_json`)."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 

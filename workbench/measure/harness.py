@@ -29,18 +29,25 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 @dataclass(frozen=True)
 class Phases:
+    """Where a worker's time went before timing started (load, process start to ready, first inference, import): cold-
+    start costs."""
+
     load_ms: float  # adapter.load only
     process_to_ready_ms: float  # worker spawn -> session ready (interpreter start, imports, load)
     first_ms: float  # the first inference
     import_ms: float | None = None  # importing the runtime (inside process_to_ready_ms)
 
     def to_json(self) -> dict:
+        """The JSON form stored in a measurement record."""
         return {"load_ms": self.load_ms, "process_to_ready_ms": self.process_to_ready_ms,
                 "first_ms": self.first_ms, "import_ms": self.import_ms}
 
 
 @dataclass(frozen=True)
 class Stability:
+    """What the worker saw of the machine while it timed: warnings, sentinel drift, load average and other processes'
+    CPU, so a noisy result is flagged."""
+
     warnings: tuple[StabilityWarning, ...]
     sentinel_drift_pct: float | None
     loadavg_1m: float | None
@@ -48,6 +55,7 @@ class Stability:
     other_load: float | None = None  # cores used by other processes during the timed runs
 
     def to_json(self) -> dict:
+        """The JSON form stored in a measurement record."""
         return {"warnings": [w.to_json() for w in self.warnings], "sentinel_drift_pct": self.sentinel_drift_pct,
                 "loadavg_1m": self.loadavg_1m, "sentinel_ms": list(self.sentinel_ms) if self.sentinel_ms else None,
                 "other_load": self.other_load}

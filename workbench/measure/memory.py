@@ -29,6 +29,7 @@ def _proc_status() -> dict[str, int] | None:
 
 
 def rss_bytes() -> int:
+    """This process's resident memory now, in bytes (/proc on Linux, else psutil)."""
     st = _proc_status()
     if st:
         return st["VmRSS"]
@@ -48,6 +49,7 @@ def reset_peak() -> bool:
 
 
 def peak_bytes() -> tuple[int, str]:
+    """This process's peak resident memory in bytes, and the counter it came from (VmHWM, or ru_maxrss off Linux)."""
     st = _proc_status()
     if st:
         return st["VmHWM"], "VmHWM"

@@ -38,6 +38,8 @@ _CELLS_PER_BATCH = 4_000_000  # weights drawn per batch (~32 MB of float64)
 
 
 def ci_method(processes: int, resamples: int, seed: int, paired: bool | None = None) -> str:
+    """The sentence recorded with a pooled CI that says exactly how it was computed (processes, pairing, resamples,
+    seed)."""
     pair = "" if paired is None else ("; paired by round (A and B of a round drawn together)" if paired
                                       else "; unpaired (A and B processes drawn independently)")
     return (f"two-level bootstrap percentile over {processes} processes: processes resampled with replacement, "

@@ -102,11 +102,14 @@ def median_ci_halfwidth(sorted_or_raw, z: float = 1.959964) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class StabilityWarning:
+    """One reason a measurement may be unreliable (code, what was seen, what to do), shown in reports and JSON."""
+
     code: str
     message: str
     advice: str
 
     def to_json(self) -> dict:
+        """The JSON form stored in a measurement record."""
         return {"code": self.code, "message": self.message, "advice": self.advice}
 
 

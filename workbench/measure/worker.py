@@ -134,6 +134,8 @@ def _timed_runs(run, feeds, proto: dict, chan: Channel) -> tuple[list[int], str,
 
 
 def run_latency(job: dict, chan: Channel) -> dict:
+    """Worker side of a latency job: load, first run, warm-up, timed runs until the stop rule, plus the noise guards'
+    readings."""
     proto, threads = job["protocol"], int(job["threads"])
     spawned_at = job.get("spawned_at")
     if spawned_at is None:
@@ -194,6 +196,8 @@ def run_latency(job: dict, chan: Channel) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 def main() -> None:
+    """Entry point of ``python -m workbench.measure.worker``: read one job from stdin, run it, send one result or one
+    error line."""
     from .lifeline import die_with_parent
 
     die_with_parent()  # never outlive the harness, even one killed with SIGKILL

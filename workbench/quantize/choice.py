@@ -14,6 +14,9 @@ AUTO_VERSION = 1
 
 @dataclass(frozen=True)
 class CandidateResult:
+    """One candidate of ``auto`` (or the fp32 reference) with how it fared: quality, drop, latency ratio, verdict and
+    why it was kept or not."""
+
     spec: str  # "fp32" for the reference
     describe: str
     key: str | None
@@ -67,6 +70,9 @@ class CandidateResult:
 
 @dataclass(frozen=True)
 class AutoResult:
+    """What ``auto`` decided: the chosen candidate, the loud message when fp32 is kept, every candidate and what was
+    skipped."""
+
     chosen: CandidateResult
     message: str  # what was chosen and why; LOUD when fp32 is kept
     loud: bool

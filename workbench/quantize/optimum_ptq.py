@@ -21,6 +21,7 @@ INSTALL = 'pip install -c constraints.txt -e ".[peer]"  (optimum-onnx[onnxruntim
 
 
 def available() -> bool:
+    """Whether optimum's onnxruntime extra is installed (the optimum method needs it)."""
     try:
         return importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.onnxruntime") is not None
     except (ImportError, ValueError):

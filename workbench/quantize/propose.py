@@ -22,6 +22,8 @@ MATMUL_OPS = ("MatMul", "Gemm", "Attention")
 
 @dataclass(frozen=True)
 class Proposal:
+    """One method ``auto`` will try on this graph and CPU, with the reason it was proposed."""
+
     method: Method
     reason: str
 

@@ -36,6 +36,9 @@ MOMENTUM = 0.01  # moving-average observer update per training batch (PyTorch's 
 
 @dataclass(frozen=True)
 class FakeQuantSpec:
+    """The int8 grid QAT fake-quantizes to, matching the ORT static method it will be exported for (weight and
+    activation ranges)."""
+
     per_channel: bool = True
     weight_qmin: int = -64
     weight_qmax: int = 64
@@ -44,6 +47,7 @@ class FakeQuantSpec:
     act_symmetric: bool = False
 
     def describe(self) -> str:
+        """One line for the card: the weight and activation grids."""
         w = f"int{'8' if self.weight_qmax > 64 else '7'} symmetric {'per-channel' if self.per_channel else 'per-tensor'}"
         a = f"[{self.act_qmin}, {self.act_qmax}] {'symmetric' if self.act_symmetric else 'asymmetric'} per-tensor"
         return f"weights {w}, activations {a}"

@@ -9,6 +9,9 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class Task:
+    """A labelled task with array inputs: train/val/test splits, the metric, and the input name and shape models are
+    built and exported for."""
+
     name: str
     description: str
     metric: str  # "accuracy"

@@ -17,6 +17,8 @@ SPLIT_SEED = 0
 
 
 def load_digits_task(image_size: int = 32) -> Task:
+    """The built-in digits task (scikit-learn's 8x8 digits, resized): fixed stratified splits, so every run sees the
+    same data."""
     if not isinstance(image_size, int) or not 8 <= image_size <= 128:
         raise TaskError(f"digits: image_size must be an integer between 8 and 128, got {image_size!r}")
     from sklearn.datasets import load_digits

@@ -34,6 +34,9 @@ BLACK_BOX = ("onnx", "outputs")
 
 @dataclass
 class LoadedModel:
+    """A model loaded from a source spec: the module (white box) or a black box (ONNX file, precomputed outputs), with
+    the weights' identity."""
+
     spec: Spec
     module: object | None  # torch.nn.Module for white-box sources
     sha256: str  # identity of the weights (or of the spec when untrained): keys every cache
@@ -101,6 +104,7 @@ def unwrap(module):
 
 
 def file_sha256(path: Path) -> str:
+    """Identity of a weights file (SHA-256) for cache keys and lineage."""
     from ..artifact import sha256_file
 
     return sha256_file(path)

@@ -9,6 +9,8 @@ from ..fileio import atomic_path
 
 
 def load_weights(model, path: str | Path) -> None:
+    """Load a state dict (safetensors, or a torch file with weights_only) into ``model``; a bad file is one SourceError
+    line."""
     import torch
 
     path = Path(path)
