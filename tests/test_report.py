@@ -27,7 +27,8 @@ GOLDEN = HERE / "golden" / "report.md"
 
 @pytest.fixture(scope="module")
 def results() -> dict:
-    return load_results(FIXTURE)
+    """The fixture as a parsed results.json dict (renderers take a ResultSet or its dict)."""
+    return load_results(FIXTURE).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +426,7 @@ def test_load_wrong_schema_version(tmp_path, results, version):
 
 def test_load_accepts_run_directory(tmp_path):
     (tmp_path / "results.json").write_text(FIXTURE.read_text(encoding="utf-8"), encoding="utf-8")
-    assert load_results(tmp_path)["run"]["run_id"] == "demo"
+    assert load_results(tmp_path).run.run_id == "demo"
 
 
 # ---------------------------------------------------------------- writing
@@ -637,7 +638,7 @@ def test_merge_runs_keeps_the_later_record_and_names_its_sources(tmp_path, capsy
     b["results"] = [r for r in b["results"] if r["variant"] == "teacher.fp32"]
     for r in b["results"]:
         r["id"] = r["id"] + "-b"
-    merged = merge_results([a, b], "workbench report a b --merge")
+    merged = merge_results([a, b], "workbench report a b --merge").to_json()
     assert merged["run"]["run_id"] == "merged(demo+b)" and [s["run_id"] for s in merged["run"]["merged_from"]] == ["demo", "b"]
     assert len(merged["results"]) == len(a["results"])  # b's teacher records replaced a's, nothing duplicated
     assert {r["id"] for r in merged["results"] if r["variant"] == "teacher.fp32"} == {r["id"] for r in b["results"]}

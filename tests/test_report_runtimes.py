@@ -43,7 +43,7 @@ def _copy(rec, variant, model, runtime, scale, fmt):
 def multi() -> dict:
     from workbench.pipeline.compare import add_cross_runtime
 
-    base = load_results(HERE / "data" / "results_fixture.json")
+    base = load_results(HERE / "data" / "results_fixture.json").to_json()
     doc = copy.deepcopy(base)
     recs = []
     for rec in base["results"]:
@@ -135,5 +135,5 @@ def test_html_says_what_markdown_says(multi):
 
 
 def test_single_runtime_has_no_runtime_section():
-    base = load_results(HERE / "data" / "results_fixture.json")
+    base = load_results(HERE / "data" / "results_fixture.json").to_json()
     assert analyse(base).runtimes is None and "Runtimes side by side" not in render_markdown(base)

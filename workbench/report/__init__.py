@@ -9,34 +9,38 @@ from pathlib import Path
 
 from workbench.errors import OutputError
 from workbench.fileio import write_text
-from workbench.report.load import load_results
+from workbench.pipeline.results import ResultSet
+from workbench.report.load import as_result_set, load_results
 from workbench.report.markdown import render_markdown
 
-__all__ = ["load_results", "render_markdown", "render_html", "print_summary", "write_reports"]
+__all__ = ["load_results", "as_result_set", "apply_budget", "ResultSet", "render_markdown", "render_html", "print_summary", "write_reports"]
 
 
-def render_html(results: dict) -> str:
+def render_html(results) -> str:
     """One self-contained HTML file (plotly.js inline, no network references)."""
     from workbench.report.html import render_html as _render
 
     return _render(results)
 
 
-def print_summary(results: dict, console=None) -> None:
+def print_summary(results, console=None) -> None:
     """A rich table of every measurement plus the recommendation, on `console` (default: stdout)."""
     from workbench.report.terminal import print_summary as _print
 
     _print(results, console)
 
 
-def apply_budget(results: dict, budget: dict | None) -> dict:
-    """Make ``budget`` (see :func:`workbench.report.budget.parse_budget`) the one the report uses, in memory
-    (results.json is not changed). Returns ``results``."""
-    if budget:
-        recipe = results.setdefault("run", {}).setdefault("recipe", {})
-        if isinstance(recipe, dict):
-            recipe["budget"] = {**budget, "source": "budget given to workbench report"}
-    return results
+def apply_budget(results, budget: dict | None) -> ResultSet:
+    """``results`` (a ResultSet or its parsed dict) with ``budget`` (see
+    :func:`workbench.report.budget.parse_budget`) as the one the report uses; results.json is not changed."""
+    from dataclasses import replace
+
+    results = as_result_set(results)
+    if not budget:
+        return results
+    recipe = {**results.run.recipe, "budget": {**budget, "source": "budget given to workbench report"}}
+    keys = results.run.keys if "recipe" in results.run.keys else results.run.keys + ("recipe",)
+    return replace(results, run=replace(results.run, recipe=recipe, keys=keys))
 
 
 def write_reports(results_path, out_dir=None, budget: dict | None = None) -> dict[str, Path]:
@@ -51,8 +55,7 @@ def write_reports(results_path, out_dir=None, budget: dict | None = None) -> dic
     src = Path(results_path)
     if src.is_dir():
         src = src / "results.json"
-    results = load_results(src)
-    apply_budget(results, budget)
+    results = apply_budget(load_results(src), budget)
     texts = {"md": render_markdown(results), "html": render_html(results)}
     out = Path(out_dir) if out_dir is not None else src.parent
     paths = {"md": out / "report.md", "html": out / "report.html"}

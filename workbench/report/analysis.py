@@ -17,7 +17,10 @@ from workbench.report.budget import (DEFAULT_MAX_DROP_POINTS, EPS, TRIO, Pick, V
                                      answer_sentence, best_of_family, budget_of,
                                      compare_students_to_quantized, limits_of, limits_text, recommend,
                                      within_budget)
-from workbench.report.format import (DASH, _d, _get, _l, _num, fmt_acc, fmt_mb, fmt_ms,
+from workbench.pipeline.result_parts import finite, mapping
+from workbench.pipeline.results import ResultSet
+from workbench.report.load import as_result_set
+from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms,
                                      fmt_params, fmt_pts, fmt_speedup, fmt_threads)
 from workbench.report.rows import (COLUMNS, MADE_IN_NOTE, PARETO_MARK, TABLE_NOTE, Row, build_rows,
                                    pareto_front, table_cells)
@@ -105,17 +108,17 @@ def warnings_summary(warnings, groups) -> str:
 # ---------------------------------------------------------------- the machine
 def machine_name(env: dict) -> str:
     """The CPU model (environment.cpu_model; older files: cpu)."""
-    env = _d(env)
+    env = mapping(env)
     name = env.get("cpu_model") or env.get("cpu")
     return str(name) if name else "an unnamed machine"
 
 
 def logical_cores(env: dict) -> int | None:
     """environment.cores.logical; older files store cores as a plain number."""
-    cores = _d(env).get("cores")
+    cores = mapping(env).get("cores")
     if isinstance(cores, dict):
         cores = cores.get("logical") if cores.get("logical") is not None else cores.get("affinity")
-    n = _num(cores)
+    n = finite(cores)
     return int(n) if n is not None and n > 0 else None
 
 
@@ -127,42 +130,44 @@ def _fmt_env_value(key: str, v) -> str:
     if key == "runtimes" and isinstance(v, dict):
         parts = []
         for name, rt in v.items():
-            rt = _d(rt)
+            rt = mapping(rt)
             if rt.get("available") is False:
                 parts.append(f"{name} not available")
                 continue
-            fmts = ", ".join(str(f) for f in _l(rt.get("formats")))
+            fmts = ", ".join(str(f) for f in rt.get("formats") or [] if isinstance(rt.get("formats"), list))
             parts.append(f"{name} {rt.get('version') or '?'}" + (f" (formats: {fmts})" if fmts else ""))
         return "; ".join(parts)
-    if key == "memory_total_mb" and _num(v) is not None:
+    if key == "memory_total_mb" and finite(v) is not None:
         return f"{v:.0f}"
     if isinstance(v, dict):
         return ", ".join(f"{k} {x}" for k, x in v.items() if x is not None)
     if isinstance(v, list):
-        return " ".join(f"{x:.2f}" if _num(x) is not None and isinstance(x, float) else str(x) for x in v)
+        return " ".join(f"{x:.2f}" if finite(x) is not None and isinstance(x, float) else str(x) for x in v)
     return str(v)
 
 
 def _environment(env: dict) -> tuple:
     """(key, text) rows for the environment table; the description is shown above it instead."""
     out = []
-    for k, v in _d(env).items():
+    for k, v in mapping(env).items():
         if k == "description" or v is None or v == {} or v == []:
             continue
         out.append((k, _fmt_env_value(k, v)))
     return tuple(out)
 
 
-def _protocol(results: dict) -> tuple:
-    recs = [r for r in _l(results.get("results")) if isinstance(r, dict) and r.get("status") == "ok"]
+def _protocol(results: ResultSet) -> tuple:
+    """(key, text) rows of the measurement protocol (the first ok record's), with the CI and memory methods."""
+    recs = [r for r in results.results if r.ok]
     if not recs:
         return ()
-    p = recs[0].get("protocol") if isinstance(recs[0].get("protocol"), dict) else {}
-    out = [(k, str(v)) for k, v in p.items()]
-    for key, path in (("latency CI", ("latency", "ci_method")), ("memory", ("memory", "method"))):
-        if _get(recs[0], *path):
-            out.append((key, str(_get(recs[0], *path))))
-    if any(r.get("protocol") != recs[0].get("protocol") for r in recs[1:]):
+    first = recs[0]
+    out = [(k, str(v)) for k, v in mapping(first.protocol).items()]
+    for key, value in (("latency CI", first.latency.get("ci_method") if first.latency else None),
+                       ("memory", first.memory.method if first.memory else None)):
+        if value:
+            out.append((key, str(value)))
+    if any(r.protocol != first.protocol for r in recs[1:]):
         out.append(("note", "records used different protocols; shown is the first record's"))
     return tuple(out)
 
@@ -199,21 +204,23 @@ class Report:
     runtimes: object = None  # runtimes.RuntimeView when more than one runtime was measured (or one skipped)
 
 
-def _merged_from(run: dict) -> str:
+def _merged_from(run) -> str:
     """'; merged from runs a (created ..., machine ...), b (...)' for a `workbench report --merge` run."""
-    src = [d for d in _l(run.get("merged_from")) if isinstance(d, dict)]
+    src = run.merged_from
     if not src:
         return ""
     parts = [f"{d.get('run_id')} (created {d.get('created') or '?'}, {d.get('records')} records, on "
              f"{d.get('machine') or '?'})" for d in src]
-    n = len(_l(run.get("merge_replaced")))
+    n = len(run.merge_replaced)
     return "; merged from runs " + ", ".join(parts) + (f"; {n} measurements replaced by a later run's" if n else "")
 
 
-def analyse(results: dict) -> Report:
-    """Build the report view model from a loaded results.json (see load.load_results)."""
-    run = _d(results.get("run"))
-    task, env = _d(run.get("task")), _d(run.get("environment"))
+def analyse(results: ResultSet | dict) -> Report:
+    """Build the report view model from a loaded results.json (a ResultSet, see load.load_results; a parsed
+    results.json dict is checked and typed first)."""
+    results = as_result_set(results)
+    run = results.run
+    task, env = run.task, run.environment
     rows = build_rows(results)
     drop, threads = budget_of(results)
     measured = sorted({r.threads for r in rows if r.plottable and r.threads is not None})
@@ -224,7 +231,7 @@ def analyse(results: dict) -> Report:
     limits = limits_of(results)
     rec = recommend(rows, drop, threads, limits) if teacher else None
     rec_teacher = next((r for r in refs if rec is not None and r.runtime == rec.runtime), teacher)
-    given = _d(_d(run.get("recipe")).get("budget")).get("source")
+    given = mapping(run.recipe.get("budget")).get("source")
     source = ("default budget" if budget_of(results) == (DEFAULT_MAX_DROP_POINTS, None) and not limits
               else str(given or "budget from the recipe"))
     rule = (f"the fastest {fmt_threads(threads, True)} variant whose accuracy is within {drop:g} points of "
@@ -242,10 +249,10 @@ def analyse(results: dict) -> Report:
     groups = group_warnings(warnings, rows)
     description = env.get("description")
     return Report(
-        title=f"Compression report: {task.get('name') or '?'} (run {run.get('run_id') or '?'})",
+        title=f"Compression report: {task.get('name') or '?'} (run {run.run_id or '?'})",
         task_line=(f"task {task.get('name') or '?'}: {metric} on n={task.get('n_test') or '?'} test "
-                   f"samples, input {task.get('input_shape') or '?'}; created {run.get('created') or '?'}, "
-                   f"workbench {run.get('workbench_version') or '?'}" + _merged_from(run)),
+                   f"samples, input {task.get('input_shape') or '?'}; created {run.created or '?'}, "
+                   f"workbench {run.workbench_version or '?'}" + _merged_from(run)),
         disclaimer=(f"Measured on {cpu}{cores}, not on a phone: use these numbers to rank variants, "
                     f"and re-measure the chosen one on the target device."),
         rows=tuple(rows), threads=threads, max_drop_points=drop, rule=rule, teacher=teacher,
@@ -258,7 +265,7 @@ def analyse(results: dict) -> Report:
         warnings=warnings, warning_groups=groups, warnings_summary=warnings_summary(warnings, groups),
         failed=tuple(r for r in rows if not r.ok),
         machine=str(description) if description else None, environment=_environment(env),
-        protocol=_protocol(results), command=str(run.get("command") or DASH), cpu=cpu,
+        protocol=_protocol(results), command=str(run.command or DASH), cpu=cpu,
         diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
         runtimes=build_runtime_view(results, threads, cpu + cores),
     )

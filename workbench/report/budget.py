@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from workbench.report.format import (_get, _num, _pair, fmt_acc, fmt_mb, fmt_ms, fmt_pts, fmt_speedup,
+from workbench.pipeline.result_parts import finite, mapping
+from workbench.pipeline.results import ResultSet
+from workbench.report.format import (finite_pair, fmt_acc, fmt_mb, fmt_ms, fmt_pts, fmt_speedup,
                                      fmt_threads)
 from workbench.report.rows import Row
 
@@ -16,11 +18,10 @@ TRIO = (("distillation", "distilled"), ("quantization", "quantized-teacher"),
 EPS = 1e-9
 
 
-def budget_of(results: dict) -> tuple[float, int | None]:
+def budget_of(results: ResultSet) -> tuple[float, int | None]:
     """(max accuracy drop in points, thread count or None) from the recipe's budget, else defaults."""
-    b = _get(results, "run", "recipe", "budget")
-    b = b if isinstance(b, dict) else {}
-    drop = _num(b.get("max_accuracy_drop_points"))
+    b = mapping(results.run.recipe.get("budget"))
+    drop = finite(b.get("max_accuracy_drop_points"))
     th = b.get("threads")
     return (DEFAULT_MAX_DROP_POINTS if drop is None else drop), (th if isinstance(th, int) else None)
 
@@ -58,11 +59,10 @@ def parse_budget(text: str) -> dict:
     return out
 
 
-def limits_of(results: dict) -> dict:
+def limits_of(results: ResultSet) -> dict:
     """The absolute limits of the budget: {latency_ms, size_mb, min_accuracy} (only those given)."""
-    b = _get(results, "run", "recipe", "budget")
-    b = b if isinstance(b, dict) else {}
-    return {k: float(b[k]) for k in ("latency_ms", "size_mb", "min_accuracy") if _num(b.get(k)) is not None}
+    b = mapping(results.run.recipe.get("budget"))
+    return {k: float(b[k]) for k in ("latency_ms", "size_mb", "min_accuracy") if finite(b.get(k)) is not None}
 
 
 def limits_text(limits: dict) -> str:
@@ -170,10 +170,10 @@ def compare_students_to_quantized(rows, max_drop_points, threads) -> list[VsQuan
         q, _ = best_of_family(rows, "quantized-teacher", max_drop_points, threads, s.runtime)
         if q is None:
             continue
-        direct = [c for c in s.comparisons if c.get("against") == q.id]
+        direct = [c for c in s.comparisons if c.against == q.id]
         if direct:
-            ratio, ci = _num(direct[0].get("ratio_median")), _pair(direct[0].get("ci95"))
-            verdict = str(direct[0].get("verdict") or _ratio_verdict(ci))
+            ratio, ci = finite(direct[0].ratio_median), finite_pair(direct[0].ci95)
+            verdict = str(direct[0].verdict or _ratio_verdict(ci))
         else:
             ratio = s.median / q.median if q.median else None
             ci = None

@@ -13,7 +13,8 @@ import html
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from workbench.report.format import DASH, _get, fmt_acc, fmt_mb, fmt_ms
+from workbench.pipeline.results import Result, ResultSet
+from workbench.report.format import DASH, fmt_acc, fmt_mb, fmt_ms
 
 
 @dataclass(frozen=True)
@@ -32,22 +33,20 @@ class Change:
     after_size: float | None
 
 
-def _key(rec: dict) -> tuple:
-    return (rec.get("variant"), _get(rec, "runtime", "name"), _get(rec, "runtime", "options", "threads"))
+def _ok(rec: Result | None) -> bool:
+    """The record has latency samples to compare."""
+    return rec is not None and rec.ok and rec.latency is not None and bool(rec.latency.samples)
 
 
-def _ok(rec: dict | None) -> bool:
-    return bool(rec) and rec.get("status") == "ok" and isinstance(rec.get("latency"), dict) \
-        and bool(rec["latency"].get("samples"))
-
-
-def compare_runs(before: dict, after: dict) -> dict:
+def compare_runs(before: ResultSet, after: ResultSet) -> dict:
     """{changes: [Change], only_before: [key], only_after: [key], same_machine: bool, machines: (b, a)}."""
     from workbench.errors import MeasurementError
     from workbench.measure import compare
+    from workbench.report.load import as_result_set
 
-    b = {_key(r): r for r in before.get("results", [])}
-    a = {_key(r): r for r in after.get("results", [])}
+    before, after = as_result_set(before), as_result_set(after)
+    b = {r.key: r for r in before.results}
+    a = {r.key: r for r in after.results}
     changes = []
     for k in [k for k in a if k in b]:
         rb, ra = b[k], a[k]
@@ -55,17 +54,17 @@ def compare_runs(before: dict, after: dict) -> dict:
         verdict = "not measured in both"
         if _ok(rb) and _ok(ra):
             try:
-                c = compare(rb, ra)
+                c = compare(rb.to_json(), ra.to_json())
                 ratio, ci, verdict = c.ratio_median, c.ci95, c.verdict
             except MeasurementError as e:
                 verdict = f"not comparable ({e})"
-        changes.append(Change(str(k[0]), str(k[1]), k[2], _get(rb, "latency", "median"), _get(ra, "latency", "median"),
-                              ratio, tuple(ci) if ci else None, verdict, _get(rb, "quality", "value"),
-                              _get(ra, "quality", "value"), _get(rb, "artifact", "size_bytes"),
-                              _get(ra, "artifact", "size_bytes")))
-    mb = str(_get(before, "run", "environment", "description") or "?")
-    ma = str(_get(after, "run", "environment", "description") or "?")
-    return {"before_run": _get(before, "run", "run_id"), "after_run": _get(after, "run", "run_id"),
+        changes.append(Change(str(k[0]), str(k[1]), k[2], rb.latency.median if rb.latency else None,
+                              ra.latency.median if ra.latency else None, ratio, tuple(ci) if ci else None, verdict,
+                              rb.quality.value if rb.quality else None, ra.quality.value if ra.quality else None,
+                              rb.artifact.size_bytes, ra.artifact.size_bytes))
+    mb = str(before.run.environment.get("description") or "?")
+    ma = str(after.run.environment.get("description") or "?")
+    return {"before_run": before.run.run_id, "after_run": after.run.run_id,
             "changes": changes, "only_before": [list(k) for k in b if k not in a],
             "only_after": [list(k) for k in a if k not in b], "same_machine": mb == ma, "machines": [mb, ma]}
 

@@ -1,7 +1,7 @@
 """Reading numbers out of results.json and writing them as text: shared by every report module.
 
-The coercion helpers (``_num``, ``_pair``, ...) turn whatever a record holds into a float, a
-(low, high) pair or None, so a malformed or missing field never crashes a report. The ``fmt_*``
+Reports read typed fields of a workbench.pipeline.results.ResultSet; ``finite`` / ``finite_pair`` /
+``positive`` turn a typed number (which may be NaN or None) into what a report may print, or None. The ``fmt_*``
 functions are the one place a number becomes text, so Markdown, HTML and the terminal agree.
 Pure Python: no plotly, no rich, no numpy.
 """
@@ -9,41 +9,23 @@ from __future__ import annotations
 
 import math
 
+from workbench.pipeline.result_parts import finite
+
 DASH = "—"
 
 
 # ---------------------------------------------------------------- coercion
-def _num(x) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return None
-    return float(x)
-
-
-def _pair(x) -> tuple[float, float] | None:
-    if isinstance(x, (list, tuple)) and len(x) == 2 and all(_num(v) is not None for v in x):
+def finite_pair(x) -> tuple[float, float] | None:
+    """A (low, high) pair of finite numbers (e.g. a typed 95% CI) as floats, else None."""
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(finite(v) is not None for v in x):
         return float(x[0]), float(x[1])
     return None
 
 
-def _d(x) -> dict:
-    return x if isinstance(x, dict) else {}
-
-
-def _l(x) -> list:
-    return x if isinstance(x, list) else []
-
-
-def _pos(x) -> float | None:
-    x = _num(x)
+def positive(x) -> float | None:
+    """``x`` as a float when it is a finite number above zero, else None."""
+    x = finite(x)
     return x if x is not None and x > 0 else None
-
-
-def _get(d, *keys):
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
 
 
 # ---------------------------------------------------------------- formatting

@@ -268,7 +268,8 @@ def _context(rep: Report) -> list[str]:
     return out
 
 
-def render_html(results: dict) -> str:
+def render_html(results) -> str:
+    """report.html of a results.json (a ResultSet or its parsed dict): self-contained, plotly.js inline."""
     from plotly.offline import get_plotlyjs
 
     rep = analyse(results)

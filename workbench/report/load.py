@@ -1,10 +1,11 @@
-"""Read and validate a results.json (schema_version 1) — the only input of every report."""
+"""Read and validate a results.json (schema_version 1) into a ResultSet — the only input of every report."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from workbench.errors import ArtifactError
+from workbench.pipeline.results import ResultSet
 
 SCHEMA_VERSION = 1
 _RECORD_KEYS = ("id", "variant", "status")
@@ -12,8 +13,9 @@ _RECORD_KEYS = ("id", "variant", "status")
 _OK_NUMBERS = (("latency", "median"), ("latency", "p90"))
 
 
-def load_results(path) -> dict:
-    """Return the parsed results.json; raise ArtifactError (one line) when it cannot be used."""
+def load_results(path) -> ResultSet:
+    """Return results.json (a file or a run directory) as a ResultSet; raise ArtifactError (one line)
+    when it cannot be used."""
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
@@ -26,7 +28,15 @@ def load_results(path) -> dict:
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
     validate_results(data, p)
-    return data
+    return ResultSet.from_json(data)
+
+
+def as_result_set(results) -> ResultSet:
+    """``results`` as a ResultSet: a ResultSet as is, a parsed results.json (dict) typed as it is (the
+    renderers tolerate sparse records; :func:`load_results` is where a file is checked)."""
+    if isinstance(results, ResultSet):
+        return results
+    return ResultSet.from_json(results)
 
 
 def validate_results(data, where="results") -> None:

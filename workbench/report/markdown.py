@@ -167,7 +167,8 @@ def context_sections(rep: Report) -> list[str]:
     return out
 
 
-def render_markdown(results: dict) -> str:
+def render_markdown(results) -> str:
+    """report.md of a results.json (a ResultSet or its parsed dict): the sections of analysis.Report as Markdown."""
     rep = analyse(results)
     out = [f"# {rep.title}", "", f"> {rep.disclaimer}", "", rep.task_line, ""]
     for section in (answer_section, distillation_section, vs_quantized_section, pareto_section,

@@ -8,46 +8,44 @@ creation time, machine, command) so the report stays traceable; nothing is re-me
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from pathlib import Path
 
 from workbench.errors import RecipeError
-from workbench.report.format import _get
+from workbench.pipeline.results import ResultSet
 
 
-def _key(rec: dict) -> tuple:
-    return (rec.get("variant"), _get(rec, "runtime", "name"), _get(rec, "runtime", "options", "threads"))
+def merge_results(docs: list, command: str = "") -> ResultSet:
+    """One ResultSet from several runs of one task (ResultSets or parsed results.json dicts): a record
+    present in several keeps the later run's; the run says where each came from (see the module docstring)."""
+    from workbench.report.load import as_result_set
 
-
-def merge_results(docs: list[dict], command: str = "") -> dict:
+    docs = [as_result_set(d) for d in docs]
     if len(docs) < 2:
         raise RecipeError("--merge needs at least two results files")
-    tasks = {str(_get(d, "run", "task", "name")) for d in docs}
+    tasks = {str(d.run.task.get("name")) for d in docs}
     if len(tasks) > 1:
         raise RecipeError(f"cannot merge runs of different tasks ({', '.join(sorted(tasks))}): their accuracies "
                           "are not comparable; merge runs of one task")
-    out = copy.deepcopy(docs[0])
-    records: dict[tuple, dict] = {}
-    replaced = []
-    sources = []
+    records: dict = {}
+    replaced, sources, studies = [], [], dict(docs[0].studies or {})
     for d in docs:
-        run = d.get("run", {})
-        sources.append({"run_id": run.get("run_id"), "created": run.get("created"), "command": run.get("command"),
-                        "machine": _get(run, "environment", "description"), "records": len(d.get("results", []))})
-        for rec in d.get("results", []):
-            k = _key(rec)
-            if k in records:
-                replaced.append({"record": list(k), "kept_from": run.get("run_id")})
-            records[k] = copy.deepcopy(rec)
-        for name, study in (d.get("studies") or {}).items():
-            out.setdefault("studies", {})[name] = copy.deepcopy(study)
-    out["results"] = list(records.values())
+        run = d.run
+        sources.append({"run_id": run.run_id, "created": run.created, "command": run.command,
+                        "machine": run.environment.get("description"), "records": len(d.results)})
+        for rec in d.results:
+            if rec.key in records:
+                replaced.append({"record": list(rec.key), "kept_from": run.run_id})
+            records[rec.key] = rec
+        studies.update(d.studies or {})
+    first = docs[0]
     ids = [str(s["run_id"]) for s in sources]
-    out["run"]["run_id"] = "merged(" + "+".join(ids) + ")"
-    out["run"]["command"] = command or out["run"].get("command")
-    out["run"]["merged_from"] = sources
-    out["run"]["merge_replaced"] = replaced
-    return out
+    keys = first.run.keys + tuple(k for k in ("merged_from", "merge_replaced") if k not in first.run.keys)
+    run = replace(first.run, run_id="merged(" + "+".join(ids) + ")", command=command or first.run.command,
+                  merged_from=tuple(sources), merge_replaced=tuple(replaced), keys=keys)
+    return replace(first, run=run, results=tuple(records.values()),
+                   studies=studies if (studies or first.studies is not None) else first.studies,
+                   has_studies=first.has_studies or bool(studies))
 
 
 def write_merged(paths: list, out_dir, command: str = "") -> dict[str, Path]:
@@ -62,5 +60,5 @@ def write_merged(paths: list, out_dir, command: str = "") -> dict[str, Path]:
     merged = merge_results(docs, command)
     out = Path(out_dir)
     ensure_writable_dir(out)
-    write_text(out / "results.json", json.dumps(merged, indent=1))
+    write_text(out / "results.json", json.dumps(merged.to_json(), indent=1))
     return {"results": out / "results.json", **write_reports(out / "results.json", out)}

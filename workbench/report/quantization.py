@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.report.format import DASH, _d, _get, _l, _num, _pair
+from workbench.pipeline.result_parts import finite, mapping, objects
+from workbench.pipeline.results import ResultSet
+from workbench.report.format import DASH, finite_pair
 
 DIAG_COLUMNS = ("variant", "runtime", "format", "time in quantized kernels",
                 "latency ratio vs unquantized [95% CI]", "explanation")
@@ -65,89 +67,79 @@ class AutoChoice:
     rule: str = ""
 
 
-def build_diagnostics(results: dict, threads: int) -> tuple:
+def build_diagnostics(results: ResultSet, threads: int) -> tuple:
     """One DiagRow per record with diagnostics at ``threads`` (the answer's thread count)."""
     out = []
-    for rec in _l(results.get("results")):
-        if not isinstance(rec, dict) or not isinstance(rec.get("diagnostics"), dict):
+    for rec in results.results:
+        d = rec.diagnostics
+        if d is None or rec.runtime.threads != threads:
             continue
-        if _get(rec, "runtime", "options", "threads") != threads:
-            continue
-        d = rec["diagnostics"]
-        share = _num(d.get("quantized_time_share"))
-        out.append(DiagRow(variant=str(rec.get("variant") or rec.get("id")), runtime=str(_get(rec, "runtime", "name")),
-                           threads=threads, precision=_get(rec, "artifact", "precision"),
-                           label=str(d.get("label") or d.get("format") or DASH), quant_share=share,
-                           ratio=_num(d.get("ratio_to_fp32")), ratio_ci=_pair(d.get("ci95")),
-                           verdict=d.get("verdict") if isinstance(d.get("verdict"), str) else None,
-                           against=d.get("against") if isinstance(d.get("against"), str) else None,
-                           explanation=str(d.get("explanation") or DASH)))
+        out.append(DiagRow(variant=str(rec.variant or rec.id), runtime=str(rec.runtime.name),
+                           threads=threads, precision=rec.artifact.precision,
+                           label=str(d.label or d.format or DASH), quant_share=finite(d.quantized_time_share),
+                           ratio=finite(d.ratio_to_fp32), ratio_ci=finite_pair(d.ci95),
+                           verdict=d.verdict, against=d.against, explanation=str(d.explanation or DASH)))
     return tuple(sorted(out, key=lambda r: (not r.slower, r.variant, r.runtime)))
 
 
 def _ratio(c: dict) -> str:
-    r = _num(c.get("ratio"))
+    r = finite(c.get("ratio"))
     if r is None:
         return DASH if not c.get("error") else "FAILED"
-    ci = _pair(c.get("ci95"))
+    ci = finite_pair(c.get("ci95"))
     verdict = str(c.get("verdict") or "")
     return f"{r:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + " " + \
         (verdict.upper() if verdict == "slower" else verdict)
 
 
 def _metric(v, metric: str) -> str:
-    v = _num(v)
+    v = finite(v)
     if v is None:
         return DASH
     return f"{100 * v:.1f}%" if metric == "accuracy" else f"{v:.4f}"
 
 
 def _drop(c: dict) -> str:
-    d = _num(c.get("drop"))
+    d = finite(c.get("drop"))
     if d is None:
         return DASH
-    ci = _pair(c.get("drop_ci95"))
+    ci = finite_pair(c.get("drop_ci95"))
     return f"{100 * d:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
 
 
-def build_auto(results: dict) -> tuple:
+def build_auto(results: ResultSet) -> tuple:
     """One AutoChoice per artifact made by ``auto`` (its first record; the search is per artifact)."""
     out, seen = [], set()
-    for rec in _l(results.get("results")):
-        a = rec.get("auto") if isinstance(rec, dict) else None
-        variant = str(rec.get("variant")) if isinstance(rec, dict) else ""
-        if not isinstance(a, dict) or variant in seen:
+    for rec in results.results:
+        a, variant = rec.auto, str(rec.variant)
+        if a is None or variant in seen:
             continue
         seen.add(variant)
-        metric = str(a.get("metric") or "metric")
-        chosen = str(_get(a, "chosen", "spec") or DASH)
+        metric = str(a.metric or "metric")
+        chosen = str(mapping(a.chosen).get("spec") or DASH)
         rows = []
-        for c in _l(a.get("candidates")):
-            if not isinstance(c, dict):
-                continue
+        for c in a.candidates:
             spec = str(c.get("spec"))
-            budget = DASH if spec == "fp32" or _num(c.get("metric")) is None else (
+            budget = DASH if spec == "fp32" or finite(c.get("metric")) is None else (
                 "yes" if c.get("within_budget") else "NO")
             why = str(c.get("reason") or "") + (" (file reused)" if c.get("reused") else "") + \
                 (f" — {c['error']}" if c.get("error") else "")
             rows.append(("★" if spec == chosen else "", spec, why, _ratio(c), _metric(c.get("metric"), metric),
                          _drop(c) if spec != "fp32" else DASH, budget))
-        ex = _d(a.get("exclusion"))
+        ex = mapping(a.exclusion)
         ex_text = None
         if ex:
-            steps = ", ".join(f"{len(_l(s.get('excluded')))} node(s) in float: drop {100 * (_num(s.get('drop')) or 0):+.2f} pts"
-                              for s in _l(ex.get("steps")) if isinstance(s, dict))
+            steps = ", ".join(f"{len(s.get('excluded') or [])} node(s) in float: drop {100 * (finite(s.get('drop')) or 0):+.2f} pts"
+                              for s in objects(ex.get("steps")))
             ex_text = (f"{ex.get('method')} missed the budget, so its most sensitive nodes were left in float one at a "
                        f"time ({steps or ex.get('error') or 'no step'}); result: {ex.get('result') or ex.get('error') or DASH}.")
-        sens = tuple((str(r.get("node")), str(r.get("op_type")), _num(r.get("rel_l2")) or 0.0)
-                     for r in _l(ex.get("sensitivity")) if isinstance(r, dict) and r.get("rank"))
-        out.append(AutoChoice(variant=variant, chosen=chosen, message=str(a.get("message") or ""),
-                              loud=bool(a.get("loud")), metric=metric, max_drop_points=_num(a.get("max_drop_points")),
-                              rounds=a.get("rounds") if isinstance(a.get("rounds"), int) else None,
-                              candidates=tuple(rows),
-                              skipped=tuple(f"{s.get('what')}: {s.get('why')}" for s in _l(a.get("skipped"))
-                                            if isinstance(s, dict)), exclusion=ex_text, sensitivity=sens,
-                              rule=str(a.get("rule") or "")))
+        sens = tuple((str(r.get("node")), str(r.get("op_type")), finite(r.get("rel_l2")) or 0.0)
+                     for r in objects(ex.get("sensitivity")) if r.get("rank"))
+        out.append(AutoChoice(variant=variant, chosen=chosen, message=str(a.message or ""),
+                              loud=bool(a.loud), metric=metric, max_drop_points=finite(a.max_drop_points),
+                              rounds=a.rounds if isinstance(a.rounds, int) else None, candidates=tuple(rows),
+                              skipped=tuple(f"{s.get('what')}: {s.get('why')}" for s in a.skipped),
+                              exclusion=ex_text, sensitivity=sens, rule=str(a.rule or "")))
     return tuple(out)
 
 

@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from workbench.report.format import (DASH, _d, _get, _l, _num, _pair, _pos, fmt_acc, fmt_mb, fmt_ms,
-                                     fmt_params, fmt_speedup)
+from workbench.pipeline.result_parts import finite
+from workbench.pipeline.results import Result, ResultSet
+from workbench.report.format import DASH, finite_pair, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_speedup, positive
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Row:
     warnings: tuple = ()
     samples: tuple = ()  # every raw latency sample (ms); charts downsample, statistics never do
     profile: tuple = ()  # (op_type, time_pct), largest first
-    comparisons: tuple = ()  # the record's raw comparison dicts
+    comparisons: tuple = ()  # the record's comparisons (result_parts.Comparison)
     pareto: bool = False
 
     @property
@@ -65,42 +66,38 @@ def _samples(raw) -> tuple:
     """The positive finite latency samples, vectorised (a record holds up to ~100k of them)."""
     import numpy as np
 
-    values = _l(raw)
     try:
-        arr = np.asarray(values, dtype=np.float64)
+        arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):  # malformed entries: fall back to checking one by one
-        return tuple(v for v in values if _pos(v) is not None)
+        return tuple(v for v in raw if positive(v) is not None)
     if arr.ndim != 1:
-        return tuple(v for v in values if _pos(v) is not None)
+        return tuple(v for v in raw if positive(v) is not None)
     return tuple(arr[np.isfinite(arr) & (arr > 0)].tolist())
 
 
-def _row(rec: dict) -> Row:
-    art, lat, q = _d(rec.get("artifact")), _d(rec.get("latency")), _d(rec.get("quality"))
-    threads = _get(rec, "runtime", "options", "threads")
-    ok = rec.get("status") == "ok"
+def _row(rec: Result) -> Row:
+    """The report's view of one record: typed numbers a report may print (None where missing)."""
+    art, rt, ok = rec.artifact, rec.runtime, rec.ok
+    lat, q, mem, ph = rec.latency, rec.quality, rec.memory, rec.phases
+    parity = finite(q.parity_max_abs) if q else None
     return Row(
-        id=str(rec.get("id")), variant=str(rec.get("variant") or art.get("id") or rec.get("id")),
-        role=str(rec.get("role") or "?"), family=str(rec.get("family") or "?"),
-        runtime=str(_get(rec, "runtime", "name") or "?"),
-        threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
-        status=str(rec.get("status") or "failed"),
-        error=None if ok else str(rec.get("error") or "no error message recorded"),
-        precision=None if art.get("precision") is None else str(art.get("precision")),
-        accuracy=_num(q.get("value")), accuracy_ci=_pair(q.get("ci95")), vs_ref=_num(q.get("vs_reference")),
-        median=_pos(lat.get("median")), median_ci=_pair(lat.get("ci95_median")),
-        p90=_pos(lat.get("p90")), p90_ci=_pair(lat.get("ci95_p90")),
-        size_bytes=_num(art.get("size_bytes")), peak_delta_mb=_num(_get(rec, "memory", "peak_delta_mb")),
-        params=_num(art.get("params")), made_in_s=_num(art.get("made_in_s")),
-        load_ms=_num(_get(rec, "phases", "load_ms")), first_ms=_num(_get(rec, "phases", "first_ms")),
-        parity=_num(q.get("parity_max_abs")) if _num(q.get("parity_max_abs")) is not None
-        else _num(art.get("parity_max_abs")),
-        warnings=tuple(w for w in _l(_get(rec, "stability", "warnings")) if isinstance(w, dict)),
-        samples=_samples(lat.get("samples")),
-        profile=tuple(sorted(((str(p.get("op_type")), _num(p.get("time_pct")) or 0.0) for p in
-                              _l(rec.get("profile")) if isinstance(p, dict)), key=lambda t: -t[1])),
-        comparisons=tuple(c for c in _l(rec.get("comparisons")) if isinstance(c, dict)
-                          and isinstance(c.get("against"), str)),
+        id=str(rec.id), variant=str(rec.variant or art.id or rec.id),
+        role=str(rec.role or "?"), family=str(rec.family or "?"), runtime=str(rt.name or "?"),
+        threads=rt.threads, status=str(rec.status or "failed"),
+        error=None if ok else str(rec.error or "no error message recorded"),
+        precision=None if art.precision is None else str(art.precision),
+        accuracy=finite(q.value) if q else None, accuracy_ci=finite_pair(q.ci95) if q else None,
+        vs_ref=finite(q.vs_reference) if q else None,
+        median=positive(lat.median) if lat else None, median_ci=finite_pair(lat.ci95_median) if lat else None,
+        p90=positive(lat.p90) if lat else None, p90_ci=finite_pair(lat.ci95_p90) if lat else None,
+        size_bytes=finite(art.size_bytes), peak_delta_mb=finite(mem.peak_delta_mb) if mem else None,
+        params=finite(art.params), made_in_s=finite(art.made_in_s),
+        load_ms=finite(ph.load_ms) if ph else None, first_ms=finite(ph.first_ms) if ph else None,
+        parity=parity if parity is not None else finite(art.parity_max_abs),
+        warnings=rec.stability.warnings,
+        samples=_samples(lat.samples) if lat else (),
+        profile=tuple(sorted(((str(p.op_type), finite(p.time_pct) or 0.0) for p in rec.profile), key=lambda t: -t[1])),
+        comparisons=tuple(c for c in rec.comparisons if c.against is not None),
     )
 
 
@@ -118,21 +115,20 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return keep
 
 
-def build_rows(results: dict) -> list[Row]:
+def build_rows(results: ResultSet) -> list[Row]:
     """Normalise every record, attach the comparison vs the fp32 teacher and Pareto marks."""
-    rows = [_row(r) for r in _l(results.get("results")) if isinstance(r, dict)]
+    rows = [_row(r) for r in results.results]
     refs = {r.id: r for r in rows if r.is_reference and r.ok}
     out = []
     for row in rows:
         if row.is_reference and row.ok:
             row = replace(row, ratio=1.0, ratio_ci=(1.0, 1.0), verdict="reference")
         else:  # prefer the teacher at the same threads, then on the same runtime
-            comps = sorted((c for c in row.comparisons if c.get("against") in refs), key=lambda c: (
-                refs[c["against"]].threads != row.threads, refs[c["against"]].runtime != row.runtime))
+            comps = sorted((c for c in row.comparisons if c.against in refs), key=lambda c: (
+                refs[c.against].threads != row.threads, refs[c.against].runtime != row.runtime))
             if comps:
                 c = comps[0]
-                row = replace(row, ratio=_num(c.get("ratio_median")), ratio_ci=_pair(c.get("ci95")),
-                              verdict=None if c.get("verdict") is None else str(c.get("verdict")))
+                row = replace(row, ratio=finite(c.ratio_median), ratio_ci=finite_pair(c.ci95), verdict=c.verdict)
         if row.vs_ref is None and row.accuracy is not None:  # fall back to the same-runtime teacher
             t = [r for r in refs.values() if r.runtime == row.runtime and r.accuracy is not None]
             if t:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from workbench.report.format import (DASH, _d, _get, _l, _num, _pair, fmt_acc, fmt_mb, fmt_ms, fmt_threads)
+from workbench.pipeline.result_parts import finite, mapping, objects
+from workbench.pipeline.results import Result, ResultSet
+from workbench.report.format import DASH, finite_pair, fmt_acc, fmt_mb, fmt_ms, fmt_threads
 from workbench.report.rows import pareto_front
 
 RUNTIME_COLUMNS = ("model", "variant", "runtime", "precision", "median [95% CI]",
@@ -82,54 +84,56 @@ def _rt_key(name: str) -> tuple:
     return (ORDER.index(name) if name in ORDER else len(ORDER), name)
 
 
-def _cross(rec: dict) -> dict | None:
-    for c in _l(rec.get("cross_runtime")):
-        if isinstance(c, dict) and c.get("kind") == "fp32 of the same model on ort":
-            return c
-    return None
+def _cross(rec: Result):
+    """The record's cross-runtime comparison vs the fp32 of the same model on ort, None when it has none."""
+    return next((c for c in rec.cross_runtime if c.kind == "fp32 of the same model on ort"), None)
 
 
-def _model(rec: dict) -> str:
-    return str(rec.get("model") or str(rec.get("variant") or "?").rsplit(".", 1)[0])
+def _model(rec: Result) -> str:
+    """The PyTorch model a record's artifact came from (older files: the variant's stem)."""
+    return str(rec.model or str(rec.variant or "?").rsplit(".", 1)[0])
 
 
-def _row(rec: dict) -> RuntimeRow:
-    art, lat, q = _d(rec.get("artifact")), _d(rec.get("latency")), _d(rec.get("quality"))
-    vp = _d(q.get("vs_pytorch"))
+def _row(rec: Result) -> RuntimeRow:
+    """The runtime view of one record: its latency vs the ort fp32 baseline and its gap to PyTorch."""
+    art, lat, q, ok = rec.artifact, rec.latency, rec.quality, rec.ok
+    vp = mapping(q.vs_pytorch) if q else {}
     c = _cross(rec)
-    rt = str(_get(rec, "runtime", "name") or "?")
-    is_base = rt == "ort" and art.get("precision") == "fp32" and str(rec.get("variant", "")).endswith(".fp32")
-    ratio, ci, verdict, paired = (1.0, None, "baseline", True) if is_base and rec.get("status") == "ok" else (
-        (_num(c.get("ratio_median")), _pair(c.get("ci95")), c.get("verdict"), bool(c.get("paired"))) if c
+    rt = str(rec.runtime.name or "?")
+    is_base = rt == "ort" and art.precision == "fp32" and str(rec.variant or "").endswith(".fp32")
+    ratio, ci, verdict, paired = (1.0, None, "baseline", True) if is_base and ok else (
+        (finite(c.ratio_median), finite_pair(c.ci95), c.verdict, bool(c.get("paired"))) if c
         else (None, None, None, None))
-    ok = rec.get("status") == "ok"
+    exp = mapping(art.export)
     return RuntimeRow(
-        model=_model(rec), variant=str(rec.get("variant")), runtime=rt,
-        precision=None if art.get("precision") is None else str(art.get("precision")),
-        median=_num(lat.get("median")) if ok else None, median_ci=_pair(lat.get("ci95_median")) if ok else None,
-        ratio=ratio, ratio_ci=ci, verdict=None if verdict is None else str(verdict), paired=paired,
-        accuracy=_num(q.get("value")), accuracy_ci=_pair(q.get("ci95")), gap_points=_num(vp.get("gap_points")),
-        tolerance_points=_num(vp.get("tolerance_points")),
-        within=vp.get("within") if isinstance(vp.get("within"), bool) else None, size_bytes=_num(art.get("size_bytes")),
-        top1=_num(_get(art, "export", "parity", "top1_agreement")))
+        model=_model(rec), variant=str(rec.variant), runtime=rt,
+        precision=None if art.precision is None else str(art.precision),
+        median=finite(lat.median) if ok and lat else None,
+        median_ci=finite_pair(lat.ci95_median) if ok and lat else None,
+        ratio=ratio, ratio_ci=ci, verdict=verdict, paired=paired,
+        accuracy=finite(q.value) if q else None, accuracy_ci=finite_pair(q.ci95) if q else None,
+        gap_points=finite(vp.get("gap_points")), tolerance_points=finite(vp.get("tolerance_points")),
+        within=vp.get("within") if isinstance(vp.get("within"), bool) else None, size_bytes=finite(art.size_bytes),
+        top1=finite(mapping(exp.get("parity")).get("top1_agreement")))
 
 
-def build_runtime_view(results: dict, threads: int, machine: str) -> RuntimeView | None:
-    info = _d(_get(results, "run", "runtimes"))
-    recs = [r for r in _l(results.get("results")) if isinstance(r, dict)]
-    measured = sorted({str(_get(r, "runtime", "name")) for r in recs}, key=_rt_key)
-    skipped = tuple((str(s.get("runtime")), str(s.get("reason") or "")) for s in _l(info.get("skipped"))
-                    if isinstance(s, dict))
+def build_runtime_view(results: ResultSet, threads: int, machine: str) -> RuntimeView | None:
+    """The runtimes section (None when one runtime was measured and none skipped): per-runtime rows of the
+    models measured on several runtimes at ``threads``, Pareto fronts, mobile export details, PyTorch gaps."""
+    info = results.run.runtimes
+    recs = list(results.results)
+    measured = sorted({str(r.runtime.name) for r in recs}, key=_rt_key)
+    skipped = tuple((str(s.get("runtime")), str(s.get("reason") or "")) for s in objects(info.get("skipped")))
     if len(measured) < 2 and not skipped:
         return None
-    at = [r for r in recs if _get(r, "runtime", "options", "threads") == threads]
+    at = [r for r in recs if r.runtime.threads == threads]
     models = list(dict.fromkeys(_model(r) for r in recs))
-    shared = {m for m in models if len({str(_get(r, "runtime", "name")) for r in at if _model(r) == m}) > 1}
+    shared = {m for m in models if len({str(r.runtime.name) for r in at if _model(r) == m}) > 1}
     rows = [_row(r) for r in at if _model(r) in shared]
     # per-runtime Pareto fronts over every variant measured on that runtime at `threads`
     fronts, marked = [], set()
     for rt in measured:
-        pts = [_row(r) for r in at if _get(r, "runtime", "name") == rt]
+        pts = [_row(r) for r in at if r.runtime.name == rt]
         pts = [p for p in pts if p.median is not None and p.accuracy is not None]
         front = sorted((pts[i] for i in pareto_front([(p.median, p.accuracy) for p in pts])),
                        key=lambda p: (p.median, p.variant))
@@ -141,22 +145,24 @@ def build_runtime_view(results: dict, threads: int, machine: str) -> RuntimeView
                   key=lambda r: (models.index(r.model), prec.get(r.precision or "", 1), r.variant, _rt_key(r.runtime)))
     firsts = {}
     for r in recs:  # one entry per artifact (its first record)
-        firsts.setdefault((str(r.get("variant")), str(_get(r, "runtime", "name"))), r)
+        firsts.setdefault((str(r.variant), str(r.runtime.name)), r)
     ort_mobile, et = [], []
     for (variant, rt), r in firsts.items():
-        exp = _d(_get(r, "artifact", "export"))
+        exp = mapping(r.artifact.export)
         if rt == "ort-mobile" and exp.get("required_operators_config"):
             ort_mobile.append((variant, str(exp["required_operators_config"]), exp.get("operator_count")))
-        if rt == "executorch" and _num(exp.get("delegated_share")) is not None:
-            et.append((variant, str(_get(r, "artifact", "precision") or DASH), float(exp["delegated_share"]),
+        if rt == "executorch" and finite(exp.get("delegated_share")) is not None:
+            et.append((variant, str(r.artifact.precision or DASH), float(exp["delegated_share"]),
                        exp.get("delegated_nodes"), exp.get("non_delegated_nodes"),
-                       ", ".join(f"{k} ×{v}" for k, v in _d(exp.get("non_delegated_ops")).items()) or DASH))
-    gaps = tuple(_row(r) for (variant, rt), r in firsts.items() if _d(_get(r, "quality", "vs_pytorch")).get("within") is False)
+                       ", ".join(f"{k} ×{v}" for k, v in mapping(exp.get("non_delegated_ops")).items()) or DASH))
+    gaps = tuple(_row(r) for (variant, rt), r in firsts.items()
+                 if r.quality is not None and mapping(r.quality.vs_pytorch).get("within") is False)
     machine_line = (f"All numbers are from this machine's CPU ({machine}) running the mobile runtimes' CPU kernels "
                     "(ORT's CPU execution provider for ort-mobile, XNNPACK for ExecuTorch and LiteRT), not a phone: "
                     "they rank runtimes and variants on this CPU; re-measure on the target device.")
+    notes = info.get("notes") if isinstance(info.get("notes"), list) else []
     return RuntimeView(threads=threads, runtimes=tuple(measured), skipped=skipped,
-                       notes=tuple(str(n) for n in _l(info.get("notes")) if not str(n).startswith("skipped runtime")),
+                       notes=tuple(str(n) for n in notes if not str(n).startswith("skipped runtime")),
                        rows=tuple(rows), fronts=tuple(fronts), ort_mobile=tuple(ort_mobile), executorch=tuple(et),
                        gaps=gaps, machine_line=machine_line)
 

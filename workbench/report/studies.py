@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from workbench.report.format import _get, _l, _num, _pair, fmt_pts
+from workbench.pipeline.result_parts import finite
+from workbench.pipeline.results import ResultSet
+from workbench.report.format import finite_pair, fmt_pts
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class StudyRow:
 
 
 def _mean(xs):
-    xs = [float(x) for x in xs or [] if _num(x) is not None]
+    """Mean of the finite numbers in ``xs``, None when there are none."""
+    xs = [float(x) for x in xs or [] if finite(x) is not None]
     return sum(xs) / len(xs) if xs else None
 
 
@@ -40,23 +43,23 @@ def study_sentence(student, regime_label, verdict, diff, diff_ci, n_seeds) -> st
     return f"KD did not help {who}: {d}; the interval includes zero, so no significant difference."
 
 
-def build_studies(results: dict) -> list[StudyRow]:
+def build_studies(results: ResultSet) -> list[StudyRow]:
+    """One StudyRow per regime x student of the distillation study (none when the run has no study)."""
     out = []
-    for s in _l(_get(results, "studies", "distillation")):
-        if not isinstance(s, dict):
-            continue
-        lm = _num(s.get("labels_mean")) if _num(s.get("labels_mean")) is not None else _mean(s.get("labels_acc"))
-        km = _num(s.get("kd_mean")) if _num(s.get("kd_mean")) is not None else _mean(s.get("kd_acc"))
-        diff = _num(s.get("diff_mean"))
+    for s in results.distillation:
+        lm = finite(s.labels_mean) if finite(s.labels_mean) is not None else _mean(s.labels_acc)
+        km = finite(s.kd_mean) if finite(s.kd_mean) is not None else _mean(s.kd_acc)
+        diff = finite(s.diff_mean)
         if diff is None and lm is not None and km is not None:
             diff = km - lm
-        n = len(_l(s.get("seeds")) or _l(s.get("kd_acc")))
-        label = str(s.get("regime_label") or s.get("regime") or "?")
-        verdict = str(s.get("verdict") or "no significant difference")
-        student = str(s.get("student") or "?")
-        out.append(StudyRow(str(s.get("regime") or "?"), label, student, _num(s.get("params")),
-                            None if _num(s.get("n_train")) is None else int(s["n_train"]), n, lm, km, diff, _pair(s.get("diff_ci95")), verdict,
-                            study_sentence(student, label, verdict, diff, _pair(s.get("diff_ci95")), n)))
+        n = len(s.seeds or s.kd_acc)
+        label = str(s.regime_label or s.regime or "?")
+        verdict = str(s.verdict or "no significant difference")
+        student = str(s.student or "?")
+        ci = finite_pair(s.diff_ci95)
+        out.append(StudyRow(str(s.regime or "?"), label, student, finite(s.params),
+                            None if finite(s.n_train) is None else int(s.n_train), n, lm, km, diff, ci, verdict,
+                            study_sentence(student, label, verdict, diff, ci, n)))
     return out
 
 

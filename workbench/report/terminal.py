@@ -91,7 +91,8 @@ def _compact_table(rep: Report, width: int):
     return table
 
 
-def print_summary(results: dict, console=None) -> None:
+def print_summary(results, console=None) -> None:
+    """The summary table and recommendation of a results.json (a ResultSet or its dict) on ``console``."""
     from rich.console import Console
     from rich.text import Text
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 import time
@@ -38,6 +37,9 @@ from pathlib import Path
 
 from workbench import __version__
 from workbench.errors import TrackingError
+from workbench.pipeline.result_parts import Latency, Memory, Phases, Quality, finite, mapping
+from workbench.pipeline.results import Result
+from workbench.report.load import as_result_set
 
 INSTALL = 'pip install -c constraints.txt -e ".[mlflow]"  (mlflow-skinny==3.17.2; or `make install`)'
 REPORT_FILES = ("report.md", "report.html")
@@ -63,16 +65,6 @@ class RunPlan:
 
 
 # ------------------------------------------------------------------ pure helpers
-def _d(x) -> dict:
-    return x if isinstance(x, dict) else {}
-
-
-def _num(x) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
 def _key(k: str) -> str:
     """A valid MLflow param/metric/tag key: letters, digits, _ - . space and /; at most 250 chars."""
     k = re.sub(r"[^\w.\- /]", "_", str(k)).strip("/ ") or "_"
@@ -99,7 +91,7 @@ def _flatten(prefix: str, obj, out: dict) -> None:
 
 
 def _metric(d: dict, key: str, value) -> None:
-    v = _num(value)
+    v = finite(value)
     if v is not None:
         d[key] = v
 
@@ -110,84 +102,87 @@ def _ci(d: dict, key: str, pair, suffix: str = "") -> None:
         _metric(d, f"{key}_ci95_hi{suffix}", pair[1])
 
 
-def experiment_name(doc: dict) -> str:
+def experiment_name(doc) -> str:
     """The experiment a workbench run goes to: its recipe's name, else its run id."""
-    run = _d(doc.get("run"))
-    name = _d(run.get("recipe")).get("name") or run.get("run_id") or "workbench"
+    run = as_result_set(doc).run
+    name = run.recipe.get("name") or run.run_id or "workbench"
     return str(name)[:500]
 
 
-def _machine(rec: dict, run: dict) -> dict:
-    return _d(rec.get("environment")) or _d(run.get("environment"))
+def _machine(rec, run) -> dict:
+    """The environment of the machine that measured a record (older files: per record), else the run's."""
+    return mapping(rec.get("environment")) or run.environment
 
 
-def plan_runs(doc: dict, results_sha256: str | None = None) -> tuple[RunPlan, list[RunPlan]]:
+def plan_runs(doc, results_sha256: str | None = None) -> tuple[RunPlan, list[RunPlan]]:
     """The parent run and one child run per record of a loaded results.json (see the module doc)."""
     from workbench.report.rows import build_rows
 
-    run = _d(doc.get("run"))
-    records = [r for r in doc.get("results") or [] if isinstance(r, dict)]
+    doc = as_result_set(doc)
+    run = doc.run
+    records = doc.results
     rows = {r.id: r for r in build_rows(doc)}
-    env, task = _d(run.get("environment")), _d(run.get("task"))
-    common_tags = {"workbench.run_id": str(run.get("run_id") or ""),
-                   "workbench.version": str(run.get("workbench_version") or __version__),
+    env, task = run.environment, run.task
+    common_tags = {"workbench.run_id": str(run.run_id or ""),
+                   "workbench.version": str(run.workbench_version or __version__),
                    "workbench.logged_by": __version__}
     if results_sha256:
         common_tags["workbench.results_sha256"] = results_sha256
     recipe_params: dict = {}
-    _flatten("recipe", _d(run.get("recipe")), recipe_params)
+    _flatten("recipe", run.recipe, recipe_params)
 
-    children = [_child(rec, rows.get(str(rec.get("id"))), run, recipe_params, common_tags) for rec in records]
+    children = [_child(rec, rows.get(str(rec.id)), run, recipe_params, common_tags) for rec in records]
     n_failed = sum(c.tags["workbench.status"] == "failed" for c in children)
     status = "ok" if not n_failed else "failed" if n_failed == len(children) else "partial"
 
-    parent = RunPlan(name=str(run.get("run_id") or experiment_name(doc)))
+    parent = RunPlan(name=str(run.run_id or experiment_name(doc)))
     parent.params.update(recipe_params)
     _put(parent.params, "machine", env.get("description"))
     _put(parent.params, "cpu_model", env.get("cpu_model"))
     _put(parent.params, "task", task.get("name"))
     _put(parent.params, "task_metric", task.get("metric"))
     _put(parent.params, "runtimes", sorted({c.params.get("runtime", "?") for c in children}))
-    _put(parent.params, "workbench_version", run.get("workbench_version"))
+    _put(parent.params, "workbench_version", run.workbench_version)
     _metric(parent.metrics, "records", len(children))
     _metric(parent.metrics, "records_ok", len(children) - n_failed)
     _metric(parent.metrics, "records_failed", n_failed)
     _metric(parent.metrics, "variants", len({c.params.get("variant") for c in children}))
-    _metric(parent.metrics, "duration_s", run.get("duration_s"))
+    _metric(parent.metrics, "duration_s", run.duration_s)
     parent.tags.update(common_tags)
     parent.tags.update({"workbench.kind": "run", "workbench.status": status})
-    _put(parent.tags, "workbench.created", run.get("created"), _MAX_TAG)
-    _put(parent.tags, "workbench.command", run.get("command"), _MAX_TAG)
-    _put(parent.tags, "mlflow.source.name", run.get("command") or "workbench", _MAX_TAG)
+    _put(parent.tags, "workbench.created", run.created, _MAX_TAG)
+    _put(parent.tags, "workbench.command", run.command, _MAX_TAG)
+    _put(parent.tags, "mlflow.source.name", run.command or "workbench", _MAX_TAG)
     parent.tags["mlflow.note.content"] = (
         f"workbench run `{parent.name}`: {len(children)} measurements ({n_failed} failed) of "
         f"{parent.metrics['variants']:.0f} variants; see report.html in this run's artifacts.")
     return parent, children
 
 
-def _child(rec: dict, row, run: dict, recipe_params: dict, common_tags: dict) -> RunPlan:
-    art, rt = _d(rec.get("artifact")), _d(rec.get("runtime"))
-    quality, phases, memory = _d(rec.get("quality")), _d(rec.get("phases")), _d(rec.get("memory"))
-    failed = rec.get("status") != "ok"
-    plan = RunPlan(name=str(rec.get("id")), status="FAILED" if failed else "FINISHED")
+def _child(rec: Result, row, run, recipe_params: dict, common_tags: dict) -> RunPlan:
+    """The child run of one record: its params (what was measured, where), metrics (the report's numbers) and tags."""
+    art, rt = rec.artifact, rec.runtime
+    quality, phases, memory = rec.quality or Quality(), rec.phases or Phases(), rec.memory or Memory()
+    failed = not rec.ok
+    plan = RunPlan(name=str(rec.id), status="FAILED" if failed else "FINISHED")
 
     p = plan.params
-    _put(p, "record_id", rec.get("id"))
-    _put(p, "variant", rec.get("variant") or art.get("id"))
-    _put(p, "role", rec.get("role"))
-    _put(p, "family", rec.get("family"))
-    _put(p, "runtime", rt.get("name"))
-    _put(p, "runtime_version", rt.get("version"))
-    for k, v in _d(rt.get("options")).items():
+    _put(p, "record_id", rec.id)
+    _put(p, "variant", rec.variant or art.id)
+    _put(p, "role", rec.role)
+    _put(p, "family", rec.family)
+    _put(p, "runtime", rt.name)
+    _put(p, "runtime_version", rt.version)
+    for k, v in (rt.options or {}).items():
         _put(p, "threads" if k == "threads" else f"runtime.{k}", v)
-    lineage = [str(s) for s in art.get("lineage") or []]
+    lineage = [str(s) for s in art.lineage]
     _put(p, "lineage", " > ".join(lineage))
     for i, step in enumerate(lineage, 1):
         _put(p, f"lineage.{i}", step)
     for k in ("format", "precision", "sha256", "source", "method"):
-        _put(p, k if k not in ("source", "method") else f"artifact_{k}", art.get(k))
-    _put(p, "metric", quality.get("metric"))
-    _put(p, "input_source", _d(rec.get("input")).get("source"))
+        _put(p, k if k not in ("source", "method") else f"artifact_{k}", getattr(art, k))
+    _put(p, "metric", quality.metric)
+    _put(p, "input_source", mapping(rec.input).get("source"))
     env = _machine(rec, run)
     _put(p, "machine", env.get("description"))
     _put(p, "cpu_model", env.get("cpu_model"))
@@ -213,23 +208,23 @@ def _child(rec: dict, row, run: dict, recipe_params: dict, common_tags: dict) ->
         _metric(m, "parity_max_abs", row.parity)
         _metric(m, "pareto", None if failed else float(row.pareto))
         _metric(m, "stability_warnings", None if failed else len(row.warnings))
-    lat = _d(rec.get("latency"))
+    lat = rec.latency or Latency()
     for k in ("mean", "p95", "p99", "min", "max", "std"):
-        _metric(m, f"latency_{k}_ms", lat.get(k))
-    _metric(m, "latency_cv", lat.get("cv"))
-    _metric(m, "latency_samples", lat.get("n"))
-    _metric(m, "load_ms", phases.get("load_ms"))
-    _metric(m, "process_to_ready_ms", phases.get("process_to_ready_ms"))
-    _metric(m, "first_inference_ms", phases.get("first_ms"))
-    _metric(m, "peak_rss_mb", memory.get("peak_mb"))
+        _metric(m, f"latency_{k}_ms", getattr(lat, k))
+    _metric(m, "latency_cv", lat.cv)
+    _metric(m, "latency_samples", lat.n)
+    _metric(m, "load_ms", phases.load_ms)
+    _metric(m, "process_to_ready_ms", phases.process_to_ready_ms)
+    _metric(m, "first_inference_ms", phases.first_ms)
+    _metric(m, "peak_rss_mb", memory.peak_mb)
 
     t = plan.tags
     t.update(common_tags)
     t.update({"workbench.kind": "record", "workbench.status": "failed" if failed else "ok"})
-    _put(t, "workbench.record_id", rec.get("id"), _MAX_TAG)
+    _put(t, "workbench.record_id", rec.id, _MAX_TAG)
     if failed:
-        _put(t, "workbench.error", rec.get("error") or "no error message recorded", _MAX_TAG)
-        _put(t, "mlflow.note.content", f"failed: {rec.get('error') or 'no error message recorded'}", _MAX_TAG)
+        _put(t, "workbench.error", rec.error or "no error message recorded", _MAX_TAG)
+        _put(t, "mlflow.note.content", f"failed: {rec.error or 'no error message recorded'}", _MAX_TAG)
     if row is not None:
         _put(t, "workbench.verdict", row.verdict, _MAX_TAG)
         _put(t, "workbench.warnings", "; ".join(str(w.get("code") or w.get("message")) for w in row.warnings),
