@@ -32,12 +32,14 @@ class Artifact:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def to_json(self) -> dict:
+        """The JSON form stored in results and cards."""
         d = asdict(self)
         d["lineage"] = list(self.lineage)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Artifact":
+        """Rebuild from its JSON form (the inverse of to_json)."""
         d = dict(d)
         d["lineage"] = tuple(d.get("lineage", ()))
         return cls(**d)

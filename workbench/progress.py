@@ -17,6 +17,7 @@ class Progress:
         self.live = self.console.is_terminal and not quiet
 
     def info(self, msg: str) -> None:
+        """Print one line of progress information (nothing with --quiet)."""
         if not self.quiet:
             self.console.print(msg)
 

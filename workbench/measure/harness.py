@@ -86,6 +86,7 @@ class LatencyMeasurement:
 
     @property
     def interleave_id(self) -> str | None:
+        """The id of the interleaved run this measurement belongs to (pairs its rounds with the others'), or None."""
         return (self.interleave or {}).get("id")
 
     def process_samples(self) -> list[tuple[float, ...]]:
@@ -99,6 +100,7 @@ class LatencyMeasurement:
         return out
 
     def to_json(self) -> dict:
+        """The record's latency entry: samples, statistics, phases, stability, protocol and environment."""
         import statistics
 
         per = self.process_samples()
@@ -117,6 +119,7 @@ class LatencyMeasurement:
 
     @classmethod
     def from_json(cls, d: dict, model_path: str = "") -> "LatencyMeasurement":
+        """Rebuild from its JSON form (the inverse of to_json)."""
         lat, st = d["latency"], d["stability"]
         return cls(
             model_path=model_path, runtime=d["runtime"]["name"], runtime_version=d["runtime"].get("version"),

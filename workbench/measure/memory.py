@@ -109,6 +109,7 @@ class MemoryMeasurement:
 
     @property
     def load_delta_mb(self) -> float:
+        """Memory the model load added above the baseline, in MB."""
         return self.after_load_mb - self.baseline_mb
 
     def to_json(self) -> dict:
@@ -118,11 +119,13 @@ class MemoryMeasurement:
 
     @classmethod
     def from_worker(cls, d: dict, model_path: str, threads: int) -> "MemoryMeasurement":
+        """The measurement from a memory worker's result dict, with the model and threads it was asked for."""
         return cls(baseline_mb=d["baseline_mb"], after_load_mb=d["after_load_mb"], peak_mb=d["peak_mb"],
                    peak_delta_mb=d["peak_delta_mb"], method=d["method"], runs=d["runs"], model_path=model_path,
                    threads=threads, runtime=d.get("runtime", {}), input=d.get("input", {}))
 
     @classmethod
     def from_json(cls, d: dict, **extra) -> "MemoryMeasurement":
+        """Rebuild from its JSON form (the inverse of to_json)."""
         return cls(**{k: d[k] for k in ("baseline_mb", "after_load_mb", "peak_mb", "peak_delta_mb", "method")},
                    runs=d.get("runs", 0), **extra)

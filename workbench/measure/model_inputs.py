@@ -29,6 +29,7 @@ class ModelInputs:
 
     @property
     def what(self) -> str:
+        """The model's file name, for messages."""
         return os.path.basename(self.path)
 
 

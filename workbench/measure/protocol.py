@@ -60,6 +60,7 @@ class Protocol:
             bad("timeout_s", f"must exceed max_s + warmup_s ({self.max_s + self.warmup_s:g} s) or every slow run is killed")
 
     def to_json(self) -> dict:
+        """The protocol as JSON: sent to workers and recorded with every measurement."""
         d = asdict(self)
         d["timer"] = TIMER
         d["stop_rule"] = STOP_RULE
@@ -67,6 +68,7 @@ class Protocol:
 
     @classmethod
     def from_json(cls, d: dict) -> "Protocol":
+        """Rebuild from its JSON form (the inverse of to_json)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -123,6 +123,7 @@ class LatencyStats:
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float], resamples: int = 2000, seed: int = 0) -> "LatencyStats":
+        """Statistics of one process's samples (ms), with bootstrap CIs of the median and p90."""
         x = _as_samples(samples_ms)
         if x.size > 1:
             ci_med = _quantile_ci(x, 0.5, resamples, seed)
@@ -151,6 +152,7 @@ class LatencyStats:
                    ci_method=f"{pooled_ci_method(len(procs), resamples, seed)}; quantiles {QUANTILE_METHOD}")
 
     def to_json(self) -> dict:
+        """The JSON form stored in results and cards."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         for k in ("ci95_median", "ci95_p90"):
             d[k] = list(d[k]) if d[k] is not None else None
@@ -158,6 +160,7 @@ class LatencyStats:
 
     @classmethod
     def from_json(cls, d: dict) -> "LatencyStats":
+        """Rebuild from its JSON form (the inverse of to_json)."""
         kw = {f.name: d[f.name] for f in fields(cls)}
         for k in ("ci95_median", "ci95_p90"):
             kw[k] = tuple(kw[k]) if kw[k] is not None else None
@@ -194,6 +197,7 @@ class Comparison:
     guards: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
+        """The JSON form stored in results and cards."""
         d = {"ratio_median": self.ratio_median, "ci95": list(self.ci95) if self.ci95 else None, "verdict": self.verdict,
              "verdict_reason": self.verdict_reason, "advice": self.advice, "ci_method": self.ci_method,
              "rounds": self.rounds, "guards": list(self.guards), "method": self.method}

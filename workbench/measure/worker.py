@@ -45,16 +45,20 @@ class Channel:
         self._file = os.fdopen(self._fd, "w", buffering=1)
 
     def send(self, obj: dict) -> None:
+        """Send one JSON line to the parent."""
         self._file.write(json.dumps(obj, separators=(",", ":")) + "\n")
         self._file.flush()
 
     def progress(self, fraction: float) -> None:
+        """Report the fraction of the job done (drives the parent's progress bar)."""
         self.send({"progress": round(float(fraction), 4)})
 
     def message(self, text: str) -> None:
+        """Report the phase the worker is in (loading, warm-up, timing ...)."""
         self.send({"message": text})
 
     def close(self) -> None:
+        """Close the channel; nothing more can be sent."""
         self._file.close()
 
 

@@ -41,6 +41,7 @@ class CandidateResult:
     error: str | None = None
 
     def to_json(self) -> dict:
+        """The JSON form stored in results and cards."""
         d = asdict(self)
         d["drop_ci95"] = list(self.drop_ci95) if self.drop_ci95 else None
         d["ci95"] = list(self.ci95) if self.ci95 else None
@@ -93,9 +94,11 @@ class AutoResult:
 
     @property
     def chosen_is_fp32(self) -> bool:
+        """Whether auto kept fp32 (no candidate was faster within the budget)."""
         return self.chosen.spec == "fp32"
 
     def to_json(self) -> dict:
+        """The "auto" entry of `workbench quantize --method auto --json` and of run records: choice, candidates, rule."""
         return {"version": AUTO_VERSION, "chosen": self.chosen.to_json(), "chosen_is_fp32": self.chosen_is_fp32,
                 "message": self.message, "loud": self.loud, "metric": self.metric,
                 "reference_metric": self.reference_metric, "max_drop": self.max_drop,

@@ -44,6 +44,7 @@ class Prep:
 
     @property
     def has_subgraphs(self) -> bool:
+        """Whether the graph has compute inside subgraphs (If/Loop/Scan bodies), which quantizers leave in float."""
         return bool(self.subgraph_compute)
 
     def text(self) -> str:

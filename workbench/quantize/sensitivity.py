@@ -59,6 +59,7 @@ class NodeQuantizer:
         self.close()
 
     def close(self) -> None:
+        """Remove the temporary folder of per-node models."""
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

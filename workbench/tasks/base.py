@@ -28,6 +28,7 @@ class Task:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of a batch of one: what models are exported and measured with."""
         return (1, *self.sample_shape)
 
     def fingerprint(self) -> str:
@@ -38,6 +39,7 @@ class Task:
         return h.hexdigest()[:16]
 
     def summary(self) -> dict:
+        """The task as recorded in results and cards: name, metric, classes, split sizes, fingerprint."""
         return {
             "name": self.name,
             "description": self.description,

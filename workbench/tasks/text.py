@@ -52,11 +52,13 @@ class TextCorpus:
     metric: str = "cosine"  # mean cosine of student vs teacher sentence embeddings (higher is better)
 
     def texts(self, split: str) -> tuple[str, ...]:
+        """The sentences of a split (train, val or test)."""
         if split not in SPLITS:
             raise TaskError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
         return getattr(self, split)
 
     def docs(self, split: str) -> tuple[str, ...]:
+        """The source document of each sentence of a split (the same order as texts)."""
         self.texts(split)
         return getattr(self, f"{split}_docs")
 
@@ -71,6 +73,7 @@ class TextCorpus:
         return h.hexdigest()[:16]
 
     def summary(self) -> dict:
+        """The corpus as recorded in results and cards: name, metric, options, fingerprint and split sizes."""
         out = {"name": self.name, "description": self.description, "metric": self.metric,
                "options": dict(self.options), "fingerprint": self.fingerprint(), "split_rule": SPLIT_RULE}
         for s in SPLITS:

@@ -32,14 +32,18 @@ class TextClassificationTask:
 
     @property
     def num_classes(self) -> int:
+        """The number of distinct labels."""
         return len(self.labels)
 
     def split(self, name: str) -> tuple[tuple[str, ...], np.ndarray]:
+        """The texts and labels of a split (train, val or test)."""
         if name not in SPLITS:
             raise TaskError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         return getattr(self, f"{name}_texts"), getattr(self, f"{name}_labels")
 
     def fingerprint(self) -> str:
+        """Content hash of the labels, options and every split's texts and labels: keys every cache that depends on the
+        data."""
         h = hashlib.sha256(json.dumps({"name": self.name, "labels": self.labels, "options": self.options},
                                       sort_keys=True, default=str).encode())
         for s in SPLITS:
@@ -51,6 +55,7 @@ class TextClassificationTask:
         return h.hexdigest()[:16]
 
     def summary(self) -> dict:
+        """The task as recorded in results and cards: name, metric, labels, options, fingerprint and split sizes."""
         out = {"name": self.name, "description": self.description, "metric": self.metric,
                "num_classes": self.num_classes, "labels": list(self.labels), "options": dict(self.options),
                "fingerprint": self.fingerprint()}

@@ -49,9 +49,11 @@ class HFModel:
 
     @property
     def params(self) -> int:
+        """The model's parameter count."""
         return sum(p.numel() for p in self.module.parameters())
 
     def describe(self) -> dict:
+        """The model as recorded in cards: directory, hashes, layers, parameters and freshly initialised weights."""
         return {"directory": str(self.directory), "task": self.task, "sha256": self.sha256,
                 "tokenizer_sha256": self.tokenizer_sha256, "num_layers": self.num_layers, "params": self.params,
                 "model_type": getattr(self.config, "model_type", None),

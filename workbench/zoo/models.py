@@ -24,6 +24,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x):
+        """Two 3x3 convolutions with a residual connection."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.shortcut(x))
@@ -49,6 +50,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(c_prev, num_classes)
 
     def forward(self, x):
+        """Logits for a batch of images."""
         x = self.features(self.stem(x))
         return self.fc(torch.flatten(self.pool(x), 1))
 
@@ -80,6 +82,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(c_prev, num_classes)
 
     def forward(self, x):
+        """Logits for a batch of images."""
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
@@ -107,6 +110,7 @@ class MLP(nn.Module):
         self.fc = nn.Linear(prev, num_classes)
 
     def forward(self, x):
+        """Logits for a batch of flat feature vectors."""
         return self.fc(self.features(torch.flatten(x, 1)))
 
 

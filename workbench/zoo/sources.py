@@ -51,10 +51,12 @@ class LoadedModel:
 
     @property
     def kind(self) -> str:
+        """The source kind (zoo, hf, onnx ...) of its spec."""
         return self.spec.kind
 
     @property
     def white_box(self) -> bool:
+        """Whether there is a PyTorch module to train, tap or export (black boxes: onnx:, outputs:)."""
         return self.module is not None
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
