@@ -98,7 +98,7 @@ class AutoResult:
         return self.chosen.spec == "fp32"
 
     def to_json(self) -> dict:
-        """The "auto" entry of `workbench quantize --method auto --json` and of run records: choice, candidates, rule."""
+        """The "auto" entry of `workbench quantize --method auto --json`: the choice, every candidate, the rule."""
         return {"version": AUTO_VERSION, "chosen": self.chosen.to_json(), "chosen_is_fp32": self.chosen_is_fp32,
                 "message": self.message, "loud": self.loud, "metric": self.metric,
                 "reference_metric": self.reference_metric, "max_drop": self.max_drop,
