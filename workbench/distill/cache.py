@@ -19,6 +19,7 @@ CACHE_VERSION = 1
 
 
 def cache_key(teacher_sha256: str, task_fingerprint: str, shift: int) -> str:
+    """The key of a teacher-logits file: teacher weights, task content and shift augmentation (any change, a new file)."""
     raw = f"v{CACHE_VERSION}|{teacher_sha256}|{task_fingerprint}|shift={shift}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
@@ -71,12 +72,14 @@ class OutputCache:
         self.root = Path(root)
 
     def key(self, **parts) -> str:
+        """The entry key of ``parts`` (everything that changes the outputs), with the cache version."""
         import json
 
         raw = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     def path(self, key: str) -> Path:
+        """The folder of entry ``key``."""
         return self.root / key
 
     def load(self, key: str, notify=None) -> dict[str, np.ndarray] | None:

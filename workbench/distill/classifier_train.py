@@ -87,6 +87,7 @@ def classifier_step(model, views, labels, pool, losses: LossConfig, targets, see
     gen, gen_epoch = torch.Generator(), [None]
 
     def step(idx, epoch):
+        """The loss of batch ``pool[idx]`` in pass ``epoch``."""
         if gen_epoch[0] != epoch:
             gen.manual_seed(seed * 1_000_003 + 17 + epoch)
             gen_epoch[0] = epoch

@@ -247,6 +247,7 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
                            teacher_module=teacher.module if t_tap else None, teacher_tap=t_tap)
 
     def evaluate() -> float:
+        """Validation accuracy of the student (the engine keeps the best pass by it)."""
         return accuracy(model, task.x_val, task.y_val)
 
     key = "|".join([student.spec.text, student.sha256, teacher.sha256 if teacher is not None else "no-teacher", task.fingerprint(), str(shift),

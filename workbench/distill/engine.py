@@ -195,10 +195,12 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
             progress.info(f"  ignoring checkpoint {checkpoint}: it belongs to another configuration")
 
     def snapshot():
+        """A copy of every module's weights (the best pass's, kept in memory and in the checkpoint)."""
         return {name: copy.deepcopy({k: v.detach().clone() for k, v in m.state_dict().items()})
                 for name, m in modules.items()}
 
     def save_checkpoint():
+        """Write the full training state atomically (weights, optimiser, schedule, RNG, history)."""
         from ..fileio import atomic_path
 
         ck = {"fingerprint": fp, "modules": {n: m.state_dict() for n, m in modules.items()},
@@ -208,6 +210,7 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
             torch.save(ck, str(tmp))
 
     def run_eval() -> float:
+        """The validation metric with every module in eval mode and no gradients."""
         for m in modules.values():
             m.eval()
         with torch.no_grad():

@@ -27,6 +27,7 @@ class ShiftViews:
         self.padded[:, :, s:s + h, s:s + w] = x
 
     def offsets(self, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column offsets into the padded images of each view index."""
         side = 2 * self.shift + 1
         return view // side, view % side  # row and column offsets into the padded image
 
@@ -41,9 +42,11 @@ class ShiftViews:
         return out.permute(0, 3, 1, 2).contiguous()
 
     def all_views(self, view: int) -> torch.Tensor:
+        """Every training image under view ``view``."""
         n = self.padded.shape[0]
         return self.get(torch.arange(n), torch.full((n,), view, dtype=torch.long))
 
     @property
     def identity_view(self) -> int:
+        """The view index of the unshifted image."""
         return self.n_views // 2
