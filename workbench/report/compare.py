@@ -39,7 +39,8 @@ def _ok(rec: Result | None) -> bool:
 
 
 def compare_runs(before: ResultSet, after: ResultSet) -> dict:
-    """{changes: [Change], only_before: [key], only_after: [key], same_machine: bool, machines: (b, a)}."""
+    """{changes: [Change], agreement: agreement.Agreement (records matching / differing, conclusions),
+    only_before: [key], only_after: [key], same_machine: bool, machines: (b, a)}."""
     from workbench.errors import MeasurementError
     from workbench.measure import compare
     from workbench.report.load import as_result_set
@@ -64,7 +65,9 @@ def compare_runs(before: ResultSet, after: ResultSet) -> dict:
                               rb.artifact.size_bytes, ra.artifact.size_bytes))
     mb = str(before.run.environment.get("description") or "?")
     ma = str(after.run.environment.get("description") or "?")
-    return {"before_run": before.run.run_id, "after_run": after.run.run_id,
+    from workbench.report.agreement import agreement
+
+    return {"before_run": before.run.run_id, "after_run": after.run.run_id, "agreement": agreement(before, after),
             "changes": changes, "only_before": [list(k) for k in b if k not in a],
             "only_after": [list(k) for k in a if k not in b], "same_machine": mb == ma, "machines": [mb, ma]}
 
@@ -104,6 +107,10 @@ def render_compare_md(doc: dict) -> str:
     lines = [f"# Before / after: {doc['before_run']} -> {doc['after_run']}", "",
              "Verdicts: " + ", ".join(f"{v} {n}" for v, n in sorted(counts.items())), ""]
     lines += [f"- {n}" for n in _notes(doc)] + [""]
+    if doc.get("agreement") is not None:
+        from workbench.report.agreement import agreement_lines
+
+        lines += agreement_lines(doc["agreement"]) + ["## Latency before / after", ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(_row(c)) + " |" for c in doc["changes"]]
     return "\n".join(lines) + "\n"
@@ -113,6 +120,10 @@ def render_compare_html(doc: dict) -> str:
     e = html.escape
     rows = "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in _row(c)) + "</tr>" for c in doc["changes"])
     notes = "".join(f"<li>{e(n)}</li>" for n in _notes(doc))
+    if doc.get("agreement") is not None:
+        from workbench.report.agreement import agreement_lines
+
+        notes += "".join(f"<li>{e(n.lstrip('#- '))}</li>" for n in agreement_lines(doc["agreement"]) if n)
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>before / after</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 8px}th{background:#f4f4f4}</style></head><body>"
@@ -132,7 +143,8 @@ def write_compare(before_path, after_path, out_dir=None) -> dict[str, Path]:
     src = Path(after_path)
     out = Path(out_dir) if out_dir is not None else (src if src.is_dir() else src.parent)
     texts = {"md": render_compare_md(doc), "html": render_compare_html(doc),
-             "json": json.dumps({**doc, "changes": [asdict(c) for c in doc["changes"]]}, indent=1, default=str)}
+             "json": json.dumps({**doc, "changes": [asdict(c) for c in doc["changes"]],
+                                 "agreement": doc["agreement"].to_json()}, indent=1, default=str)}
     paths = {k: out / f"compare.{k}" for k in texts}
     for k, p in paths.items():
         write_text(p, texts[k])
