@@ -8,6 +8,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Quality:
+    """A task metric of an artifact on the test split with its bootstrap 95% CI (what every record carries)."""
+
     metric: str
     value: float
     ci95: tuple[float, float]
@@ -21,6 +23,7 @@ class Quality:
 
 
 def bootstrap_mean_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap percentile CI of the mean of per-example ``values`` (a point when they cannot vary)."""
     from scipy.stats import bootstrap
 
     values = np.asarray(values, dtype=np.float64)

@@ -38,6 +38,7 @@ def pool_threads() -> int | None:
 
 
 def default_input_names(n: int) -> list[str]:
+    """Input names of a program that stores none: ``input`` for one input, ``input_0``, ``input_1`` ... else."""
     return ["input"] if n == 1 else [f"input_{i}" for i in range(n)]
 
 
@@ -60,6 +61,8 @@ def run_split(run_one, specs: list[InputSpec], feeds: dict) -> list | None:
 
 
 class ExecutorchSession(Session):
+    """A loaded ExecuTorch program's ``forward``: runs feeds by input name (batches split for batch-1 programs)."""
+
     def __init__(self, program, method, names: list[str], options: dict):
         self._program = program  # keeps the program alive as long as its method
         self._method = method
@@ -99,6 +102,8 @@ class ExecutorchSession(Session):
 
 
 class ExecutorchRuntime(Runtime):
+    """The ExecuTorch adapter: loads ``.pte`` programs with the process-wide thread pool (see the module doc)."""
+
     name = "executorch"
     formats = ("pte",)
     install_hint = 'pip install -c constraints.txt -e ".[executorch]" (executorch==1.5.1; or `make install`)'

@@ -30,6 +30,8 @@ def _quant(detail: dict) -> tuple[float, int] | None:
 
 
 class LiteRTSession(Session):
+    """A loaded LiteRT interpreter: runs float feeds by input name (quantizing them for int8-I/O models)."""
+
     def __init__(self, interpreter, options: dict):
         import numpy as np
 
@@ -100,6 +102,8 @@ class LiteRTSession(Session):
 
 
 class LiteRTRuntime(Runtime):
+    """The LiteRT adapter: loads ``.tflite`` files into an interpreter with ``num_threads`` and XNNPACK."""
+
     name = "litert"
     formats = ("tflite",)
     install_hint = 'pip install -c constraints.txt -e ".[litert]" (ai-edge-litert, litert-torch==0.10.0; or `make install`)'

@@ -33,6 +33,8 @@ def _one_line(text: str, limit: int = 400) -> str:
 
 
 class OrtSession(Session):
+    """A loaded ONNX Runtime InferenceSession: runs feeds by input name, reports its session options."""
+
     def __init__(self, session, options: dict):
         self._session = session
         self._options = options
@@ -52,6 +54,8 @@ class OrtSession(Session):
 
 
 class OrtRuntime(Runtime):
+    """The ONNX Runtime adapter (CPU execution provider): loads ``.onnx`` and ``.ort`` with explicit threads."""
+
     name = "ort"
     formats = ("onnx", "ort")
     install_hint = "pip install onnxruntime"

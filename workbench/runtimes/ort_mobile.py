@@ -18,10 +18,13 @@ from .ort import OrtRuntime
 
 
 def with_runtime_opt(path: str) -> bool:
+    """Whether ``path`` is an ORT-format file with saved runtime optimisations (they are replayed on load)."""
     return str(path).lower().endswith(".with_runtime_opt.ort")
 
 
 class OrtMobileRuntime(OrtRuntime):
+    """ORT loading ``.ort`` files as a reduced-size mobile build would (see the module docstring)."""
+
     name = "ort-mobile"
     formats = ("ort",)
     install_hint = "pip install onnxruntime (the mobile format needs nothing more)"
