@@ -120,7 +120,7 @@ def _weights_path(spec: Spec, base_dir: Path | None) -> Path | None:
     w = spec.options.get("weights")
     if w is None:
         return None
-    from . import find_file
+    from .archs import find_file
 
     return find_file(str(w), base_dir)
 
@@ -184,7 +184,7 @@ def _finish_torch(spec: Spec, model, base_dir, role, description, default_weight
 
 
 def _load_zoo(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from . import ARCHS, MODELS_DIR, ZOO, build_arch, find_file
+    from .archs import ARCHS, MODELS_DIR, ZOO, build_arch, find_file
 
     opts = {k: v for k, v in spec.options.items() if k != "weights"}
     if spec.target in ZOO:
@@ -324,7 +324,7 @@ def _source_hash(fn) -> str:
 
 
 def _load_onnx(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from . import find_file
+    from .archs import find_file
 
     if role != "teacher":
         raise RecipeError(f"{spec}: an ONNX file can be a teacher, not a student (a student must be trainable)")
@@ -341,7 +341,7 @@ def _load_onnx(spec: Spec, *, in_channels, num_classes, base_dir, role, task) ->
 
 
 def _load_outputs(spec: Spec, *, in_channels, num_classes, base_dir, role, task) -> LoadedModel:
-    from . import find_file
+    from .archs import find_file
 
     if role != "teacher":
         raise RecipeError(f"{spec}: precomputed outputs can only stand for a teacher")
