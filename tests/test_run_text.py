@@ -1,0 +1,301 @@
+"""Transformers through `workbench run`: the text-classification and sentence-embedding families
+(workbench.pipeline.families.text / text_kinds), member by member on tiny BERTs made here, then whole
+runs of a text-classification recipe on a small real CSV (first docstring lines of standard-library
+functions, labelled by their module) and of a tiny sentence-embedding recipe."""
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from workbench.errors import RecipeError, SourceError  # noqa: E402
+
+MODULES = ("json", "shutil", "random")  # the classes: which standard-library module a docstring line is from
+
+
+def _docstring_rows() -> list[dict]:
+    """Real text: the first line of the docstring of every public function / class of MODULES."""
+    import importlib
+
+    rows = []
+    for mod in MODULES:
+        m = importlib.import_module(mod)
+        for name, obj in sorted(vars(m).items()):
+            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
+                continue
+            doc = (inspect.getdoc(obj) or "").strip().splitlines()
+            line = doc[0].strip() if doc else ""
+            if len(line.split()) >= 3:
+                rows.append({"text": line, "label": mod})
+    return rows
+
+
+def _write_csv(path: Path) -> Path:
+    rows = _docstring_rows()
+    with open(path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=["text", "label"])
+        wr.writeheader()
+        wr.writerows(rows)
+    return path
+
+
+def _vocab(texts) -> list[str]:
+    words: dict[str, int] = {}
+    for t in texts:
+        for w in re.findall(r"[a-z]+", t.lower()):
+            words[w] = words.get(w, 0) + 1
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?\"'()-_*[]{}=<>/\\`#@%&+")
+    top = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:400]]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(top) - set(chars)) + chars + \
+        ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+
+
+def _tiny_bert(d: Path, texts, classes: int | None) -> Path:
+    """A 4-layer BERT (hidden 32) with a WordPiece vocabulary of ``texts``, saved as an hf: folder; with
+    ``classes`` a sequence classifier fine-tuned on (texts, labels) for a few steps (a trained head)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    d.mkdir(parents=True, exist_ok=True)
+    vocab = _vocab(texts)
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=classes or 2)
+    model = (BertForSequenceClassification if classes else BertModel)(cfg)
+    tok.save_pretrained(str(d))
+    model.eval().save_pretrained(str(d))
+    return d
+
+
+def _fine_tune(d: Path, texts, labels, steps: int = 60) -> None:
+    """A few steps of cross-entropy on the labelled texts, saved back into ``d``."""
+    from transformers import BertForSequenceClassification, BertTokenizerFast
+
+    tok = BertTokenizerFast.from_pretrained(str(d))
+    model = BertForSequenceClassification.from_pretrained(str(d))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    y = torch.tensor(labels)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(texts), (16,), generator=g)
+        batch = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=32, return_tensors="pt")
+        loss = torch.nn.functional.cross_entropy(model(**batch).logits, y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval().save_pretrained(str(d))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The CSV task, a fine-tuned tiny classifier teacher and a tiny encoder teacher + a sentence corpus."""
+    from workbench.tasks.text_classification import load_text_classification
+
+    root = tmp_path_factory.mktemp("text-world")
+    csv_path = _write_csv(root / "docstrings.csv")
+    task = load_text_classification(csv_path)
+    texts = list(task.train_texts)
+    cls_dir = _tiny_bert(root / "tiny-cls", texts + list(task.test_texts), classes=task.num_classes)
+    _fine_tune(cls_dir, texts, [int(v) for v in task.train_labels])
+    enc_dir = _tiny_bert(root / "tiny-enc", texts + list(task.test_texts), classes=None)
+    corpus = root / "corpus.txt"  # one document per module (paragraphs), split by document
+    docs = [" ".join(r["text"].rstrip(".") + "." for r in _docstring_rows()[i::12]) for i in range(12)]
+    corpus.write_text("\n\n".join(docs) + "\n")
+    return {"root": root, "csv": csv_path, "task": task, "cls": cls_dir, "enc": enc_dir, "corpus": corpus}
+
+
+def _recipe(world, kind: str, **over) -> str:
+    """A tiny text recipe as TOML text: ``kind`` "classification" (text: CSV) or "embedding" (corpus:)."""
+    if kind == "classification":
+        task, teacher = f"text:{world['csv']}", f"hf:{world['cls']}?task=classification"
+        regimes, seeds = '["full"]', "[0]"
+    else:
+        task, teacher = f"corpus:{world['corpus']}?min_words=3", f"hf:{world['enc']}"
+        regimes, seeds = '["full"]', "[0]"
+    students = over.pop("students", '[[students]]\nname = "L2"\narch = "drop:2"\n')
+    quant = over.pop("quantize", '[quantize]\nteacher = ["dynamic"]\nstudents = ["dynamic"]\ncalib_samples = 16\n')
+    return f"""name = "text-{kind}"
+[task]
+name = "{task}"
+[teacher]
+source = "{teacher}"
+{students}
+[distill]
+seeds = {seeds}
+regimes = {over.pop('regimes', regimes)}
+steps = {over.pop('steps', 6)}
+few_steps = 4
+batch_size = 8
+lr = 0.001
+{quant}
+[measure]
+runtimes = ["ort"]
+threads = [1]
+warmup_runs = 1
+warmup_s = 0.0
+min_runs = 3
+min_s = 0.0
+max_s = 0.2
+memory_runs = 2
+rounds = 1
+"""
+
+
+def _ctx(world, kind: str, root: Path, toml_text: str):
+    """A RunContext for ``toml_text`` with its family, teacher and task fingerprints (as the run makes it)."""
+    import tomllib
+
+    from workbench.pipeline.families import FAMILIES, family_of
+    from workbench.pipeline.family import RunContext
+    from workbench.recipe import recipe_from_dict
+    from workbench.tasks import load_task
+
+    recipe = recipe_from_dict(tomllib.loads(toml_text))
+    task = load_task(recipe.task.name, None, command="run")
+    fam = family_of(task)
+    loaded = fam.load_teacher(recipe, task, None)
+    root.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(str(root), toml_text, None, loaded.sha256, task.fingerprint(), fam.name)
+    assert FAMILIES.get(ctx.family) is fam
+    return ctx, fam, recipe, task, loaded
+
+
+# --------------------------------------------------------------------------- the families, member by member
+
+def test_the_csv_is_real_text_in_three_classes(world):
+    task = world["task"]
+    assert task.labels == tuple(sorted(MODULES)) and len(task.train_texts) >= 30 and len(task.test_texts) >= 8
+
+
+def test_recipe_accepts_text_tasks_and_the_family_is_chosen_from_the_task(world, tmp_path):
+    ctx, fam, recipe, task, loaded = _ctx(world, "classification", tmp_path / "c", _recipe(world, "classification"))
+    assert fam.name == "text-classification" and fam.metric == "accuracy" and "labels only" in fam.twin
+    assert loaded.hf.task == "classification" and loaded.module is loaded.hf.module
+    ctx2, fam2, *_ = _ctx(world, "embedding", tmp_path / "e", _recipe(world, "embedding"))
+    assert fam2.name == "sentence-embedding" and fam2.metric == "cosine"
+    assert "hidden_mse = 0" in fam2.twin and "without the teacher's hidden states" in fam2.twin
+
+
+def test_inputs_calibration_and_parity_inputs_are_token_feeds(world, tmp_path):
+    ctx, fam, recipe, task, _ = _ctx(world, "classification", tmp_path / "c", _recipe(world, "classification"))
+    one = fam.inputs(task, "test", 1)
+    assert set(one) == {"input_ids", "attention_mask"} and one["input_ids"].shape[0] == 1
+    assert one["input_ids"].dtype == np.int64 and one["attention_mask"].all()
+    lengths = sorted(len(x) for x in fam.token_ids(task, "test"))
+    assert one["input_ids"].shape[1] == lengths[len(lengths) // 2]  # the median-length test text
+    four = fam.inputs(task, "train", 4)
+    assert four["input_ids"].shape[0] == 4 and four["attention_mask"].sum(1).max() == four["input_ids"].shape[1]
+    cal = fam.calibration(ctx, 5)
+    assert cal["input_ids"].shape[0] == 5 and cal["input_ids"].shape == cal["attention_mask"].shape
+    assert fam.calibration(ctx)["input_ids"].shape[0] == len(task.train_texts)
+    assert fam.parity_inputs(ctx)["input_ids"].shape[0] == min(16, len(task.test_texts))
+
+
+def test_teacher_and_students_are_checked_before_any_work(world, tmp_path):
+    from workbench.pipeline.families import family_of
+
+    ctx, fam, recipe, task, loaded = _ctx(world, "classification", tmp_path / "c", _recipe(world, "classification"))
+    import tomllib
+
+    from workbench.recipe import recipe_from_dict
+
+    def recipe_of(text):
+        return recipe_from_dict(tomllib.loads(text))
+
+    too_deep = _recipe(world, "classification", students='[[students]]\nname = "x"\narch = "drop:0,7"\n')
+    with pytest.raises(RecipeError, match="layer 7 does not exist; the teacher has layers 0..3"):
+        fam.load_teacher(recipe_of(too_deep), task, None)
+    bad_kind = _recipe(world, "classification", students='[[students]]\nname = "x"\narch = "cnn"\n')
+    with pytest.raises(RecipeError, match="a transformer student is one of drop:, hf-config:"):
+        fam.load_teacher(recipe_of(bad_kind), task, None)
+    bad_cfg = _recipe(world, "classification", students='[[students]]\nname = "x"\narch = "hf-config:?heads=3"\n')
+    with pytest.raises(RecipeError, match="not a multiple of the 3 attention heads"):
+        fam.load_teacher(recipe_of(bad_cfg), task, None)
+    few = _recipe(world, "classification", regimes='["full", "few-500"]')
+    with pytest.raises(RecipeError, match="few-500.*use few-N with N <="):
+        fam.load_teacher(recipe_of(few), task, None)
+    zoo = _recipe(world, "classification").replace(f"hf:{world['cls']}?task=classification", "zoo:digits-resnet")
+    with pytest.raises(RecipeError, match="needs a transformers teacher"):
+        fam.load_teacher(recipe_of(zoo), task, None)
+    missing = _recipe(world, "classification").replace(str(world["cls"]), str(tmp_path / "nowhere"))
+    with pytest.raises(SourceError, match="no such folder"):
+        fam.load_teacher(recipe_of(missing), task, None)
+    untrained = _recipe(world, "classification").replace(str(world["cls"]), str(world["enc"]))
+    with pytest.raises(RecipeError, match="classifier head was never trained"):
+        fam.load_teacher(recipe_of(untrained), task, None)
+    # a corpus: no labels, so no few-label regimes; an hf-config student keeps the teacher's embedding size
+    emb_text = _recipe(world, "embedding", regimes='["full", "few-5"]')
+    from workbench.tasks import load_task
+
+    corpus = load_task(recipe_of(emb_text).task.name, None)
+    efam = family_of(corpus)
+    with pytest.raises(RecipeError, match="a corpus task has no labels"):
+        efam.load_teacher(recipe_of(emb_text), corpus, None)
+    wide = _recipe(world, "embedding", students='[[students]]\nname = "w"\narch = "hf-config:?hidden=16&heads=2"\n')
+    with pytest.raises(RecipeError, match="keeps the teacher's embedding size"):
+        efam.load_teacher(recipe_of(wide), corpus, None)
+
+
+@pytest.mark.parametrize("kind", ["classification", "embedding"])
+def test_train_export_evaluate_one_student(world, tmp_path, kind):
+    """Every member a run calls, in the order the units call them, for a KD student and its twin."""
+    from workbench.pipeline.family import StudentJob, teacher_of
+
+    ctx, fam, recipe, task, _ = _ctx(world, kind, tmp_path / "run", _recipe(world, kind))
+    rows = {}
+    for method in ("labels", "kd"):
+        job = StudentJob(recipe.students[0], "full", 0, method)
+        assert json.dumps(fam.job_config(recipe, job))  # pure, JSON (part of the content key)
+        weights = tmp_path / f"{job.name}.safetensors"
+        rows[method] = fam.train(job, ctx, weights, None)
+        assert weights.is_file() and not (tmp_path / "run" / "work" / "train" / f"{job.name}.ckpt").exists()
+    assert fam.job_config(recipe, StudentJob(recipe.students[0], "full", 0, "labels")) != \
+        fam.job_config(recipe, StudentJob(recipe.students[0], "full", 0, "kd"))
+    row = rows["kd"]
+    assert row["metric"] == fam.metric and row["steps"] == 6 and row["keep"] == [0, 3]
+    assert 0 <= row["test_metric"] <= 1 and row["params"] < sum(p.numel() for p in teacher_of(ctx).parameters())
+    if kind == "embedding":
+        assert rows["labels"]["losses"]["hidden_mse"] == 0 and row["losses"]["hidden_mse"] == 1
+    else:
+        assert rows["labels"]["losses"]["kd"] == 0 and row["losses"]["kd"] == recipe.distill.alpha
+    student = fam.load_student(job, ctx, weights)
+    student.eval()
+    assert fam.pytorch_metric(student, ctx) == pytest.approx(row["test_metric"], abs=1e-6)
+    onnx = tmp_path / "student.onnx"
+    assert fam.export(student, onnx, ctx) < 1e-4
+    q = fam.evaluate(str(onnx), "ort", ctx)
+    assert q["metric"] == fam.metric and q["n"] == len(fam.texts(task, "test"))
+    assert q["ci95"][0] <= q["value"] <= q["ci95"][1]
+    assert q["value"] == pytest.approx(row["test_metric"], abs=2e-3)  # the artifact matches its PyTorch model
+    value, per_example = fam.eval_fn(ctx)(onnx)
+    assert value == pytest.approx(q["value"]) and len(per_example) == q["n"]
+    assert fam.parity(student, onnx, ctx) < 1e-4
+    if kind == "embedding":
+        assert 0 <= q["knn_agreement"] <= 1 and len(q["knn_agreement_ci95"]) == 2
+        t_onnx = tmp_path / "teacher.onnx"
+        fam.export(teacher_of(ctx), t_onnx, ctx)
+        assert fam.evaluate(str(t_onnx), "ort", ctx)["value"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_static_quantization_calibrates_on_token_feeds(world, tmp_path):
+    from workbench.pipeline.family import teacher_of
+    from workbench.quantize import parse_method
+
+    ctx, fam, recipe, task, _ = _ctx(world, "classification", tmp_path / "run", _recipe(world, "classification"))
+    src = tmp_path / "teacher.onnx"
+    fam.export(teacher_of(ctx), src, ctx)
+    method = parse_method("static").with_options(calib_samples=8)
+    method.apply(src, tmp_path / "teacher.int8.onnx", fam.calibration(ctx), "input_ids")
+    q = fam.evaluate(str(tmp_path / "teacher.int8.onnx"), "ort", ctx)
+    assert q["metric"] == "accuracy" and 0 <= q["value"] <= 1
+    assert fam.parity(teacher_of(ctx), tmp_path / "teacher.int8.onnx", ctx) < 5.0
