@@ -37,16 +37,16 @@ def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_exp
 
 def print_plan(r, out: Path) -> None:
     """`run --dry-run`: the same checks as a run, then the resolved recipe and the plan; writes nothing."""
-    from ..pipeline.build import train_jobs
-    from ..pipeline.mobile import planned_artifacts
-    from ..pipeline.runner import preflight
+    from ..pipeline.runner import graph_of, preflight
     from ..recipe.rules import thread_notes
 
-    preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
+    pre = preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
     for note in thread_notes(r):
         click.echo(f"note: {note}", err=True)
     click.echo(r.to_toml())
-    plan = planned_artifacts(r)
-    n_meas = sum(n * len(r.threads_for(rt)) for rt, n in plan.items())
-    click.echo(f"# plan: {len(train_jobs(r))} training runs, {sum(plan.values())} artifacts "
-               f"({', '.join(f'{rt} {n}' for rt, n in plan.items())}), {n_meas} measurements -> {out}")
+    summary = graph_of(r, pre).summary()  # the run's plan: pure, from the recipe and the preflight
+    plan = summary["artifacts"]
+    units = ", ".join(f"{n} {u.replace('_', ' ')}" for u, n in summary["units"].items())
+    click.echo(f"# plan: {summary['training_runs']} training runs, {sum(plan.values())} artifacts "
+               f"({', '.join(f'{rt} {n}' for rt, n in plan.items())}), {summary['measurements']} measurements -> {out}")
+    click.echo(f"# units: {units}")

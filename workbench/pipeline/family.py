@@ -9,6 +9,11 @@ units never branch on a task's type or a family's name.
 
 Every unit receives a :class:`RunContext` (small, frozen, picklable: it can be sent to another
 process or machine) and reloads what it needs through it; the loads are cached per process.
+The families register themselves in workbench.pipeline.families (import it before ``family_of``).
+
+Changes (H1, issue 14): Family gained ``job_config``, ``parity_inputs`` and ``eval_fn``;
+``calibration(ctx, n=None)``; ``rundir_of(ctx)`` (the run directory, per process) and
+``remember(ctx, task=, teacher=)`` (the orchestrator hands over what it already loaded).
 """
 from __future__ import annotations
 
@@ -84,8 +89,13 @@ class Family(Protocol):
       evaluate(path, runtime, ctx) -> dict  the task's metric of an artifact through a runtime, on
                                             the test split: {"metric", "value", "ci95", "n", ...}
       pytorch_metric(module, ctx) -> float  the same metric of a PyTorch model (cross-runtime checks)
-      calibration(ctx, n) -> dict | np.ndarray
-                                            ``n`` training examples as quantization calibration data
+      calibration(ctx, n=None) -> dict | np.ndarray
+                                            training examples as quantization calibration data (all of
+                                            them when ``n`` is None; ``len()`` is their count)
+      job_config(recipe, job) -> dict       the job's training configuration as JSON (part of its key;
+                                            pure: the plan computes it without loading anything)
+      parity_inputs(ctx)                    the test inputs every artifact's parity is checked on
+      eval_fn(ctx)                          the metric function ``auto`` judges its candidates with
     """
 
     name: str
@@ -110,7 +120,13 @@ class Family(Protocol):
 
     def pytorch_metric(self, module, ctx: RunContext) -> float: ...
 
-    def calibration(self, ctx: RunContext, n: int): ...
+    def calibration(self, ctx: RunContext, n: int | None = None): ...
+
+    def job_config(self, recipe, job: StudentJob) -> dict: ...
+
+    def parity_inputs(self, ctx: RunContext): ...
+
+    def eval_fn(self, ctx: RunContext): ...
 
 
 def family_of(task) -> Family:
@@ -201,3 +217,22 @@ def load_ref(ref: ModelRef, ctx: RunContext):
         return model
 
     return _cached("student", (ctx.root, ref.key), load)
+
+
+def rundir_of(ctx: RunContext):
+    """The context's RunDir, opened once per process (notes go to stderr unless ``remember`` gave one)."""
+    from .rundir import RunDir
+
+    return _cached("rundir", ctx.root, lambda: RunDir(ctx.root))
+
+
+def remember(ctx: RunContext, task=None, teacher=None, rundir=None) -> None:
+    """Seed this process's cache with what the orchestrator already loaded for ``ctx`` (the task, the
+    teacher module, its RunDir), so in-process units do not load them again."""
+    if task is not None:
+        _LOADED[("task", (ctx.recipe_toml, ctx.base_dir, ctx.task_fp))] = task
+    if teacher is not None:
+        teacher.eval()
+        _LOADED[("teacher", (ctx.recipe_toml, ctx.base_dir, ctx.teacher_sha))] = teacher
+    if rundir is not None:
+        _LOADED[("rundir", ctx.root)] = rundir

@@ -1,0 +1,169 @@
+"""plan(recipe, ...) -> Graph: every unit a run will execute, its job, what it depends on and, where it
+can be computed before anything runs, its content key. Pure: it loads, trains and writes nothing, so
+``workbench run --dry-run`` prints exactly what a run would do.
+
+Node ids name what a node makes: ``train:<student>.<regime>.<method>.s<seed>``, ``export:<artifact id>``,
+``quantize:<artifact id>``, ``auto:<artifact id>``, ``convert:<runtime>:<artifact id>``,
+``pytorch:<model>``, ``evaluate:<artifact id>@<runtime>``, ``measure:<runtime>/t<threads>``,
+``memory:<artifact id>@<runtime>/t<threads>``. Keys of units made from a file that does not exist yet
+(quantize, convert, evaluate, measure) are known only once their inputs exist (``key`` None).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .family import FAMILIES, ModelRef, StudentJob
+from .rundir import content_key
+from .units.jobs import (AutoJob, ConvertJob, EvalJob, ExportJob, MeasureJob, MemoryJob, PyTorchMetricJob,
+                         QuantizeJob, TrainJob)
+
+REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on the same runtime and threads
+BASELINE_RUNTIME = "ort"  # the runtime every variant runs on; the others get the teacher and mobile students
+
+
+@dataclass(frozen=True)
+class Node:
+    """One unit of the graph: the registered unit function ``unit`` applied to ``job``, after ``deps``."""
+
+    id: str
+    unit: str
+    job: object
+    deps: tuple[str, ...] = ()
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The nodes of a run in a valid execution order (every node after its dependencies), plus the
+    artifact nodes of each runtime in report order."""
+
+    nodes: tuple[Node, ...]
+    artifacts: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())  # (runtime, artifact node ids)
+
+    def node(self, node_id: str) -> Node:
+        """The node with id ``node_id``."""
+        return next(n for n in self.nodes if n.id == node_id)
+
+    def of_unit(self, unit: str) -> list[Node]:
+        """The nodes running unit ``unit``, in order."""
+        return [n for n in self.nodes if n.unit == unit]
+
+    def summary(self) -> dict:
+        """Counts for ``--dry-run``: training runs, artifacts per runtime, measurements, units by kind."""
+        return {"training_runs": len(self.of_unit("train_student")),
+                "artifacts": {rt: len(ids) for rt, ids in self.artifacts},
+                "measurements": len(self.of_unit("memory_profile")),
+                "units": dict(Counter(n.unit for n in self.nodes))}
+
+
+def student_jobs(recipe) -> list[StudentJob]:
+    """Every training run: each regime x student x seed, labels-only twin and KD."""
+    return [StudentJob(st, regime, seed, method) for regime in recipe.distill.regimes for st in recipe.students
+            for seed in recipe.distill.seeds for method in ("labels", "kd")]
+
+
+def _suffix(spec: str) -> str:
+    from ..quantize import parse_method
+    from ..quantize.auto import quantized_suffix
+
+    return quantized_suffix(parse_method(spec))
+
+
+def _conversions(recipe, runtime: str, refs: dict, nodes: dict, add, quantized: dict) -> list[str]:
+    """The convert nodes of a mobile runtime (as workbench.pipeline.mobile.conversions makes them): for the
+    teacher and each mobile KD student, its fp32 artifact and the int8 ones ``[mobile]`` asks for (from the
+    .onnx variants quantized by those methods when the runtime's exporter converts ONNX)."""
+    from ..export import exporter_for_runtime
+    from ..quantize import parse_method
+    from ..quantize.auto import AUTO
+    from .mobile import pytorch_variants
+
+    exp = exporter_for_runtime(runtime)
+    int8 = exp.recipe_int8(recipe.mobile)
+    out = []
+    for model in ["teacher", *(f"{st.name}.kd" for st in recipe.mobile_students())]:
+        ref, fp32 = refs[model], f"export:{model}.fp32"
+        if exp.source == "onnx":
+            names = {parse_method(s).name for s in int8}
+            made = [(f"{model}.fp32", fp32, None)] + [
+                (nodes[n].job.art_id, n, None) for n, spec in quantized.get(model, [])
+                if spec.strip() != AUTO and parse_method(spec).name in names]
+        else:
+            made = [(art_id, fp32, spec) for art_id, spec in pytorch_variants(runtime, model, recipe.mobile)]
+        out += [add(Node(f"convert:{runtime}:{art_id}", "convert", ConvertJob(art_id, runtime, src, ref, spec), (src,)))
+                for art_id, src, spec in made]
+    return out
+
+
+def plan(recipe, runtimes: list[str], *, teacher_sha: str, task_fp: str, family: str,
+         isa: dict | None = None, profiled: frozenset = frozenset()) -> Graph:
+    """The graph of a run of ``recipe`` on ``runtimes`` (those installed; see mobile.plan_runtimes) for the
+    teacher with sha256 ``teacher_sha`` and the task with fingerprint ``task_fp``. ``isa``: the CPU
+    features ``auto`` proposes candidates for; ``profiled``: runtimes with a per-operator profiler."""
+    from ..quantize.auto import AUTO
+
+    fam, ex, q = FAMILIES.get(family), recipe.export, recipe.quantize
+    nodes: dict[str, Node] = {}
+    arts: dict[str, list[str]] = {rt: [] for rt in runtimes}
+
+    def add(node: Node) -> str:
+        nodes.setdefault(node.id, node)
+        return node.id
+
+    teacher = ModelRef("teacher", content_key(teacher_sha, task_fp))
+    key = content_key("export-onnx", teacher_sha, task_fp, ex.parity_atol, ex.parity_rtol)
+    t_export = add(Node("export:teacher.fp32", "export_fp32", ExportJob("teacher.fp32", teacher, key), key=key))
+    add(Node("pytorch:teacher", "pytorch_metric", PyTorchMetricJob(teacher),
+             key=content_key("pytorch-accuracy", teacher_sha, task_fp)))
+    refs: dict[str, ModelRef] = {"teacher": teacher}
+    for sj in student_jobs(recipe):
+        key = content_key("train", sj.student.to_toml(), sj.regime, fam.job_config(recipe, sj), task_fp,
+                          teacher_sha if sj.method == "kd" else None)
+        weights = f"work/train/{sj.name}.{key}.safetensors"
+        add(Node(f"train:{sj.name}", "train_student", TrainJob(sj, key, weights), key=key))
+        if sj.regime == "full" and sj.seed == recipe.distill.seeds[0]:
+            refs[f"{sj.student.name}.{sj.method}"] = ModelRef(f"{sj.student.name}.{sj.method}", key, sj, weights)
+
+    def quantize_all(src: str, base: str, model: ModelRef, specs) -> list[str]:
+        fixed = [add(Node(f"quantize:{base}.{_suffix(s)}", "quantize", QuantizeJob(f"{base}.{_suffix(s)}", src, s, model),
+                          (src,))) for s in specs if s.strip() != AUTO]
+        threads = recipe.measure.resolved_threads()[0]
+        out, it = [], iter(fixed)
+        for s in specs:
+            if s.strip() == AUTO:
+                job = AutoJob(f"{base}.auto", src, model, tuple(fixed), tuple(sorted((isa or {}).items())), threads)
+                out.append(add(Node(f"auto:{base}.auto", "auto_quantize", job, (src, *fixed))))
+            else:
+                out.append(next(it))
+        return out
+
+    onnx = [t_export, *quantize_all(t_export, "teacher", teacher, q.teacher)]
+    quantized: dict[str, list[tuple[str, str]]] = {"teacher": list(zip(onnx[1:], q.teacher))}
+    for st in recipe.students:
+        for m in ("labels", "kd"):
+            ref = refs[f"{st.name}.{m}"]
+            key = content_key("export-onnx", ref.key, ex.parity_atol, ex.parity_rtol)
+            exp = add(Node(f"export:{st.name}.{m}.fp32", "export_fp32",
+                           ExportJob(f"{st.name}.{m}.fp32", ref, key, f"train:{ref.job.name}"),
+                           (f"train:{ref.job.name}",), key))
+            onnx.append(exp)
+            if m == "kd":
+                quant = quantize_all(exp, f"{st.name}.kd", ref, q.students)
+                onnx += quant
+                quantized[ref.name] = list(zip(quant, q.students))
+    for rt in runtimes:
+        if rt == BASELINE_RUNTIME:
+            arts[rt] = list(onnx)
+            continue
+        arts[rt] = _conversions(recipe, rt, refs, nodes, add, quantized)
+    for rt in runtimes:
+        for a in arts[rt]:
+            add(Node(f"evaluate:{nodes[a].job.art_id}@{rt}", "evaluate", EvalJob(a, rt), (a,)))
+        for th in recipe.threads_for(rt):
+            add(Node(f"measure:{rt}/t{th}", "measure_group", MeasureJob(rt, th, tuple(arts[rt]), REFERENCE),
+                     tuple(arts[rt])))
+            for a in arts[rt]:
+                add(Node(f"memory:{nodes[a].job.art_id}@{rt}/t{th}", "memory_profile",
+                         MemoryJob(a, rt, th, rt in profiled and th == recipe.threads_for(rt)[0]), (a,)))
+    return Graph(tuple(nodes.values()), tuple((rt, tuple(ids)) for rt, ids in arts.items()))
