@@ -97,6 +97,7 @@ def group_warnings(warnings, rows=()) -> tuple:
 
 
 def warnings_summary(warnings, groups) -> str:
+    """One sentence counting the noise warnings, their kinds and the measurements they hit."""
     if not warnings:
         return "None."
     n_rec = len({w[0] for w in warnings})
@@ -175,6 +176,7 @@ def _protocol(results: ResultSet) -> tuple:
 # ---------------------------------------------------------------- the whole report
 @dataclass(frozen=True)
 class Report:
+    """The whole report as one view model: every renderer (Markdown, HTML, terminal) lays out this."""
     title: str
     task_line: str
     disclaimer: str

@@ -66,6 +66,7 @@ def limits_of(results: ResultSet) -> dict:
 
 
 def limits_text(limits: dict) -> str:
+    """The absolute limits of a budget in words, e.g. "median <= 5 ms, size <= 1 MB"."""
     parts = []
     if "latency_ms" in limits:
         parts.append(f"median latency <= {limits['latency_ms']:g} ms")
@@ -77,6 +78,7 @@ def limits_text(limits: dict) -> str:
 
 
 def meets_limits(row: Row, limits: dict | None) -> bool:
+    """The row satisfies every absolute limit of the budget (latency, size, minimum accuracy)."""
     if not limits:
         return True
     if "latency_ms" in limits and not (row.median is not None and row.median <= limits["latency_ms"] + EPS):
@@ -89,6 +91,7 @@ def meets_limits(row: Row, limits: dict | None) -> bool:
 
 
 def within_budget(row: Row, max_drop_points: float) -> bool:
+    """The row's accuracy is at most ``max_drop_points`` below the fp32 teacher's on its runtime."""
     return row.vs_ref is not None and row.vs_ref * 100 >= -max_drop_points - EPS
 
 
@@ -113,6 +116,7 @@ def best_of_family(rows, family, max_drop_points, threads, runtime=None) -> tupl
 
 @dataclass(frozen=True)
 class Pick:
+    """The best variant of one approach (distillation, quantization, both) and whether it is within budget."""
     approach: str  # "distillation" / "quantization" / "both"
     family: str
     row: Row | None
@@ -141,6 +145,7 @@ def answer_sentence(rec: Row | None, teacher: Row | None, threads: int, several_
 # ---------------------------------------------------------------- students vs the quantized teacher
 @dataclass(frozen=True)
 class VsQuantized:
+    """A distilled student against the best quantized teacher: latency ratio, CI, verdict, accuracy gap."""
     student: Row
     quantized: Row
     ratio: float | None  # student median / quantized-teacher median
@@ -163,6 +168,7 @@ def _ratio_verdict(ci) -> str:
 
 
 def compare_students_to_quantized(rows, max_drop_points, threads) -> list[VsQuantized]:
+    """Each student at ``threads`` against the best quantized teacher on its runtime (direct interleaved comparison when measured)."""
     out = []
     for s in rows:
         if s.role != "student" or not s.plottable or s.threads != threads:

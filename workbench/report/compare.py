@@ -19,6 +19,7 @@ from workbench.report.format import DASH, fmt_acc, fmt_mb, fmt_ms
 
 @dataclass(frozen=True)
 class Change:
+    """One record matched in both runs: latency before / after with the ratio, CI and verdict, accuracy and size."""
     variant: str
     runtime: str
     threads: int | None
@@ -101,6 +102,7 @@ def _notes(doc: dict) -> list[str]:
 
 
 def render_compare_md(doc: dict) -> str:
+    """compare.md: verdict counts, notes, records matching / differing, conclusions, the before/after table."""
     counts = {}
     for c in doc["changes"]:
         counts[c.verdict] = counts.get(c.verdict, 0) + 1
@@ -117,6 +119,7 @@ def render_compare_md(doc: dict) -> str:
 
 
 def render_compare_html(doc: dict) -> str:
+    """compare.html: the same content as compare.md, self-contained (no scripts)."""
     e = html.escape
     rows = "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in _row(c)) + "</tr>" for c in doc["changes"])
     notes = "".join(f"<li>{e(n)}</li>" for n in _notes(doc))

@@ -34,6 +34,7 @@ def _ms_decimals(v: float) -> int:
 
 
 def fmt_ms(v, ci=None, unit=True) -> str:
+    """A latency in ms with decimals by magnitude, and its CI when given; a dash when missing."""
     if v is None:
         return DASH
     d = _ms_decimals(v)
@@ -42,6 +43,7 @@ def fmt_ms(v, ci=None, unit=True) -> str:
 
 
 def fmt_acc(v, ci=None) -> str:
+    """An accuracy (fraction) as a percentage with its CI when given; a dash when missing."""
     if v is None:
         return DASH
     return f"{v * 100:.1f}%" + (f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else "")
@@ -66,14 +68,17 @@ def fmt_speedup(ratio, ci=None, verdict=None) -> str:
 
 
 def fmt_mb(nbytes, unit=True) -> str:
+    """A byte count in MB; a dash when missing."""
     return DASH if nbytes is None else f"{nbytes / 1e6:.2f}" + (" MB" if unit else "")
 
 
 def fmt_params(n) -> str:
+    """A parameter count as M / k; a dash when missing."""
     if n is None:
         return DASH
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else f"{n:.0f}"
 
 
 def fmt_threads(n, adjective=False) -> str:
+    """"1 thread" / "2 threads", or "2-thread" as an adjective."""
     return f"{n}-thread" if adjective else f"{n} thread" + ("" if n == 1 else "s")

@@ -21,6 +21,7 @@ def _table(header, rows) -> list[str]:
 
 
 def answer_section(rep: Report) -> list[str]:
+    """Markdown: the recommendation, the rule and the best pick per approach."""
     out = ["## The answer", "", f"**{rep.answer}**", "", f"Rule: {rep.rule}.", ""]
     if rep.beyond_budget:
         out += ["Faster, but outside the accuracy budget: " + "; ".join(
@@ -42,6 +43,7 @@ def answer_section(rep: Report) -> list[str]:
 
 
 def distillation_section(rep: Report) -> list[str]:
+    """Markdown: what distillation bought (KD vs labels-only per regime and student)."""
     out = ["## What distillation bought", "", rep.study_summary, ""]
     if not rep.studies:
         return out
@@ -55,6 +57,7 @@ def distillation_section(rep: Report) -> list[str]:
 
 
 def vs_quantized_section(rep: Report) -> list[str]:
+    """Markdown: distilled students against the best quantized teacher."""
     out = [f"## Students vs the quantized teacher ({fmt_threads(rep.threads)})", ""]
     if not rep.vs_quantized:
         return out + ["No successful student and quantized-teacher measurements to compare.", ""]
@@ -74,6 +77,7 @@ def vs_quantized_section(rep: Report) -> list[str]:
 
 
 def pareto_section(rep: Report) -> list[str]:
+    """Markdown: the Pareto front (accuracy vs median latency) at the answer's thread count."""
     out = ["## Accuracy vs latency", "",
            "The chart (accuracy vs median latency, CI whiskers, Pareto step line) is in report.html. "
            "Pareto fronts on point estimates, fastest first:", ""]
@@ -85,6 +89,7 @@ def pareto_section(rep: Report) -> list[str]:
 
 
 def runtimes_section(rep: Report) -> list[str]:
+    """Markdown: the runtimes compared (when more than one was measured or one was skipped)."""
     v = rep.runtimes
     if v is None:
         return []
@@ -103,6 +108,7 @@ def runtimes_section(rep: Report) -> list[str]:
 
 
 def table_section(rep: Report) -> list[str]:
+    """Markdown: every measurement in one table."""
     out = ["## All measurements", ""]
     out += _table(COLUMNS, [[t for t, _ in table_cells(r)] for r in rep.rows])
     out += [TABLE_NOTE, "", MADE_IN_NOTE, ""]
@@ -110,6 +116,7 @@ def table_section(rep: Report) -> list[str]:
 
 
 def quantization_section(rep: Report) -> list[str]:
+    """Markdown: quantization diagnostics and the auto searches."""
     if not rep.diagnostics and not rep.auto:
         return []
     out = [f"## Quantization diagnostics ({fmt_threads(rep.threads)})", ""]
@@ -136,6 +143,7 @@ def quantization_section(rep: Report) -> list[str]:
 
 
 def warnings_section(rep: Report) -> list[str]:
+    """Markdown: the noise warnings grouped by kind, with what to do."""
     out = ["## Stability warnings", ""]
     if not rep.warning_groups:
         return out + [rep.warnings_summary, ""]
@@ -147,6 +155,7 @@ def warnings_section(rep: Report) -> list[str]:
 
 
 def context_sections(rep: Report) -> list[str]:
+    """Markdown: failed records, machine, environment, protocol and the command."""
     out = []
     if rep.failed:
         out += ["## Failed measurements", ""]

@@ -25,6 +25,7 @@ SLOWER_MARK = "⚠"
 
 @dataclass(frozen=True)
 class DiagRow:
+    """One quantized artifact's diagnosis as the report shows it (format, quantized share, ratio vs source, explanation)."""
     variant: str
     runtime: str
     threads: int | None
@@ -53,6 +54,7 @@ class DiagRow:
 
 @dataclass(frozen=True)
 class AutoChoice:
+    """One ``auto`` search as the report shows it: chosen spec, candidate rows, skipped, fallback."""
     variant: str
     chosen: str
     message: str
@@ -144,6 +146,7 @@ def build_auto(results: ResultSet) -> tuple:
 
 
 def auto_note(a: AutoChoice) -> str:
+    """The sentence under an auto search's table: how candidates were measured, the budget and the rule."""
     rounds = f"{a.rounds} rounds, " if a.rounds else ""
     budget = f"{a.max_drop_points:g}" if a.max_drop_points is not None else "?"
     return (f"Candidates measured interleaved with fp32 in one harness run ({rounds}short protocol: it only ranks "

@@ -28,6 +28,7 @@ ORDER = ("ort", "ort-mobile", "executorch", "litert")
 
 @dataclass(frozen=True)
 class RuntimeRow:
+    """One record in the runtimes section: latency vs the ort fp32 baseline, accuracy and gap to PyTorch."""
     model: str
     variant: str
     runtime: str
@@ -64,6 +65,7 @@ class RuntimeRow:
 
 @dataclass(frozen=True)
 class RuntimeView:
+    """The runtimes section: runtimes measured / skipped, rows, per-runtime Pareto fronts, mobile export details."""
     threads: int
     runtimes: tuple  # measured, in display order
     skipped: tuple  # (runtime, reason)
@@ -168,6 +170,7 @@ def build_runtime_view(results: ResultSet, threads: int, machine: str) -> Runtim
 
 
 def front_line(rt: str, front) -> str:
+    """One line naming a runtime's Pareto front, fastest first."""
     return f"{rt}: " + " → ".join(f"{p.variant} ({fmt_ms(p.median)}, {fmt_acc(p.accuracy)})" for p in front)
 
 
@@ -185,6 +188,7 @@ def detail_lines(v: RuntimeView) -> list[str]:
 
 
 def gap_lines(v: RuntimeView) -> list[str]:
+    """Lines for the artifacts whose accuracy through the runtime is outside the tolerance vs PyTorch."""
     if not v.gaps:
         return ["Every artifact's accuracy through its runtime is within tolerance of its PyTorch model."]
     return [f"{GAP_MARK} {r.variant} on {r.runtime}: {fmt_acc(r.accuracy)} is {r.gap_points:+.1f} pts from the "

@@ -13,6 +13,7 @@ from workbench.report.format import finite_pair, fmt_pts
 
 @dataclass(frozen=True)
 class StudyRow:
+    """One regime x student of the distillation study as the report shows it."""
     regime: str
     regime_label: str
     student: str
@@ -34,6 +35,7 @@ def _mean(xs):
 
 
 def study_sentence(student, regime_label, verdict, diff, diff_ci, n_seeds) -> str:
+    """One plain sentence: did KD help this student in this regime, with the difference and its CI."""
     who = f"the {student} student on {regime_label}"
     d = f"{fmt_pts(diff, diff_ci)} accuracy vs labels-only training, {n_seeds} seeds"
     if verdict == "KD helps":
@@ -64,6 +66,7 @@ def build_studies(results: ResultSet) -> list[StudyRow]:
 
 
 def study_summary(studies: Sequence[StudyRow]) -> str:
+    """One sentence counting where KD helped, hurt or made no significant difference."""
     if not studies:
         return "No distillation study in this run."
     helps = sum(s.verdict == "KD helps" for s in studies)
