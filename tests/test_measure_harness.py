@@ -366,3 +366,13 @@ def test_profile_ops_without_a_profiler_is_empty(tiny):
     assert profile_ops(tiny, NoProfilerRuntime(), 1, None, runs=3, protocol=SHORT) == []
     with pytest.raises(RecipeError, match="runs"):
         profile_ops(tiny, "ort", 1, None, runs=0)
+
+
+def test_worker_refuses_an_unknown_mode_in_one_line():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "workbench.measure.worker"], input=json.dumps({"mode": "nope"}),
+                          capture_output=True, text=True, timeout=60)
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["error"]["type"] == "MeasurementError"
+    assert last["error"]["message"] == "unknown worker mode 'nope'; one of: latency, memory, profile"

@@ -26,6 +26,8 @@ import time
 
 from .feeds import (THREAD_ENV_VARS, make_feeds, read_inputs, resolve_adapter,  # noqa: F401  (re-exported)
                     thread_env, usable_cores)
+from .memory import run_memory
+from .profile import run_profile
 
 CHECK_EVERY_NS = 250_000_000  # stop-rule / progress check interval during timed runs
 
@@ -199,6 +201,11 @@ def run_latency(job: dict, chan: Channel) -> dict:
 
 # --------------------------------------------------------------------------- entry point
 
+# what a job's "mode" runs; memory and profile import nothing heavy at module level, so the thread env
+# set in main() still comes before any runtime is imported
+MODES = {"latency": run_latency, "memory": run_memory, "profile": run_profile}
+
+
 def main() -> None:
     """Entry point of ``python -m workbench.measure.worker``: read one job from stdin, run it, send one result or one
     error line."""
@@ -208,20 +215,13 @@ def main() -> None:
     job = json.loads(sys.stdin.read())
     os.environ.update(thread_env(int(job.get("threads", 1))))
     chan = Channel()
-    from ..errors import WorkbenchError
+    from ..errors import MeasurementError, WorkbenchError
 
     try:
-        if job.get("mode") == "memory":
-            from .memory import run_memory
-
-            result = run_memory(job, chan)
-        elif job.get("mode") == "profile":
-            from .profile import run_profile
-
-            result = run_profile(job, chan)
-        else:
-            result = run_latency(job, chan)
-        chan.send({"result": result})
+        mode = job.get("mode") or "latency"
+        if mode not in MODES:
+            raise MeasurementError(f"unknown worker mode {mode!r}; one of: {', '.join(MODES)}")
+        chan.send({"result": MODES[mode](job, chan)})
     except WorkbenchError as exc:
         chan.send({"error": {"type": type(exc).__name__, "message": str(exc)}})
     except MemoryError:
