@@ -19,9 +19,9 @@ ort, ort-mobile, executorch and litert), so reports can put the same model side 
 ``artifacts/<runtime>/``. Every artifact records its parity with its PyTorch source (fp32 within the
 recipe's tolerance, checked; int8: max |diff| and top-1 agreement, recorded).
 
-Units: :func:`convert` (one artifact, a module-level function of a RunContext: it reloads the model with
-``family.load_ref`` and the calibration inputs through the task family) and :func:`conversions` (what
-a runtime gets for a set of models).
+The unit: :func:`convert` (one artifact, a module-level function of a RunContext: it reloads the model with
+``family.load_ref`` and the calibration inputs through the task family); what each runtime gets is planned
+by workbench.pipeline.plan from the same exporter attributes (:func:`pytorch_variants`, ``recipe_int8``).
 """
 from __future__ import annotations
 
@@ -29,14 +29,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..artifact import Artifact, sha256_file
+from ..artifact import Artifact
 from ..errors import ExportError, RecipeError, RuntimeUnavailable
 from ..fileio import write_json
 from .rundir import content_key
 
-# Variant suffixes of the int8 methods applied by the executorch / litert exporters (ids: <model>.int8-<method>).
-PT2E_SUFFIX = "int8-pt2e"
-LITERT_SUFFIX = {"dynamic": "int8-litert-dynamic", "full": "int8-litert-full"}
 
 
 def missing_runtime(name: str) -> str | None:
@@ -88,39 +85,6 @@ def pytorch_variants(runtime: str, model: str, mobile) -> list[tuple[str, str | 
     return [(f"{model}.fp32", None)] + [(variant_id(model, parse_method(s)), s) for s in specs]
 
 
-@dataclass(frozen=True)
-class Conversion:
-    """One artifact to make for a mobile ``runtime``: from the .onnx artifact ``src`` (ort-mobile) or from the
-    PyTorch model ``ref`` with ``method`` (an int8 method spec; None = fp32; ``src`` = its fp32 .onnx,
-    the lineage)."""
-
-    runtime: str
-    ref: object  # family.ModelRef
-    src: Artifact
-    method: str | None = None
-
-
-def conversions(recipe, runtime: str, onnx_arts: list[Artifact], refs: dict) -> list[Conversion]:
-    """What ``runtime`` gets: for each model of ``refs`` (name -> ModelRef, teacher first) its fp32 artifact and
-    the int8 ones ``[mobile]`` asks for (ort-mobile: the .onnx variants quantized by those methods)."""
-    from ..export import exporter_for_runtime
-    from ..quantize import parse_method
-
-    exp = exporter_for_runtime(runtime)
-    by_id = {a.id: a for a in onnx_arts}
-    out = []
-    for model, ref in refs.items():
-        fp32 = by_id[f"{model}.fp32"]
-        out.append(Conversion(runtime, ref, fp32))
-        if exp.source == "onnx":
-            names = {parse_method(s).name for s in exp.recipe_int8(recipe.mobile)}
-            out += [Conversion(runtime, ref, a) for a in onnx_arts
-                    if a.extra.get("source") == fp32.id and (a.extra.get("method") or {}).get("name") in names]
-        else:
-            out += [Conversion(runtime, ref, fp32, s) for s in exp.recipe_int8(recipe.mobile)]
-    return out
-
-
 @dataclass
 class _World:
     """What a conversion reads from its run: directory, recipe, task fingerprint, inputs and models."""
@@ -161,13 +125,6 @@ def convert(ctx, runtime: str, ref, src: Artifact, method: str | None = None, pr
     """The unit: one artifact of mobile ``runtime`` (see :class:`Conversion`), made by the runtime's
     registered exporter or reused from ``artifacts/<runtime>/`` when its content key and file are intact."""
     return _convert(_world_of(ctx, progress), runtime, ref, src, method)
-
-
-def build(ctx, runtime: str, onnx_arts: list[Artifact], refs: dict, progress=None) -> list[Artifact]:
-    """Every artifact of ``runtime`` for the models of ``refs`` (see :func:`conversions`)."""
-    world = _world_of(ctx, progress)
-    return [_convert(world, c.runtime, c.ref, c.src, c.method)
-            for c in conversions(world.recipe, runtime, onnx_arts, refs)]
 
 
 def _version(runtime: str) -> str | None:
@@ -242,80 +199,3 @@ def _record(w: _World, exp, runtime: str, src: Artifact, meth, made: Artifact, a
                      method={"name": f"{runtime}-{word}", "spec": word, "key": key})
     return replace(made, id=art_id, path=str(rel), params=src.params, lineage=lineage,
                    made_in_s=round(src.made_in_s + took, 2), extra=extra)
-
-
-class MobileBuilder:
-    """TRANSITIONAL adapter for callers that still hold a pipeline.build Builder (and pipeline.units.convert's
-    view of one): the same conversions through :func:`_convert`. Goes when every caller uses :func:`convert`."""
-
-    def __init__(self, b):
-        self.b = b
-
-    def _world(self, load) -> _World:
-        b = self.b
-        return _World(b.rd, b.recipe, b.fp, b.task.input_name, b.sample, b.parity_inputs,
-                      lambda: b.task.x_train, load, getattr(b, "progress", None))
-
-    def ort_mobile(self, src: Artifact, source_model) -> Artifact:
-        """``src`` (.onnx) converted to the ORT format for the PyTorch model ``source_model``."""
-        return _convert(self._world(lambda ref: source_model), "ort-mobile", _Ref(model_of(src)), src, None)
-
-    def _from_pytorch(self, runtime: str, fp32_onnx: Artifact, model_key: str, load_model, precision: str) -> Artifact:
-        """The ``precision`` ("fp32"; executorch "int8"; litert "int8-dynamic"/"int8-full") artifact of a model."""
-        return _convert(self._world(lambda ref: load_model()), runtime, _Ref(model_of(fp32_onnx), model_key),
-                        fp32_onnx, _method_of(runtime, precision))
-
-    def build(self, runtime: str, onnx_arts: list[Artifact], models: dict) -> list[Artifact]:
-        """``models``: model name -> (content key of its weights, loader of the nn.Module), teacher first."""
-        loaders = {name: load for name, (_key, load) in models.items()}
-        refs = {name: _Ref(name, key) for name, (key, _load) in models.items()}
-        world = self._world(lambda ref: loaders[ref.name]())
-        return [_convert(world, c.runtime, c.ref, c.src, c.method)
-                for c in conversions(self.b.recipe, runtime, onnx_arts, refs)]
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """A model by name and content key (what the transitional adapter has instead of a family.ModelRef)."""
-
-    name: str
-    key: str = ""
-
-
-def _method_of(runtime: str, precision: str) -> str | None:
-    """The exporter-applied method whose precision word on ``runtime`` is ``precision`` (None for fp32)."""
-    from ..export import exporter_for_runtime
-    from ..quantize import METHODS
-
-    if precision == "fp32":
-        return None
-    exp = exporter_for_runtime(runtime)
-    for name in METHODS.names():
-        m = METHODS.get(name)
-        if exp.applies(m) and exp.precision_word(m) == precision:
-            return name
-    raise ExportError(f"{runtime} has no int8 method for precision {precision!r}")
-
-
-def planned_artifacts(recipe) -> dict[str, int]:
-    """How many artifacts each runtime of the recipe gets (for ``workbench run --dry-run``)."""
-    from ..export import exporter_for_runtime
-    from ..quantize import parse_method
-
-    q = recipe.quantize
-    out = {}
-    n_models = 1 + len(recipe.mobile_students())
-    for rt in recipe.measure.runtimes:
-        if rt == "ort":  # the baseline runtime: every variant of the run
-            out[rt] = 1 + len(q.teacher) + len(recipe.students) * (2 + len(q.students))
-            continue
-        exp = exporter_for_runtime(rt)
-        int8 = exp.recipe_int8(recipe.mobile)
-        if exp.source == "onnx":
-            names = {parse_method(s).name for s in int8}
-            n_t = sum(1 for s in q.teacher if s.strip() != "auto" and parse_method(s).name in names)
-            n_s = sum(1 for s in q.students if s.strip() != "auto" and parse_method(s).name in names)
-            out[rt] = n_models + n_t + n_s * (n_models - 1)
-        else:
-            out[rt] = n_models * (1 + len(int8))
-    return out
