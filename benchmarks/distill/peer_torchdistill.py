@@ -12,8 +12,9 @@ set up to match it:
 - `engine`: what `workbench distill` runs (distil_classifier on the epoch engine: validation after
   every epoch, best epoch kept); torchdistill's side also keeps its best-validation epoch, as
   torchdistill's example script does; every batch used.
-- `trainer`: what the recipe pipeline (`workbench run`) runs (the steps-based trainer, final
-  weights); torchdistill keeps its final weights; each epoch's last partial batch dropped on both.
+- `trainer`: what the recipe pipeline (`workbench run`) runs (train_classifier on the same engine with
+  a budget in steps, no validation here, so final weights); torchdistill keeps its final weights; the
+  same number of steps (epochs x n // batch) on both; the engine's passes include their partial batch.
 The workbench reads teacher logits from its teacher-output cache, filled from cold inside every timed
 run (the warm-cache time is reported too); torchdistill 1.1.5 (DistillationBox, KDLoss; in its own
 venv, benchmarks/.venv-torchdistill, made on first use) runs the teacher on every batch. Each side
@@ -242,8 +243,9 @@ PATHS = {
     "engine": "`workbench distill` path: distil_classifier on the epoch engine (val accuracy after every epoch, "
               "best epoch kept, checkpoint every epoch); torchdistill side likewise keeps its best-val epoch, as its "
               "example script does; every batch used (last one partial)",
-    "trainer": "`workbench run` (recipe pipeline) path: the steps-based trainer on the logits cache, final weights; "
-               "torchdistill side keeps its final weights too; each epoch's last partial batch dropped on both sides",
+    "trainer": "`workbench run` (recipe pipeline) path: train_classifier on the engine with a budget in steps, on the "
+               "logits cache, final weights; torchdistill side keeps its final weights too; the same step count "
+               "(epochs x n // batch) on both sides",
 }
 
 
