@@ -299,3 +299,51 @@ def test_static_quantization_calibrates_on_token_feeds(world, tmp_path):
     q = fam.evaluate(str(tmp_path / "teacher.int8.onnx"), "ort", ctx)
     assert q["metric"] == "accuracy" and 0 <= q["value"] <= 1
     assert fam.parity(teacher_of(ctx), tmp_path / "teacher.int8.onnx", ctx) < 5.0
+
+
+# --------------------------------------------------------------------------- workbench run, end to end
+
+def _write_recipe(world, tmp_path, kind: str, **over) -> Path:
+    path = tmp_path / f"{kind}.toml"
+    path.write_text(_recipe(world, kind, **over))
+    return path
+
+
+def test_dry_run_validates_the_teacher_students_and_task_before_planning(world, tmp_path, capsys):
+    from workbench.cli import main
+
+    ok = _write_recipe(world, tmp_path, "classification",
+                       students='[[students]]\nname = "L2"\narch = "drop:2"\n\n[[students]]\nname = "L1"\narch = "drop:1"\n')
+    assert main(["run", str(ok), "--dry-run", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "4 training runs" in out and not (tmp_path / "run").exists()
+    bad = _write_recipe(world, tmp_path, "classification", students='[[students]]\nname = "x"\narch = "drop:9"\n')
+    assert main(["run", str(bad), "--dry-run", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the student can have 1..4 layers" in err[0]
+    corpus = _write_recipe(world, tmp_path, "embedding", regimes='["full", "few-5"]')
+    assert main(["run", str(corpus), "--dry-run", "--out", str(tmp_path / "run")]) == 2
+    assert "a corpus task has no labels" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["classification", "embedding"])
+def test_workbench_run_end_to_end(world, tmp_path, kind):
+    """`workbench run --quick` on a text recipe: results.json holds the teacher, both twins of the student
+    and the int8 (dynamic) teacher and student, each with the task's own metric through ONNX Runtime."""
+    from workbench.cli import main
+
+    recipe = _write_recipe(world, tmp_path, kind)
+    assert main(["run", str(recipe), "--quick", "--out", str(tmp_path / "run")]) == 0
+    doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    records = doc["records"] if isinstance(doc, dict) else doc
+    ids = {r["id"] for r in records}
+    assert {"teacher.fp32", "teacher.int8-dynamic", "L2.kd.fp32", "L2.labels.fp32", "L2.kd.int8-dynamic"} <= ids
+    metric = "accuracy" if kind == "classification" else "cosine"
+    for r in records:
+        q = r["quality"]
+        assert q["metric"] == metric and 0 <= q["value"] <= 1 and len(q["ci95"]) == 2
+    teacher = next(r for r in records if r["id"] == "teacher.fp32")
+    if kind == "embedding":
+        assert teacher["quality"]["value"] == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / "run" / "report.md").is_file()
