@@ -29,11 +29,12 @@ def distill_command(config, list_layers, quiet, options: dict) -> None:
 def print_layers(spec: str, task_spec: str) -> None:
     """`distill --list-layers`: print a model's tappable layer names (for --hint-layers), one per line."""
     from ..distill.features import list_layers
-    from ..zoo.sources import BLACK_BOX, load_model
+    from ..zoo.sources import SOURCES, load_model
     from ..specs import parse_spec
     from ..tasks import Task, load_task
 
-    if parse_spec(spec).kind in BLACK_BOX:
+    kind = parse_spec(spec).kind
+    if kind in SOURCES and SOURCES.get(kind).black_box:
         raise RecipeError(f"{spec} is a black box: it has no layers to tap (feature losses need a PyTorch model)")
     task = load_task(task_spec)
     c = task.sample_shape[0] if isinstance(task, Task) else None

@@ -22,14 +22,16 @@ import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import RecipeError, SourceError
+from ..registry import Registry
 from ..specs import Spec, check_options, parse_spec
 
-KINDS = ("zoo", "torchvision", "hf", "py", "onnx", "outputs")
-BLACK_BOX = ("onnx", "outputs")
+# every model source kind (the KIND of KIND:TARGET), registered at the end of this module
+SOURCES: Registry = Registry("model source kind")
 
 
 @dataclass
@@ -151,14 +153,14 @@ def load_model(text: str | Spec, *, in_channels: int | None = None, num_classes:
     """Build the model named by ``text``. ``role`` is "teacher" (weights required unless the kind
     is black-box) or "student" (built untrained unless weights are given)."""
     spec = text if isinstance(text, Spec) else parse_spec(text, f"{role} model")
-    if spec.kind not in KINDS:
+    if spec.kind not in SOURCES:
+        known = KINDS + tuple(k for k in SOURCES.names() if k not in KINDS)
         raise RecipeError(f"unknown model source kind {spec.kind!r} in {spec}; use one of "
-                          + ", ".join(f"{k}:" for k in KINDS))
+                          + ", ".join(f"{k}:" for k in known))
     if not spec.target:
         raise RecipeError(f"model source {spec} names nothing after '{spec.kind}:'")
-    loader = {"zoo": _load_zoo, "torchvision": _load_torchvision, "hf": _load_hf, "py": _load_py,
-              "onnx": _load_onnx, "outputs": _load_outputs}[spec.kind]
-    return loader(spec, in_channels=in_channels, num_classes=num_classes, base_dir=base_dir, role=role, task=task)
+    return SOURCES.get(spec.kind).load(spec, in_channels=in_channels, num_classes=num_classes, base_dir=base_dir,
+                                       role=role, task=task)
 
 
 def _finish_torch(spec: Spec, model, base_dir, role, description, default_weights: Path | None = None) -> LoadedModel:
@@ -370,3 +372,22 @@ def _load_outputs(spec: Spec, *, in_channels, num_classes, base_dir, role, task)
                 raise SourceError(f"teacher outputs {path.name} have {arr.shape[1]} classes, the task has {task.num_classes}")
     return LoadedModel(spec=spec, module=None, sha256=file_sha256(path), outputs=outs,
                        description=f"precomputed teacher outputs {path.name}")
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A kind of model source: the loader behind ``KIND:TARGET`` and whether it gives a black box (no
+    PyTorch module: nothing to train, tap or export, only outputs to learn from)."""
+
+    name: str
+    load: Callable[..., LoadedModel]
+    black_box: bool = False
+
+
+_BUILTINS = (SourceKind("zoo", _load_zoo), SourceKind("torchvision", _load_torchvision), SourceKind("hf", _load_hf),
+             SourceKind("py", _load_py), SourceKind("onnx", _load_onnx, black_box=True),
+             SourceKind("outputs", _load_outputs, black_box=True))
+for _kind in _BUILTINS:
+    SOURCES.register(_kind.name, _kind)
+KINDS = tuple(k.name for k in _BUILTINS)  # the built-in kinds, in the order messages list them
+BLACK_BOX = tuple(k.name for k in _BUILTINS if k.black_box)
