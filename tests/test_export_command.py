@@ -167,3 +167,16 @@ def test_torchvision_model_to_all_four_formats(user):
     for r in doc["artifacts"]:
         assert r["variant"] == "mobilenet_v3_small.fp32" and (user / "tv" / r["path"]).is_file()
         assert r["parity"]["max_abs"] < 1e-2 and r["accuracy"]["n"] == 8  # fp32: checked by the exporter
+
+
+def test_no_format_converted_is_one_line_and_leaves_no_folder(user, capsys, monkeypatch):
+    from workbench.errors import ExportError
+    from workbench.export import EXPORTERS
+
+    def fail(self, *a, **k):
+        raise ExportError("unsupported operator in a test")
+
+    monkeypatch.setattr(type(EXPORTERS.get("onnx")), "_export", fail)
+    _one_line_exit_2(capsys, ["export", "py:net.py:make", "--to", "onnx", "--task", "npz:t.npz", "--out", "o"],
+                     "no format could convert", "unsupported operator in a test")
+    assert not (user / "o").exists()

@@ -120,6 +120,10 @@ def export_model(model_spec: str, to: str, int8: str | None, task_spec: str, out
     loaded = _load(model_spec, task)
     plan.out.mkdir(parents=True, exist_ok=True)
     rows, notes = _export_all(loaded.module, task, plan, name, echo)
+    if not rows:
+        if not any(plan.out.iterdir()):
+            plan.out.rmdir()
+        raise ExportError(f"no format could convert {model_spec}: " + "; ".join(notes))
     labels = getattr(task, "y_test", None) is not None and len(task.y_test) > 0
     reference = None
     if labels:
