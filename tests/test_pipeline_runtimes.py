@@ -68,9 +68,11 @@ def test_every_variant_on_every_runtime(run_all):
     assert got == expected
     from collections import Counter
 
-    from workbench.pipeline.mobile import planned_artifacts
+    from workbench.pipeline import families  # noqa: F401  (registers the task families)
+    from workbench.pipeline.plan import plan
 
-    assert dict(Counter(rt for _, rt in got)) == planned_artifacts(recipe_from_dict(TINY))  # --dry-run's plan
+    graph = plan(recipe_from_dict(TINY), ALL, teacher_sha="0" * 64, task_fp="0" * 16, family="image-classification")
+    assert dict(Counter(rt for _, rt in got)) == graph.summary()["artifacts"]  # --dry-run's plan
     fmt = {"ort": "onnx", "ort-mobile": "ort", "executorch": "pte", "litert": "tflite"}
     for r in doc["results"]:
         rt = r["runtime"]["name"]
