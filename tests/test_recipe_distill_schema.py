@@ -152,3 +152,39 @@ def test_qat_refuses_a_text_task_before_reading_it(capsys):
     rc = main(["distill", "--qat", "static", "--alpha", "0", "--student", "drop:2", "--task", "corpus:nowhere.txt"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "workbench distill --qat needs a task with array inputs" in err
+
+
+@pytest.mark.slow
+def test_distill_dispatches_a_corpus_to_the_embedding_runner(tmp_path, capsys):
+    """corpus: -> the sentence-embedding runner (by task type) -> its card's summary (by card kind)."""
+    pytest.importorskip("transformers")
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from workbench.cli import main
+
+    words = ("the a of to in is are was by for with on as at from that this it which or and not can function "
+             "value object class method module name list string number error type call return").split()
+    d = tmp_path / "bert"
+    d.mkdir()
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(words)),
+                                            *"abcdefghijklmnopqrstuvwxyz."]) + "\n")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len((d / "vocab.txt").read_text().split()), hidden_size=16, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    BertModel(cfg).eval().save_pretrained(str(d))
+    BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(str(d))
+    rng = np.random.default_rng(0)
+    docs = [" ".join(" ".join(rng.choice(words, size=8)).capitalize() + "." for _ in range(4)) for _ in range(20)]
+    (tmp_path / "c.txt").write_text("\n\n".join(docs))
+    out = tmp_path / "out"
+    rc = main(["distill", "--teacher", f"hf:{d}", "--student", "drop:1", "--task", f"corpus:{tmp_path / 'c.txt'}",
+               "--epochs", "1", "--max-len", "16", "--cache", str(tmp_path / "cache"), "--out", str(out), "--quiet"])
+    stdout, err = capsys.readouterr()
+    assert rc == 0, err
+    card = json.loads((out / "card.json").read_text())
+    assert card["kind"] == "embedding-distillation" and card["keep"] == [1]
+    assert "mean cosine" in stdout and f"written: {out}/" in stdout
