@@ -299,3 +299,20 @@ def test_outputs_unreadable(tmp_path):
     (tmp_path / "o.npy").write_bytes(b"not numpy")
     with pytest.raises(SourceError, match="cannot read teacher outputs"):
         load_model(f"outputs:{tmp_path / 'o.npy'}")
+
+
+def test_a_registered_source_kind_is_loaded_through_the_registry(monkeypatch):
+    from workbench.zoo.sources import SOURCES, LoadedModel, SourceKind
+
+    seen = {}
+
+    def load(spec, **kw):
+        seen.update(kw)
+        return LoadedModel(spec=spec, module=None, sha256="0" * 64, description=f"fake {spec.target}")
+
+    monkeypatch.setitem(SOURCES._items, "fake", SourceKind("fake", load, black_box=True))
+    m = load_model("fake:thing?x=1", num_classes=3, role="student")
+    assert m.description == "fake thing" and not m.white_box
+    assert seen["num_classes"] == 3 and seen["role"] == "student"
+    with pytest.raises(RecipeError, match="unknown model source kind 'nope'.*zoo:.*outputs:.*fake:"):
+        load_model("nope:x")
