@@ -211,12 +211,15 @@ def load_ref(ref: ModelRef, ctx: RunContext):
         return teacher_of(ctx)
     fam = FAMILIES.get(ctx.family)
 
+    weights = Path(ctx.root) / ref.weights
+
     def load():
-        model = fam.load_student(ref.job, ctx, Path(ctx.root) / ref.weights)
+        model = fam.load_student(ref.job, ctx, weights)
         model.eval()
         return model
 
-    return _cached("student", (ctx.root, ref.key), load)
+    stat = weights.stat() if weights.exists() else None  # retrained weights (a damaged file) load afresh
+    return _cached("student", (ctx.root, ref.key, stat and (stat.st_size, stat.st_mtime_ns)), load)
 
 
 def rundir_of(ctx: RunContext):

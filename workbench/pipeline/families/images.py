@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..family import FAMILIES, RunContext, StudentJob, recipe_of, task_of, teacher_of
+from ..family import FAMILIES, RunContext, StudentJob, recipe_of, rundir_of, task_of, teacher_of
 
 _VIEWS: dict = {}  # per process: (task fingerprint, shift) -> ShiftViews
 _LOGITS: dict = {}  # per process: (run root, cache key) -> teacher logits
@@ -109,16 +109,20 @@ class ImageClassification:
         from ...distill.cache import cache_key, teacher_logits
 
         progress = _quiet(progress)
-        recipe, task = recipe_of(ctx), task_of(ctx)
+        recipe, task, rd = recipe_of(ctx), task_of(ctx), rundir_of(ctx)
         key = cache_key(ctx.teacher_sha, ctx.task_fp, recipe.distill.augment_shift)
-        if (ctx.root, key) not in _LOGITS:
+        path = Path(ctx.root) / "cache" / f"teacher-logits-{key}.npy"
+        stat = path.stat() if path.exists() else None
+        held = _LOGITS.get((ctx.root, key))
+        if held is None or stat is None or held[0] != (stat.st_size, stat.st_mtime_ns):  # file changed: read again
             views = self.views(ctx)
             n = views.n_views * len(task.y_train)
             with progress.bar(f"teacher-output cache ({views.n_views} views x {len(task.y_train)} images)", n) as update:
-                _LOGITS[(ctx.root, key)] = teacher_logits(
-                    teacher_of(ctx), views, Path(ctx.root) / "cache", key, progress=lambda f: update(round(f * n)),
-                    notify=lambda m: progress.info(f"[yellow]note: {m}[/yellow]"), root=Path(ctx.root))
-        return _LOGITS[(ctx.root, key)]
+                logits = teacher_logits(teacher_of(ctx), views, Path(ctx.root) / "cache", key,
+                                        progress=lambda f: update(round(f * n)), notify=rd.notify, root=rd.root)
+            stat = path.stat()
+            held = _LOGITS[(ctx.root, key)] = ((stat.st_size, stat.st_mtime_ns), logits)
+        return held[1]
 
     def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress=None) -> dict:
         """Train ``job`` (fixed seed), write its weights (safetensors) to ``weights_out``; the result row."""
