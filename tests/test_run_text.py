@@ -336,14 +336,17 @@ def test_workbench_run_end_to_end(world, tmp_path, kind):
     recipe = _write_recipe(world, tmp_path, kind)
     assert main(["run", str(recipe), "--quick", "--out", str(tmp_path / "run")]) == 0
     doc = json.loads((tmp_path / "run" / "results.json").read_text())
-    records = doc["records"] if isinstance(doc, dict) else doc
-    ids = {r["id"] for r in records}
-    assert {"teacher.fp32", "teacher.int8-dynamic", "L2.kd.fp32", "L2.labels.fp32", "L2.kd.int8-dynamic"} <= ids
+    records = doc["results"]
+    assert {r["variant"] for r in records} == {"teacher.fp32", "teacher.int8-dynamic", "L2.kd.fp32", "L2.labels.fp32",
+                                               "L2.kd.int8-dynamic"}
     metric = "accuracy" if kind == "classification" else "cosine"
     for r in records:
         q = r["quality"]
-        assert q["metric"] == metric and 0 <= q["value"] <= 1 and len(q["ci95"]) == 2
-    teacher = next(r for r in records if r["id"] == "teacher.fp32")
-    if kind == "embedding":
-        assert teacher["quality"]["value"] == pytest.approx(1.0, abs=1e-5)
+        assert r["status"] == "ok" and set(r["input"]["shapes"]) == {"input_ids", "attention_mask"}
+        assert q["metric"] == metric and 0 <= q["value"] <= 1 + 1e-9 and q["ci95"][0] <= q["value"] + 1e-9
+    teacher = next(r for r in records if r["variant"] == "teacher.fp32")
+    if kind == "embedding":  # the fp32 teacher artifact against its own PyTorch embeddings
+        assert teacher["quality"]["value"] == pytest.approx(1.0, abs=1e-5) and teacher["quality"]["knn_agreement"] == 1.0
+    study = doc["studies"]["distillation"][0]
+    assert study["student"] == "L2" and len(study["kd_acc"]) == len(study["labels_acc"]) == 1
     assert (tmp_path / "run" / "report.md").is_file()
