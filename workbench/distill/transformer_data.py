@@ -35,6 +35,9 @@ def teacher_outputs(teacher, corpus, max_len: int, layers: list[int], cache_root
 
 def cached_teacher_pass(teacher, texts: dict, max_len: int, layers: list[int], cache_root, parts: dict, out_dim: int,
                          head, progress, batch_size: int) -> tuple[dict, str, bool]:
+    """The teacher-output cache entry for ``texts`` (split -> texts): ``{split}_out`` = ``head(output, mask)``
+    of every text (out_dim wide) and the train split's ``layers`` hidden states (fp16, ragged); computed
+    in one teacher pass when missing. Returns (arrays, key, hit)."""
     from ..evaluate.embedding import tokenize
     from .cache import OutputCache
 

@@ -37,6 +37,8 @@ def _finish(job, card: dict, out: Path) -> dict:
 
 
 def run_embedding_job(job, corpus, base, progress) -> dict:
+    """`workbench distill` of a sentence-embedding job: an hf: encoder teacher, a drop: student, a corpus;
+    returns the card (student/, student.onnx with its fidelity, card.json in the job's output folder)."""
     from .outdir import cache_root, prepare_out
     from .transformer import distill_embeddings
 
@@ -54,6 +56,8 @@ def run_embedding_job(job, corpus, base, progress) -> dict:
 
 
 def run_text_classification_job(job, task, base, progress) -> dict:
+    """`workbench distill` of a text-classification job: a fine-tuned hf: classifier teacher, a drop:
+    student, a labelled text task; returns the card (test accuracy of student.onnx with its CI)."""
     from .outdir import cache_root, prepare_out
     from .text_classifier import distill_text_classifier
 
@@ -70,6 +74,8 @@ def run_text_classification_job(job, task, base, progress) -> dict:
 
 
 def summary_lines(card: dict) -> list[str]:
+    """The lines `workbench distill` prints for a transformer card: layers and params, fidelity or accuracy
+    of the ONNX student, epochs and cache use."""
     p = card.get("params", {})
     lines = [f"student: {len(card.get('keep', []))} layers {card.get('keep')} of the teacher, "
              f"{p.get('student', 0):,} params (teacher {p.get('teacher', 0):,})"]
