@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import QuantizationError
 from .calib_data import CALIB_CHUNK, calibration_feeds, model_input_specs  # noqa: F401  (re-exported)
 from .calib_data import CalibReader as _CalibReader  # noqa: F401  (per-input sample axes: see calib_data)
