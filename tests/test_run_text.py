@@ -350,3 +350,31 @@ def test_workbench_run_end_to_end(world, tmp_path, kind):
     study = doc["studies"]["distillation"][0]
     assert study["student"] == "L2" and len(study["kd_acc"]) == len(study["labels_acc"]) == 1
     assert (tmp_path / "run" / "report.md").is_file()
+
+
+def test_hf_config_student_is_smaller_random_and_trains(world, tmp_path):
+    """An hf-config: student: the teacher's config with fewer layers / a smaller FFN, randomly initialised
+    (its key does not name the teacher's weights: nothing is copied), trained, exported and evaluated."""
+    from workbench.pipeline.family import StudentJob, teacher_of
+
+    students = '[[students]]\nname = "c"\narch = "hf-config:?layers=2&intermediate=32"\n'
+    ctx, fam, recipe, task, _ = _ctx(world, "classification", tmp_path / "run",
+                                     _recipe(world, "classification", students=students))
+    job = StudentJob(recipe.students[0], "full", 0, "kd")
+    assert "init" not in fam.job_config(recipe, job)
+    drop = _recipe(world, "classification")
+    import tomllib
+
+    from workbench.recipe import recipe_from_dict
+
+    drop_recipe = recipe_from_dict(tomllib.loads(drop))
+    assert fam.job_config(drop_recipe, StudentJob(drop_recipe.students[0], "full", 0, "labels"))["init"]["teacher"]
+    model = fam.new_student(job, ctx)
+    assert model.config.num_hidden_layers == 2 and model.config.intermediate_size == 32
+    teacher = teacher_of(ctx)
+    assert not torch.equal(model.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    row = fam.train(job, ctx, tmp_path / "c.safetensors", None)
+    assert row["keep"] == [0, 3] and row["params"] < sum(p.numel() for p in teacher.parameters())
+    student = fam.load_student(job, ctx, tmp_path / "c.safetensors")
+    assert fam.export(student, tmp_path / "c.onnx", ctx) < 1e-4
+    assert fam.evaluate(str(tmp_path / "c.onnx"), "ort", ctx)["value"] == pytest.approx(row["test_metric"], abs=2e-3)

@@ -72,6 +72,7 @@ class DropStudent:
     ``drop:3``, ``drop:0,2,5``, ``drop:every-other``, ``drop:first-2``), each initialised from its layer."""
 
     options: frozenset = frozenset()
+    from_teacher = True  # initialised from the teacher's weights (the twin depends on the teacher too)
 
     def keep(self, spec, num_layers: int) -> list[int]:
         """The teacher layers kept (a one-line RecipeError for a spec the teacher cannot give)."""
@@ -95,6 +96,7 @@ class ConfigStudent:
     teacher layer keep[i] of ``parse_keep(N)`` where a hidden-state loss applies."""
 
     options: frozenset = frozenset({"layers", "intermediate", "heads", "hidden"})
+    from_teacher = False
     _CONFIG_KEYS = {"layers": "num_hidden_layers", "intermediate": "intermediate_size",
                     "heads": "num_attention_heads", "hidden": "hidden_size"}
 

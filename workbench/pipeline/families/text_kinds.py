@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +24,22 @@ from ..family import FAMILIES, RunContext, StudentJob, recipe_of, task_of
 from .text import DROPOUT, ConfigStudent, TextFamily, max_len_of, student_source
 
 FREEZE = ("word_embeddings",)  # the word-embedding table stays as copied (see distill.transformer)
+# training threads: on a shared 2-core machine 2 threads ran ~8x slower per step than 1 (benchmarks/distill/minilm.toml)
+TRAIN_THREADS = 1
 _TEACHER_EMB: dict = {}  # per process: (teacher sha, task fp, max_len) -> teacher test embeddings
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int = TRAIN_THREADS):
+    """PyTorch intra-op threads while a student trains (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _work_dir(ctx: RunContext, job: StudentJob) -> Path:
@@ -32,7 +48,12 @@ def _work_dir(ctx: RunContext, job: StudentJob) -> Path:
 
 
 def _budget(recipe, job: StudentJob, losses: dict, **extra) -> dict:
+    """A job's training configuration as JSON; a student initialised from the teacher's layers names the
+    teacher (its twin depends on the teacher too, not only the KD student)."""
     d = recipe.distill
+    src, _ = student_source(job.student.arch)
+    if src.from_teacher:
+        extra["init"] = {"teacher": recipe.teacher.source, "weights": recipe.teacher.weights}
     return {"steps": d.steps if job.regime == "full" else d.few_steps, "batch_size": d.batch_size, "lr": d.lr,
             "weight_decay": d.weight_decay, "seed": job.seed, "losses": losses, "max_len": max_len_of(recipe),
             "dropout": DROPOUT, "freeze": list(FREEZE), "warmup_frac": 0.1, **extra}
@@ -131,10 +152,11 @@ class TextClassification(TextFamily):
         task = self.subset(task_of(ctx), job)
         cfg = self.fit_config(recipe, job)
         torch.manual_seed(job.seed)
-        student, card, _ = train_text_classifier(
-            hf, self.student_keep(job, ctx), task, cfg, _work_dir(ctx, job), self.losses(recipe, job),
-            recipe.distill.temperature, max_len_of(recipe), progress, cache_root=Path(ctx.root) / "cache",
-            freeze=FREEZE, dropout=DROPOUT, student=self.new_student(job, ctx))
+        with _torch_threads():
+            student, card, _ = train_text_classifier(
+                hf, self.student_keep(job, ctx), task, cfg, _work_dir(ctx, job), self.losses(recipe, job),
+                recipe.distill.temperature, max_len_of(recipe), progress, cache_root=Path(ctx.root) / "cache",
+                freeze=FREEZE, dropout=DROPOUT, student=self.new_student(job, ctx))
         save_weights(student, weights_out)
         shutil.rmtree(_work_dir(ctx, job), ignore_errors=True)
         return _row(job, student, len(task.train_texts), cfg, card, time.perf_counter() - t0, "accuracy",
@@ -267,10 +289,11 @@ class SentenceEmbedding(TextFamily):
         recipe, hf, corpus = recipe_of(ctx), self.hf(ctx), task_of(ctx)
         cfg = self.fit_config(recipe, job)
         torch.manual_seed(job.seed)
-        student, card, _ = train_embedding_student(
-            hf, self.student_keep(job, ctx), corpus, cfg, _work_dir(ctx, job), self.losses(recipe, job),
-            max_len_of(recipe), progress, cache_root=Path(ctx.root) / "cache", freeze=FREEZE,
-            cache_layers=self.cache_layers(recipe, hf), dropout=DROPOUT, student=self.new_student(job, ctx))
+        with _torch_threads():
+            student, card, _ = train_embedding_student(
+                hf, self.student_keep(job, ctx), corpus, cfg, _work_dir(ctx, job), self.losses(recipe, job),
+                max_len_of(recipe), progress, cache_root=Path(ctx.root) / "cache", freeze=FREEZE,
+                cache_layers=self.cache_layers(recipe, hf), dropout=DROPOUT, student=self.new_student(job, ctx))
         save_weights(student, weights_out)
         shutil.rmtree(_work_dir(ctx, job), ignore_errors=True)
         return _row(job, student, len(corpus.train), cfg, card, time.perf_counter() - t0, "cosine",
