@@ -36,11 +36,10 @@ def _atomic(make, suffix: str):
     return run
 
 
-def train_key(ctx: RunContext, job) -> str:
-    """The content key of a StudentJob: its spec, regime, training config, the task and (KD) the teacher."""
+def input_name(ctx: RunContext) -> str:
+    """The name of the model's (first) input, from the family's view of the task."""
     fam = FAMILIES.get(ctx.family)
-    return content_key("train", job.student.to_toml(), job.regime, fam.job_config(recipe_of(ctx), job), ctx.task_fp,
-                       ctx.teacher_sha if job.method == "kd" else None)
+    return next(iter(fam.inputs(task_of(ctx), "test", 1)))
 
 
 def train_student(ctx: RunContext, job: TrainJob, inputs: dict, progress=None) -> TrainResult:
@@ -117,7 +116,7 @@ def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> 
     from ...export import onnx_parity
 
     progress = _progress(progress)
-    rd, fam, task = rundir_of(ctx), FAMILIES.get(ctx.family), task_of(ctx)
+    rd, fam, name = rundir_of(ctx), FAMILIES.get(ctx.family), input_name(ctx)
     src = inputs[job.src].artifact
     method = quant_method(ctx, job.spec)
     key = content_key("quantize", src.sha256, method.key, ctx.task_fp)
@@ -127,12 +126,11 @@ def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> 
         if method.needs_calibration:
             n = method.options["calib_samples"]
             with progress.bar(f"calibrating {job.art_id} ({n} training images)", n) as update:
-                method.apply(rd.abspath(src), path, fam.calibration(ctx), task.input_name,
-                             progress=lambda f: update(round(f * n)))
+                method.apply(rd.abspath(src), path, fam.calibration(ctx), name, progress=lambda f: update(round(f * n)))
         else:
-            method.apply(rd.abspath(src), path, None, task.input_name)
+            method.apply(rd.abspath(src), path, None, name)
         took = time.perf_counter() - t0
-        diff = onnx_parity(load_ref(job.model, ctx), path, fam.parity_inputs(ctx), task.input_name, atol=None)
+        diff = onnx_parity(load_ref(job.model, ctx), path, fam.parity_inputs(ctx), name, atol=None)
         return dict(params=src.params, precision=method.precision, lineage=(*src.lineage, method.describe),
                     made_in_s=round(src.made_in_s + took, 2), parity_max_abs=diff,
                     extra={**src.extra, "family": quantized_family(src), "quantize_s": round(took, 2),
@@ -162,7 +160,7 @@ def auto_quantize(ctx: RunContext, job: AutoJob, inputs: dict, progress=None) ->
     from ...quantize.auto import AUTO_VERSION, auto_quantize as search, propose_candidates
 
     progress = _progress(progress)
-    rd, fam, task, recipe = rundir_of(ctx), FAMILIES.get(ctx.family), task_of(ctx), recipe_of(ctx)
+    rd, fam, recipe, name = rundir_of(ctx), FAMILIES.get(ctx.family), recipe_of(ctx), input_name(ctx)
     q = recipe.quantize
     src = inputs[job.src].artifact
     isa = dict(job.isa)
@@ -184,11 +182,11 @@ def auto_quantize(ctx: RunContext, job: AutoJob, inputs: dict, progress=None) ->
             res = search(src_path, path, calib=fam.calibration(ctx), eval_fn=fam.eval_fn(ctx),
                          inputs=Path(ctx.root) / "inputs.npz", threads=job.threads, max_drop=q.max_drop / 100,
                          rounds=rounds, protocol=proto, progress=lambda f, msg: update(round(100 * f), msg[:60]),
-                         candidates=props, reuse=reuse, isa=isa, input_name=task.input_name, profile=False)
+                         candidates=props, reuse=reuse, isa=isa, input_name=name, profile=False)
         took = time.perf_counter() - t0
         (progress.info if not res.loud else lambda s: progress.info(f"[bold red]{s}[/bold red]"))(
             f"  auto ({src.id}): {res.message}")
-        diff = onnx_parity(load_ref(job.model, ctx), path, fam.parity_inputs(ctx), task.input_name, atol=None)
+        diff = onnx_parity(load_ref(job.model, ctx), path, fam.parity_inputs(ctx), name, atol=None)
         summary = res.to_json()
         summary.pop("diagnostics", None)  # the runner diagnoses every quantized record itself
         for c in summary["candidates"]:
