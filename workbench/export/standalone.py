@@ -240,8 +240,9 @@ def _measure(rows: list[dict], task, threads: int, rounds: int, max_s, notes: li
 
 def table(doc: dict) -> list[str]:
     """The terminal table of an export.json document (one line per artifact, then the notes)."""
-    head = f"{'format':<11} {'artifact':<34} {'size':>9} {'parity max|diff| / top-1':>25} {'accuracy [95% CI]':>22} " \
-           f"{'median ms [95% CI]':>24}"
+    w = max([8, *(len(r["variant"]) for r in doc["artifacts"])])
+    head = f"{'format':<11} {'artifact':<{w}} {'size':>9} {'parity max|diff| / top-1':>25} {'accuracy [95% CI]':>22} " \
+           f"{'median ms [95% CI]':>24} {'vs fp32':>8}"
     lines = [f"{doc['model']} on {doc['task']}" + (f" (PyTorch accuracy {doc['pytorch_accuracy']:.3f})"
                                                   if doc.get("pytorch_accuracy") is not None else ""), head]
     for r in doc["artifacts"]:
@@ -252,7 +253,8 @@ def table(doc: dict) -> list[str]:
         lat = r.get("latency")
         ci = lat and lat.get("ci95_median")
         ms = (f"{lat['median_ms']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")) if lat else "-"
-        lines.append(f"{r['format']:<11} {r['variant']:<34} {r['size_bytes'] / 1024:>7.1f}KB {par:>25} {acc:>22} "
-                     f"{ms:>24}")
+        ratio = ((lat or {}).get("vs_fp32") or {}).get("ratio_median")
+        lines.append(f"{r['format']:<11} {r['variant']:<{w}} {r['size_bytes'] / 1024:>7.1f}KB {par:>25} {acc:>22} "
+                     f"{ms:>24} {(f'x{ratio:.2f}' if ratio else '-'):>8}")
     lines += [f"note: {n}" for n in doc.get("notes", [])]
     return lines
