@@ -120,3 +120,15 @@ def test_unit_in_a_fresh_process_writes_byte_identical_files(tmp_path):
     # a unit whose key exists is skipped: the same node again reuses its file
     again = pickle.loads(_run_nodes(pickle.dumps((here, nodes[:1]))))
     assert again[ids[0]].reused and again[ids[0]].artifact == local[ids[0]].artifact
+
+
+def test_local_executor_refuses_a_node_before_its_dependencies():
+    from workbench.errors import WorkbenchError
+    from workbench.pipeline.executor import LocalExecutor
+    from workbench.pipeline.plan import Graph, Node
+
+    g = _plan()
+    bad = Graph((g.node("quantize:teacher.int8-static"), g.node("export:teacher.fp32")))
+    with pytest.raises(WorkbenchError, match="quantize:teacher.int8-static runs before export:teacher.fp32"):
+        LocalExecutor().run(bad, ctx=None)
+    assert Node("x", "evaluate", None).deps == ()

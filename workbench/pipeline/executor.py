@@ -30,15 +30,15 @@ class LocalExecutor:
         from .units import run_unit
 
         results: dict = {}
-        t0, last = time.perf_counter(), None
+        t0, started = time.perf_counter(), set()
         counts = graph.summary()["units"]
         for node in graph.nodes:
             missing = [d for d in node.deps if d not in results]
             if missing:
                 raise WorkbenchError(f"plan error: {node.id} runs before {', '.join(missing)}")
-            if progress is not None and node.unit != last:  # one line as each kind of unit starts
-                progress.info(f"  {node.unit.replace('_', ' ')} ({counts[node.unit]} unit(s) in the plan)")
-                last = node.unit
+            if progress is not None and node.unit not in started:  # one line as each kind of unit first runs
+                progress.info(f"  {node.unit.replace('_', ' ')}: {counts[node.unit]} unit(s) in the plan")
+                started.add(node.unit)
             results[node.id] = run_unit(node.unit, ctx, node.job, {d: results[d] for d in node.deps}, progress)
         if progress is not None:
             progress.info(f"  {len(graph.nodes)} units done in {time.perf_counter() - t0:.1f} s")
