@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .compare import BASELINE_RUNTIME  # the runtime every variant runs on; the others get the mobile models
 from .family import FAMILIES, ModelRef, StudentJob
 from .rundir import content_key
 from .units.jobs import (AutoJob, ConvertJob, EvalJob, ExportJob, MeasureJob, MemoryJob, PyTorchMetricJob,
                          QuantizeJob, TrainJob)
 
 REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on the same runtime and threads
-BASELINE_RUNTIME = "ort"  # the runtime every variant runs on; the others get the teacher and mobile students
 
 
 @dataclass(frozen=True)
