@@ -555,7 +555,7 @@ def test_parse_budget_keys_units_and_errors():
     from workbench.report.budget import parse_budget
 
     assert parse_budget("latency_ms=5, size_mb=1,min_accuracy=97,max_drop=2,threads=2") == {
-        "latency_ms": 5.0, "size_mb": 1.0, "min_accuracy": 0.97, "max_accuracy_drop_points": 2.0, "threads": 2}
+        "latency_ms": 5.0, "size_mb": 1.0, "min_accuracy": 0.97, "max_drop": 2.0, "threads": 2}
     assert parse_budget("min_accuracy=0.95") == {"min_accuracy": 0.95}
     for bad, needle in (("latency=3", "KEY one of latency_ms"), ("size_mb=big", "not a number"),
                         ("min_accuracy=150", "above 100%"), ("threads=0", ">= 1"), ("", "empty budget")):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..fileio import check_name
+from .budget import BudgetSection, parse_budget_section
 from .distill_keys import RECIPE, check_distill, default
 from .rules import check_arch_options, check_elements, check_section, check_threads
 
@@ -153,6 +154,7 @@ class Recipe:
     export: ExportSection = field(default_factory=ExportSection)
     measure: MeasureSection = field(default_factory=MeasureSection)
     mobile: MobileSection = field(default_factory=MobileSection)
+    budget: BudgetSection = field(default_factory=BudgetSection)  # the report's recommendation
     base_dir: str | None = field(default=None, compare=False)  # folder of the recipe file (resolves relative paths)
     builtin: bool = field(default=False, compare=False)  # the built-in demo: missing runtimes are skipped, not errors
     quick_mode: bool = field(default=False, compare=False)  # made by quick()
@@ -171,7 +173,7 @@ class Recipe:
     def to_dict(self) -> dict:
         """The recipe as TOML-ready data (loads back into an equal recipe)."""
         d: dict[str, Any] = {"schema_version": self.schema_version, "name": self.name}
-        for sec in ("task", "teacher", "distill", "quantize", "export", "measure", "mobile"):
+        for sec in ("task", "teacher", "distill", "quantize", "export", "measure", "mobile", "budget"):
             d[sec] = {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in dataclasses.asdict(getattr(self, sec)).items() if v is not None}
         d["students"] = [s.to_toml() for s in self.students]
@@ -203,7 +205,7 @@ class Recipe:
 
 SECTIONS = {"task": TaskSection, "teacher": TeacherSection, "distill": DistillSection,
             "quantize": QuantizeSection, "export": ExportSection, "measure": MeasureSection,
-            "mobile": MobileSection}
+            "mobile": MobileSection, "budget": BudgetSection}
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
@@ -287,7 +289,7 @@ def _distill_section(name: str, cls, values: dict) -> DistillSection:
     return cls(**checked)
 
 
-_PARSERS = {"distill": _distill_section}  # sections with their own schema; the others: _section
+_PARSERS = {"distill": _distill_section, "budget": parse_budget_section}  # sections with their own schema; the others: _section
 
 
 def _student(i: int, s) -> StudentSpec:

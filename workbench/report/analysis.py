@@ -11,15 +11,16 @@ The pieces live in their own modules and are re-exported here:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from workbench.report.budget import (DEFAULT_MAX_DROP_POINTS, EPS, TRIO, Pick, VsQuantized,
                                      answer_sentence, best_of_family, budget_of,
-                                     compare_students_to_quantized, limits_of, limits_text, recommend,
+                                     compare_students_to_quantized, limits_text, recommend,
                                      within_budget)
 from workbench.pipeline.result_parts import finite, mapping
 from workbench.pipeline.results import ResultSet
 from workbench.report.load import as_result_set
+from workbench.report.metric import ACCURACY, MetricStyle, metric_of
 from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms,
                                      fmt_params, fmt_pts, fmt_speedup, fmt_threads)
 from workbench.report.rows import (COLUMNS, MADE_IN_NOTE, PARETO_MARK, TABLE_NOTE, Row, build_rows,
@@ -182,7 +183,7 @@ class Report:
     disclaimer: str
     rows: tuple
     threads: int  # the thread count the answer is given at
-    max_drop_points: float
+    max_drop_points: float  # the budget below the fp32 teacher, in the metric's units (accuracy: points)
     rule: str
     teacher: Row | None
     recommended: Row | None
@@ -204,6 +205,7 @@ class Report:
     diagnostics: tuple = ()  # quantization.DiagRow at `threads`, slower-than-source first
     auto: tuple = ()  # quantization.AutoChoice per artifact made by `auto`
     runtimes: object = None  # runtimes.RuntimeView when more than one runtime was measured (or one skipped)
+    metric: MetricStyle = field(default_factory=lambda: ACCURACY)  # the run's metric
 
 
 def _merged_from(run) -> str:
@@ -224,28 +226,29 @@ def analyse(results: ResultSet | dict) -> Report:
     run = results.run
     task, env = run.task, run.environment
     rows = build_rows(results)
-    drop, threads = budget_of(results)
+    style = metric_of(results)
+    budget = budget_of(results, style)
+    drop, threads, limits, scale = budget.max_drop, budget.threads, budget.limits, style.scale
     measured = sorted({r.threads for r in rows if r.plottable and r.threads is not None})
     if threads is None:
         threads = 1 if (1 in measured or not measured) else measured[0]
     refs = [r for r in rows if r.is_reference and r.plottable and r.threads == threads]
     teacher = next((r for r in refs if r.runtime == "ort"), refs[0] if refs else None)  # ort: the baseline runtime
-    limits = limits_of(results)
-    rec = recommend(rows, drop, threads, limits) if teacher else None
+    rec = recommend(rows, drop, threads, limits, scale) if teacher else None
     rec_teacher = next((r for r in refs if rec is not None and r.runtime == rec.runtime), teacher)
     given = mapping(run.recipe.get("budget")).get("source")
-    source = ("default budget" if budget_of(results) == (DEFAULT_MAX_DROP_POINTS, None) and not limits
-              else str(given or "budget from the recipe"))
-    rule = (f"the fastest {fmt_threads(threads, True)} variant whose accuracy is within {drop:g} points of "
-            f"the fp32 teacher's on the same runtime" + (f" and with {limits_text(limits)}" if limits else "")
+    source = "default budget" if budget.default else str(given or "budget from the recipe")
+    rule = (f"the fastest {fmt_threads(threads, True)} variant whose {style.name} is within "
+            f"{style.drop_text(drop)} of the fp32 teacher's on the same runtime"
+            + (f" and with {limits_text(limits, style)}" if limits else "")
             + f" (point estimates; {source})")
-    picks = tuple(Pick(a, f, *best_of_family(rows, f, drop, threads)) for a, f in TRIO)
-    studies = tuple(build_studies(results))
+    picks = tuple(Pick(a, f, *best_of_family(rows, f, drop, threads, None, scale)) for a, f in TRIO)
+    studies = tuple(build_studies(results, style))
     cpu = machine_name(env)
     n_cores = logical_cores(env)
     kind = "logical cores" if isinstance(env.get("cores"), dict) else "cores"
     cores = f" ({n_cores} {kind})" if n_cores else ""
-    metric = task.get("metric") or "accuracy"
+    metric = task.get("metric") or style.name
     warnings = tuple((r.id, str(w.get("code") or "warning"), str(w.get("message") or ""),
                       str(w.get("advice") or "")) for r in rows for w in r.warnings)
     groups = group_warnings(warnings, rows)
@@ -258,16 +261,16 @@ def analyse(results: ResultSet | dict) -> Report:
         disclaimer=(f"Measured on {cpu}{cores}, not on a phone: use these numbers to rank variants, "
                     f"and re-measure the chosen one on the target device."),
         rows=tuple(rows), threads=threads, max_drop_points=drop, rule=rule, teacher=teacher,
-        recommended=rec, answer=answer_sentence(rec, rec_teacher, threads, len({r.runtime for r in rows}) > 1),
+        recommended=rec, answer=answer_sentence(rec, rec_teacher, threads, len({r.runtime for r in rows}) > 1, style),
         picks=picks,
         beyond_budget=tuple(r for r in rows if rec and r.pareto and r.threads == threads
-                            and r.median < rec.median and not within_budget(r, drop)), studies=studies,
+                            and r.median < rec.median and not within_budget(r, drop, scale)), studies=studies,
         study_summary=study_summary(studies),
-        vs_quantized=tuple(compare_students_to_quantized(rows, drop, threads)),
+        vs_quantized=tuple(compare_students_to_quantized(rows, drop, threads, scale)),
         warnings=warnings, warning_groups=groups, warnings_summary=warnings_summary(warnings, groups),
         failed=tuple(r for r in rows if not r.ok),
         machine=str(description) if description else None, environment=_environment(env),
         protocol=_protocol(results), command=str(run.command or DASH), cpu=cpu,
         diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
-        runtimes=build_runtime_view(results, threads, cpu + cores),
+        runtimes=build_runtime_view(results, threads, cpu + cores), metric=style,
     )

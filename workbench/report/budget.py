@@ -8,8 +8,8 @@ from typing import Sequence
 
 from workbench.pipeline.result_parts import finite, mapping
 from workbench.pipeline.results import ResultSet
-from workbench.report.format import (finite_pair, fmt_acc, fmt_mb, fmt_ms, fmt_pts, fmt_speedup,
-                                     fmt_threads)
+from workbench.report.format import finite_pair, fmt_mb, fmt_ms, fmt_speedup, fmt_threads
+from workbench.report.metric import ACCURACY, MetricStyle
 from workbench.report.rows import Row
 
 DEFAULT_MAX_DROP_POINTS = 0.5  # accuracy budget vs the fp32 teacher, in percentage points
@@ -18,17 +18,34 @@ TRIO = (("distillation", "distilled"), ("quantization", "quantized-teacher"),
 EPS = 1e-9
 
 
-def budget_of(results: ResultSet) -> tuple[float, int | None]:
-    """(max accuracy drop in points, thread count or None) from the recipe's budget, else defaults."""
+@dataclass(frozen=True)
+class Budget:
+    """The recommendation's budget in the run metric's own units: ``max_drop`` below the fp32 teacher
+    (accuracy: points; cosine: cosine units), the thread count (None: the report chooses), the absolute
+    ``limits`` ({latency_ms, size_mb, min_metric}, only those given) and whether it is the default."""
+    max_drop: float
+    threads: int | None
+    limits: dict
+    default: bool
+
+
+def budget_of(results: ResultSet, style: MetricStyle = ACCURACY) -> Budget:
+    """The budget from the recipe's ``budget`` table (a recipe's [budget] or `workbench report --budget`),
+    in ``style``'s units; the metric's default drop (accuracy 0.5 points, cosine 0.05) when none is given."""
     b = mapping(results.run.recipe.get("budget"))
-    drop = finite(b.get("max_accuracy_drop_points"))
+    drop = finite(b.get("max_drop"))
+    if drop is None:
+        drop = finite(b.get("max_accuracy_drop_points"))  # older name of `workbench report --budget max_drop`
     th = b.get("threads")
-    return (DEFAULT_MAX_DROP_POINTS if drop is None else drop), (th if isinstance(th, int) else None)
+    limits, drop = limits_of(results, style), style.default_max_drop if drop is None else drop
+    th = th if isinstance(th, int) else None
+    return Budget(drop, th, limits, drop == style.default_max_drop and th is None and not limits)
 
 
 LIMIT_KEYS = {"latency_ms": "median latency at most this many ms", "size_mb": "artifact size at most this many MB",
               "min_accuracy": "accuracy at least this (0.97 or 97 = 97%)",
-              "max_drop": "accuracy at most this many points below the fp32 teacher's",
+              "min_metric": "the task's metric at least this, in its own units (accuracy 0.97; cosine 0.95)",
+              "max_drop": "the metric at most this far below the fp32 teacher's (accuracy: points; cosine: e.g. 0.05)",
               "threads": "the thread count the recommendation is made for"}
 
 
@@ -53,62 +70,70 @@ def parse_budget(text: str) -> dict:
             v = v / 100 if v > 1 else v
             if v > 1:
                 raise ValueError(f"budget min_accuracy={value} is above 100%")
-        out[{"max_drop": "max_accuracy_drop_points"}.get(key, key)] = v
+        out[key] = v
     if not out:
         raise ValueError("empty budget; give e.g. latency_ms=5,size_mb=1,min_accuracy=0.97")
     return out
 
 
-def limits_of(results: ResultSet) -> dict:
-    """The absolute limits of the budget: {latency_ms, size_mb, min_accuracy} (only those given)."""
+def limits_of(results: ResultSet, style: MetricStyle = ACCURACY) -> dict:
+    """The absolute limits of the budget: {latency_ms, size_mb, min_metric} (only those given); ``min_metric``
+    in the metric's stored units (accuracy as a fraction: a min_accuracy of 97 reads 0.97)."""
     b = mapping(results.run.recipe.get("budget"))
-    return {k: float(b[k]) for k in ("latency_ms", "size_mb", "min_accuracy") if finite(b.get(k)) is not None}
+    out = {k: float(b[k]) for k in ("latency_ms", "size_mb") if finite(b.get(k)) is not None}
+    low = finite(b.get("min_metric"))
+    if low is None and style.percent:
+        low = finite(b.get("min_accuracy"))
+    if low is not None:
+        out["min_metric"] = low / 100 if style.percent and low > 1 else low
+    return out
 
 
-def limits_text(limits: dict) -> str:
+def limits_text(limits: dict, style: MetricStyle = ACCURACY) -> str:
     """The absolute limits of a budget in words, e.g. "median <= 5 ms, size <= 1 MB"."""
     parts = []
     if "latency_ms" in limits:
         parts.append(f"median latency <= {limits['latency_ms']:g} ms")
     if "size_mb" in limits:
         parts.append(f"size <= {limits['size_mb']:g} MB")
-    if "min_accuracy" in limits:
-        parts.append(f"accuracy >= {100 * limits['min_accuracy']:g}%")
+    if "min_metric" in limits:
+        parts.append(style.minimum_text(limits["min_metric"]))
     return ", ".join(parts)
 
 
 def meets_limits(row: Row, limits: dict | None) -> bool:
-    """The row satisfies every absolute limit of the budget (latency, size, minimum accuracy)."""
+    """The row satisfies every absolute limit of the budget (latency, size, minimum of the metric)."""
     if not limits:
         return True
     if "latency_ms" in limits and not (row.median is not None and row.median <= limits["latency_ms"] + EPS):
         return False
     if "size_mb" in limits and not (row.size_bytes is not None and row.size_bytes / 1e6 <= limits["size_mb"] + EPS):
         return False
-    if "min_accuracy" in limits and not (row.accuracy is not None and row.accuracy >= limits["min_accuracy"] - EPS):
+    if "min_metric" in limits and not (row.accuracy is not None and row.accuracy >= limits["min_metric"] - EPS):
         return False
     return True
 
 
-def within_budget(row: Row, max_drop_points: float) -> bool:
-    """The row's accuracy is at most ``max_drop_points`` below the fp32 teacher's on its runtime."""
-    return row.vs_ref is not None and row.vs_ref * 100 >= -max_drop_points - EPS
+def within_budget(row: Row, max_drop_points: float, scale: float = 100.0) -> bool:
+    """The row's metric is at most ``max_drop_points`` below the fp32 teacher's on its runtime (``scale``:
+    stored difference -> budget units; 100 for accuracy points, 1 for a plain metric such as cosine)."""
+    return row.vs_ref is not None and row.vs_ref * scale >= -max_drop_points - EPS
 
 
 def recommend(rows: Sequence[Row], max_drop_points: float = DEFAULT_MAX_DROP_POINTS,
-              threads: int = 1, limits: dict | None = None) -> Row | None:
+              threads: int = 1, limits: dict | None = None, scale: float = 100.0) -> Row | None:
     """The fastest variant at `threads` whose accuracy is within the budget of the fp32 teacher's and that
-    meets the absolute ``limits`` (latency_ms, size_mb, min_accuracy) when given."""
-    cands = [r for r in rows if r.plottable and r.threads == threads and within_budget(r, max_drop_points)
+    meets the absolute ``limits`` (latency_ms, size_mb, min_metric) when given; ``scale`` as in within_budget."""
+    cands = [r for r in rows if r.plottable and r.threads == threads and within_budget(r, max_drop_points, scale)
              and meets_limits(r, limits)]
     return min(cands, key=lambda r: (r.median, -r.accuracy, r.id)) if cands else None
 
 
-def best_of_family(rows, family, max_drop_points, threads, runtime=None) -> tuple[Row | None, bool]:
+def best_of_family(rows, family, max_drop_points, threads, runtime=None, scale: float = 100.0) -> tuple[Row | None, bool]:
     """Fastest member within the budget; else the most accurate one (flag False)."""
     fam = [r for r in rows if r.family == family and r.plottable and r.threads == threads
            and (runtime is None or r.runtime == runtime)]
-    best = recommend(fam, max_drop_points, threads)
+    best = recommend(fam, max_drop_points, threads, scale=scale)
     if best is not None:
         return best, True
     return (max(fam, key=lambda r: (r.accuracy, -r.median)) if fam else None), False
@@ -123,23 +148,26 @@ class Pick:
     within_budget: bool
 
 
-def answer_sentence(rec: Row | None, teacher: Row | None, threads: int, several_runtimes: bool = False) -> str:
-    """``teacher``: the fp32 teacher on the recommendation's runtime (its speed-up is against that one)."""
+def answer_sentence(rec: Row | None, teacher: Row | None, threads: int, several_runtimes: bool = False,
+                    style: MetricStyle = ACCURACY) -> str:
+    """The recommendation in one sentence, in ``style``'s words and numbers. ``teacher``: the fp32 teacher on
+    the recommendation's runtime (its speed-up is against that one)."""
+    m = style.name
     if teacher is None:
         return (f"No recommendation: the fp32 teacher has no successful {fmt_threads(threads)} "
-                f"measurement with accuracy, so nothing can be compared against it.")
+                f"measurement with {m}, so nothing can be compared against it.")
     if rec is None:
         return "No recommendation: no variant meets the budget."
     if rec.is_reference:
-        return (f"Keep the teacher: no compressed variant is both faster and within the accuracy "
+        return (f"Keep the teacher: no compressed variant is both faster and within the {m} "
                 f"budget ({rec.variant} on {rec.runtime}, {fmt_threads(threads)}: "
-                f"{fmt_ms(rec.median, rec.median_ci)}, {fmt_acc(rec.accuracy, rec.accuracy_ci)}).")
+                f"{fmt_ms(rec.median, rec.median_ci)}, {style.fmt(rec.accuracy, rec.accuracy_ci)}).")
     return (f"Recommended: {rec.variant} on {rec.runtime}, {fmt_threads(threads)}: "
             f"speed-up {fmt_speedup(rec.ratio, rec.ratio_ci)} over the fp32 teacher"
             f"{' on the same runtime' if several_runtimes else ''} "
             f"({fmt_ms(rec.median, rec.median_ci)} vs {fmt_ms(teacher.median, teacher.median_ci)}), "
-            f"accuracy {fmt_acc(rec.accuracy, rec.accuracy_ci)} ({fmt_pts(rec.vs_ref)} vs the teacher's "
-            f"{fmt_acc(teacher.accuracy)}), {fmt_mb(rec.size_bytes)} (teacher {fmt_mb(teacher.size_bytes)}).")
+            f"{m} {style.fmt(rec.accuracy, rec.accuracy_ci)} ({style.diff(rec.vs_ref)} vs the teacher's "
+            f"{style.fmt(teacher.accuracy)}), {fmt_mb(rec.size_bytes)} (teacher {fmt_mb(teacher.size_bytes)}).")
 
 
 # ---------------------------------------------------------------- students vs the quantized teacher
@@ -167,13 +195,13 @@ def _ratio_verdict(ci) -> str:
     return "equivalent" if lo >= 0.98 and hi <= 1.02 else "inconclusive"
 
 
-def compare_students_to_quantized(rows, max_drop_points, threads) -> list[VsQuantized]:
+def compare_students_to_quantized(rows, max_drop_points, threads, scale: float = 100.0) -> list[VsQuantized]:
     """Each student at ``threads`` against the best quantized teacher on its runtime (direct interleaved comparison when measured)."""
     out = []
     for s in rows:
         if s.role != "student" or not s.plottable or s.threads != threads:
             continue
-        q, _ = best_of_family(rows, "quantized-teacher", max_drop_points, threads, s.runtime)
+        q, _ = best_of_family(rows, "quantized-teacher", max_drop_points, threads, s.runtime, scale)
         if q is None:
             continue
         direct = [c for c in s.comparisons if c.against == q.id]

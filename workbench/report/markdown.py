@@ -1,11 +1,10 @@
 """results.json -> report.md. Lays out analysis.Report; computes nothing of its own."""
 from __future__ import annotations
 
-from workbench.report.analysis import MADE_IN_NOTE, TABLE_NOTE, Report, analyse
-from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_pts, fmt_speedup,
-                                     fmt_threads)
+from workbench.report.analysis import MADE_IN_NOTE, Report, analyse
+from workbench.report.format import DASH, fmt_mb, fmt_ms, fmt_params, fmt_speedup, fmt_threads
 from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
-from workbench.report.rows import COLUMNS, table_cells
+from workbench.report.rows import columns, table_cells, table_note
 from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
 
 
@@ -22,10 +21,11 @@ def _table(header, rows) -> list[str]:
 
 def answer_section(rep: Report) -> list[str]:
     """Markdown: the recommendation, the rule and the best pick per approach."""
+    m = rep.metric
     out = ["## The answer", "", f"**{rep.answer}**", "", f"Rule: {rep.rule}.", ""]
     if rep.beyond_budget:
-        out += ["Faster, but outside the accuracy budget: " + "; ".join(
-            f"{r.variant} ({fmt_speedup(r.ratio, r.ratio_ci)}, {fmt_pts(r.vs_ref)})" for r in rep.beyond_budget) + ".", ""]
+        out += [f"Faster, but outside the {m.name} budget: " + "; ".join(
+            f"{r.variant} ({fmt_speedup(r.ratio, r.ratio_ci)}, {m.diff(r.vs_ref)})" for r in rep.beyond_budget) + ".", ""]
     out += [f"### Distillation vs quantization vs both ({fmt_threads(rep.threads)})", ""]
     rows = []
     for p in rep.picks:
@@ -34,11 +34,12 @@ def answer_section(rep: Report) -> list[str]:
             rows.append([p.approach, "none measured", DASH, DASH, DASH, DASH, DASH, DASH])
             continue
         rows.append([p.approach, r.variant, r.runtime, fmt_speedup(r.ratio, r.ratio_ci, r.verdict),
-                     fmt_acc(r.accuracy, r.accuracy_ci), fmt_pts(r.vs_ref), fmt_mb(r.size_bytes),
+                     m.fmt(r.accuracy, r.accuracy_ci), m.diff(r.vs_ref), fmt_mb(r.size_bytes),
                      "yes" if p.within_budget else "no"])
     out += _table(["approach", "best variant", "runtime", "speed-up vs teacher fp32 [95% CI]",
-                   "accuracy [95% CI]", "Δ accuracy vs teacher", "size", "within budget"], rows)
-    out += ["Best = the family's fastest variant within the accuracy budget, else its most accurate one.", ""]
+                   f"{m.name} [95% CI]", f"Δ {m.name} vs teacher", "size", "within budget"], rows)
+    best = "most accurate" if m.percent else f"highest-{m.name}"
+    out += [f"Best = the family's fastest variant within the {m.name} budget, else its {best} one.", ""]
     return out
 
 
@@ -47,17 +48,20 @@ def distillation_section(rep: Report) -> list[str]:
     out = ["## What distillation bought", "", rep.study_summary, ""]
     if not rep.studies:
         return out
+    m = rep.metric
     rows = [[s.student, s.regime_label, fmt_params(s.params), DASH if s.n_train is None else str(s.n_train),
-             str(s.n_seeds), fmt_acc(s.labels_mean), fmt_acc(s.kd_mean), fmt_pts(s.diff, s.diff_ci), s.verdict]
+             str(s.n_seeds), m.fmt(s.labels_mean), m.fmt(s.kd_mean), m.diff(s.diff, s.diff_ci), s.verdict]
             for s in rep.studies]
-    out += _table(["student", "training data", "params", "train images", "seeds", "labels-only mean",
-                   "KD mean", "KD − labels-only [95% CI]", "verdict"], rows)
+    out += _table(["student", "training data", "params", "train images" if m.percent else "train samples", "seeds",
+                   f"{m.twin} mean", "KD mean", f"KD − {m.twin} {'' if m.percent else m.name + ' '}[95% CI]",
+                   "verdict"], rows)
     out += [f"- {s.sentence}" for s in rep.studies] + [""]
     return out
 
 
 def vs_quantized_section(rep: Report) -> list[str]:
     """Markdown: distilled students against the best quantized teacher."""
+    m = rep.metric
     out = [f"## Students vs the quantized teacher ({fmt_threads(rep.threads)})", ""]
     if not rep.vs_quantized:
         return out + ["No successful student and quantized-teacher measurements to compare.", ""]
@@ -65,11 +69,11 @@ def vs_quantized_section(rep: Report) -> list[str]:
              fmt_speedup(c.student.ratio, c.student.ratio_ci),
              DASH if c.ratio is None else f"{c.ratio:.2f}" + (f" [{c.ratio_ci[0]:.2f}, {c.ratio_ci[1]:.2f}]" if c.ratio_ci else ""),
              c.verdict + ("" if c.direct else " (combined CIs)"),
-             fmt_acc(c.student.accuracy, c.student.accuracy_ci), fmt_acc(c.quantized.accuracy, c.quantized.accuracy_ci),
-             fmt_pts(c.acc_diff), c.acc_verdict] for c in rep.vs_quantized]
+             m.fmt(c.student.accuracy, c.student.accuracy_ci), m.fmt(c.quantized.accuracy, c.quantized.accuracy_ci),
+             m.diff(c.acc_diff), c.acc_verdict] for c in rep.vs_quantized]
     out += _table(["student", "quantized teacher", "runtime", "student speed-up vs teacher fp32",
-                   "latency ratio student/quantized [95% CI]", "speed verdict", "student accuracy",
-                   "quantized-teacher accuracy", "Δ accuracy", "accuracy verdict"], rows)
+                   "latency ratio student/quantized [95% CI]", "speed verdict", f"student {m.name}",
+                   f"quantized-teacher {m.name}", f"Δ {m.name}", f"{m.name} verdict"], rows)
     out += ["A ratio < 1 means the student is faster. \"Combined CIs\": no paired student-vs-quantized "
             "measurement was made, so the interval joins the extremes of both CIs vs the fp32 teacher "
             "(conservative).", ""]
@@ -78,13 +82,14 @@ def vs_quantized_section(rep: Report) -> list[str]:
 
 def pareto_section(rep: Report) -> list[str]:
     """Markdown: the Pareto front (accuracy vs median latency) at the answer's thread count."""
-    out = ["## Accuracy vs latency", "",
-           "The chart (accuracy vs median latency, CI whiskers, Pareto step line) is in report.html. "
+    m = rep.metric
+    out = [f"## {m.name.capitalize()} vs latency", "",
+           f"The chart ({m.name} vs median latency, CI whiskers, Pareto step line) is in report.html. "
            "Pareto fronts on point estimates, fastest first:", ""]
     for th in sorted({r.threads for r in rep.rows if r.pareto}):
         front = sorted((r for r in rep.rows if r.pareto and r.threads == th), key=lambda r: (r.median, r.id))
         out.append(f"- {fmt_threads(th)}: " + " → ".join(
-            f"{r.variant}@{r.runtime} ({fmt_ms(r.median)}, {fmt_acc(r.accuracy)})" for r in front))
+            f"{r.variant}@{r.runtime} ({fmt_ms(r.median)}, {m.fmt(r.accuracy)})" for r in front))
     return out + [""]
 
 
@@ -103,15 +108,15 @@ def runtimes_section(rep: Report) -> list[str]:
     details = detail_lines(v)
     if details:
         out += ["### Runtime details", ""] + [f"- {d}" for d in details] + [""]
-    out += ["### Accuracy through each runtime vs PyTorch", ""] + [f"- {g}" for g in gap_lines(v)] + [""]
+    out += [f"### {rep.metric.name.capitalize()} through each runtime vs PyTorch", ""] + [f"- {g}" for g in gap_lines(v)] + [""]
     return out
 
 
 def table_section(rep: Report) -> list[str]:
     """Markdown: every measurement in one table."""
     out = ["## All measurements", ""]
-    out += _table(COLUMNS, [[t for t, _ in table_cells(r)] for r in rep.rows])
-    out += [TABLE_NOTE, "", MADE_IN_NOTE, ""]
+    out += _table(columns(rep.metric), [[t for t, _ in table_cells(r, rep.metric)] for r in rep.rows])
+    out += [table_note(rep.metric), "", MADE_IN_NOTE, ""]
     return out
 
 

@@ -10,7 +10,8 @@ from typing import Sequence
 
 from workbench.pipeline.result_parts import finite
 from workbench.pipeline.results import Result, ResultSet
-from workbench.report.format import DASH, finite_pair, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_speedup, positive
+from workbench.report.format import DASH, finite_pair, fmt_mb, fmt_ms, fmt_params, fmt_speedup, positive
+from workbench.report.metric import ACCURACY, MetricStyle
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,26 @@ TABLE_NOTE = (
     "★ = on the Pareto front (accuracy vs median latency) of its thread count. Speed-up = teacher fp32 "
     "median / variant median at the same thread count, with the verdict of the interleaved comparison. "
     "Peak mem Δ = peak RSS minus the pre-load baseline.")
+
+
+def columns(style: MetricStyle = ACCURACY) -> tuple:
+    """COLUMNS with the metric's own name in its header ("cosine [95% CI]" for a cosine run)."""
+    return tuple(f"{style.name} [95% CI]" if c == "accuracy [95% CI]" else c for c in COLUMNS)
+
+
+def table_note(style: MetricStyle = ACCURACY) -> str:
+    """TABLE_NOTE in the metric's words."""
+    return TABLE_NOTE.replace("(accuracy vs", f"({style.name} vs")
+
+
 MADE_IN_NOTE = (
     "Time to make = cumulative wall time to produce the artifact from the pretrained teacher: student "
     "training + ONNX export + quantization (the teacher's own training is not included).")
 
 
-def table_cells(r: Row) -> list[tuple[str, float | str]]:
-    """(text, sort key) per COLUMNS entry; failed rows say so and leave the numbers empty."""
+def table_cells(r: Row, style: MetricStyle = ACCURACY) -> list[tuple[str, float | str]]:
+    """(text, sort key) per COLUMNS entry, the metric written as ``style`` writes it; failed rows say so
+    and leave the numbers empty."""
     def n(v):
         return v if v is not None else math.inf
     head = [(r.variant, r.variant), (r.family, r.family), (r.runtime, r.runtime),
@@ -171,7 +185,7 @@ def table_cells(r: Row) -> list[tuple[str, float | str]]:
         return head + [("FAILED", -1.0)] + [(DASH, math.inf)] * 3 + art + [(DASH, math.inf), ("", 1)]
     art[1] = (DASH if r.peak_delta_mb is None else f"{r.peak_delta_mb:.1f} MB", n(r.peak_delta_mb))
     return head + [
-        (fmt_acc(r.accuracy, r.accuracy_ci), n(r.accuracy)),
+        (style.fmt(r.accuracy, r.accuracy_ci), n(r.accuracy)),
         (fmt_ms(r.median, r.median_ci), n(r.median)),
         (fmt_ms(r.p90, r.p90_ci), n(r.p90)),
         (fmt_speedup(r.ratio, r.ratio_ci, r.verdict), 1 / r.ratio if r.ratio else math.inf),

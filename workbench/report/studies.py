@@ -8,7 +8,8 @@ from typing import Sequence
 
 from workbench.pipeline.result_parts import finite
 from workbench.pipeline.results import ResultSet
-from workbench.report.format import finite_pair, fmt_pts
+from workbench.report.format import finite_pair
+from workbench.report.metric import ACCURACY, MetricStyle
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,24 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def study_sentence(student, regime_label, verdict, diff, diff_ci, n_seeds) -> str:
-    """One plain sentence: did KD help this student in this regime, with the difference and its CI."""
+def study_sentence(student, regime_label, verdict, diff, diff_ci, n_seeds, style: MetricStyle = ACCURACY) -> str:
+    """One plain sentence: did KD help this student in this regime, with the difference (in ``style``'s
+    words and units) and its CI."""
     who = f"the {student} student on {regime_label}"
-    d = f"{fmt_pts(diff, diff_ci)} accuracy vs labels-only training, {n_seeds} seeds"
+    seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'}" if not style.percent else f"{n_seeds} seeds"
+    d = f"{style.diff(diff, diff_ci)} {style.name} vs {style.twin_training}, {seeds}"
     if verdict == "KD helps":
         return f"KD helped {who}: {d}."
     if verdict == "KD hurts":
         return f"KD did not help {who}; it hurt: {d}."
+    if diff_ci is None and not style.percent:  # one seed: no interval to judge by
+        return f"KD vs the twin for {who}: {d}; no interval (one seed), so no significance claimed."
     return f"KD did not help {who}: {d}; the interval includes zero, so no significant difference."
 
 
-def build_studies(results: ResultSet) -> list[StudyRow]:
-    """One StudyRow per regime x student of the distillation study (none when the run has no study)."""
+def build_studies(results: ResultSet, style: MetricStyle = ACCURACY) -> list[StudyRow]:
+    """One StudyRow per regime x student of the distillation study (none when the run has no study);
+    ``style``: the run's metric, which the sentences speak."""
     out = []
     for s in results.distillation:
         lm = finite(s.labels_mean) if finite(s.labels_mean) is not None else _mean(s.labels_acc)
@@ -61,7 +67,7 @@ def build_studies(results: ResultSet) -> list[StudyRow]:
         ci = finite_pair(s.diff_ci95)
         out.append(StudyRow(str(s.regime or "?"), label, student, finite(s.params),
                             None if finite(s.n_train) is None else int(s.n_train), n, lm, km, diff, ci, verdict,
-                            study_sentence(student, label, verdict, diff, ci, n)))
+                            study_sentence(student, label, verdict, diff, ci, n, style)))
     return out
 
 
