@@ -6,7 +6,7 @@ import math
 import plotly.graph_objects as go
 
 from workbench.report.analysis import Report
-from workbench.report.format import fmt_acc, fmt_ms, fmt_pts, fmt_speedup, fmt_threads
+from workbench.report.format import fmt_ms, fmt_speedup, fmt_threads
 
 MAX_CHART_POINTS = 1001  # odd, so the median and (with quartilemethod="inclusive") the quartiles are exact
 SAMPLES_CAPTION = (
@@ -32,8 +32,8 @@ def _err(v, ci):
 
 
 def accuracy_latency_figures(rep: Report) -> list[tuple[int, go.Figure]]:
-    """One figure per thread count: accuracy vs median latency (log x), CI whiskers, Pareto step line."""
-    figs = []
+    """One figure per thread count: the run's metric vs median latency (log x), CI whiskers, Pareto step line."""
+    m, figs = rep.metric, []
     for th in sorted({r.threads for r in rep.rows if r.plottable and r.threads is not None}):
         rows = [r for r in rep.rows if r.plottable and r.threads == th]
         fig = go.Figure()
@@ -42,52 +42,55 @@ def accuracy_latency_figures(rep: Report) -> list[tuple[int, go.Figure]]:
             pts = [r for r in rows if r.family == fam]
             symbol, colour = FAMILY_STYLE.get(fam, _OTHER)
             ex = [_err(r.median, r.median_ci) for r in pts]
-            ey = [_err(r.accuracy * 100, tuple(c * 100 for c in r.accuracy_ci) if r.accuracy_ci else None) for r in pts]
+            ey = [_err(m.chart(r.accuracy), tuple(m.chart(c) for c in r.accuracy_ci) if r.accuracy_ci else None)
+                  for r in pts]
             fig.add_trace(go.Scatter(
-                x=[r.median for r in pts], y=[r.accuracy * 100 for r in pts], mode="markers", name=fam,
+                x=[r.median for r in pts], y=[m.chart(r.accuracy) for r in pts], mode="markers", name=fam,
                 marker=dict(symbol=symbol, color=colour, size=13 if fam == "teacher" else 10,
                             line=dict(width=1.5, color=colour)),
                 error_x=dict(type="data", array=[e[0] for e in ex], arrayminus=[e[1] for e in ex], thickness=1),
                 error_y=dict(type="data", array=[e[0] for e in ey], arrayminus=[e[1] for e in ey], thickness=1),
                 text=[f"{r.variant}@{r.runtime}<br>median {fmt_ms(r.median, r.median_ci)}<br>"
-                      f"accuracy {fmt_acc(r.accuracy, r.accuracy_ci)}<br>speed-up "
+                      f"{m.name} {m.fmt(r.accuracy, r.accuracy_ci)}<br>speed-up "
                       f"{fmt_speedup(r.ratio, r.ratio_ci, r.verdict)}" + ("<br>Pareto front" if r.pareto else "")
                       for r in pts],
                 hovertemplate="%{text}<extra></extra>"))
         front = sorted((r for r in rows if r.pareto), key=lambda r: (r.median, r.accuracy))
-        fig.add_trace(go.Scatter(x=[r.median for r in front], y=[r.accuracy * 100 for r in front],
+        fig.add_trace(go.Scatter(x=[r.median for r in front], y=[m.chart(r.accuracy) for r in front],
                                  mode="lines", line=dict(shape="hv", dash="dot", color="#ff7f0e"),
                                  name="Pareto front", hoverinfo="skip"))
         if rep.recommended is not None and rep.recommended.threads == th:
             r = rep.recommended
-            fig.add_annotation(x=math.log10(r.median), y=r.accuracy * 100, text="recommended",  # log axis: log10(x)
+            fig.add_annotation(x=math.log10(r.median), y=m.chart(r.accuracy), text="recommended",  # log axis: log10(x)
                                showarrow=True, arrowhead=2, ax=40, ay=40)
-        fig.update_layout(title=f"Accuracy vs median latency, {fmt_threads(th)}", **_LAYOUT)
+        fig.update_layout(title=f"{m.name.capitalize()} vs median latency, {fmt_threads(th)}", **_LAYOUT)
         fig.update_xaxes(type="log", title="median latency per inference (ms, log scale)")
-        fig.update_yaxes(title="accuracy (%)")
+        fig.update_yaxes(title=m.axis)
         figs.append((th, fig))
     return figs
 
 
 def distillation_figure(rep: Report) -> go.Figure | None:
-    """KD minus labels-only accuracy per regime/student, with the CI over seeds."""
+    """KD minus the twin (labels-only for accuracy) per regime/student in the run's metric, with the CI over seeds."""
+    m = rep.metric
     studies = [s for s in rep.studies if s.diff is not None]
     if not studies:
         return None
     labels = [f"{s.student} · {s.regime_label}" for s in studies]
     colours = {"KD helps": "#2ca02c", "KD hurts": "#d62728"}
     fig = go.Figure(go.Scatter(
-        x=[s.diff * 100 for s in studies], y=labels, mode="markers",
+        x=[m.chart(s.diff) for s in studies], y=labels, mode="markers",
         marker=dict(size=11, color=[colours.get(s.verdict, "#7f7f7f") for s in studies]),
-        error_x=dict(type="data", array=[(s.diff_ci[1] - s.diff) * 100 if s.diff_ci else 0 for s in studies],
-                     arrayminus=[(s.diff - s.diff_ci[0]) * 100 if s.diff_ci else 0 for s in studies],
+        error_x=dict(type="data", array=[m.chart(s.diff_ci[1] - s.diff) if s.diff_ci else 0 for s in studies],
+                     arrayminus=[m.chart(s.diff - s.diff_ci[0]) if s.diff_ci else 0 for s in studies],
                      color="#444"),  # a single colour: the markers carry the verdict colours
-        text=[f"{fmt_pts(s.diff, s.diff_ci)}: {s.verdict}" for s in studies],
+        text=[f"{m.diff(s.diff, s.diff_ci)}: {s.verdict}" for s in studies],
         hovertemplate="%{y}<br>%{text}<extra></extra>", showlegend=False))
     fig.add_vline(x=0, line=dict(color="#444", width=1))
-    fig.update_layout(title="What distillation bought: KD − labels-only accuracy (points, 95% CI)",
+    units = "points, " if m.percent else ""
+    fig.update_layout(title=f"What distillation bought: KD − {m.twin} {m.name} ({units}95% CI)",
                       height=120 + 45 * len(studies), **_LAYOUT)
-    fig.update_xaxes(title="accuracy difference (percentage points)")
+    fig.update_xaxes(title=m.diff_axis)
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -157,15 +160,15 @@ def tradeoff_figures(rep: Report) -> list[tuple[str, go.Figure]]:
     """Accuracy vs size; median latency vs peak memory; load / first-inference phases and the time to
     make each variant (compression cost) — at the report's thread count."""
     rows = [r for r in rep.rows if r.plottable and r.threads == rep.threads]
-    figs = []
+    m, figs = rep.metric, []
     sized = [r for r in rows if r.size_bytes]
     if sized:
         fig = go.Figure()
-        _family_scatter(fig, sized, lambda r: r.size_bytes / 1e6, lambda r: r.accuracy * 100,
-                        lambda r: f"{r.variant}@{r.runtime}<br>{r.size_bytes / 1e6:.3f} MB<br>{fmt_acc(r.accuracy)}")
-        fig.update_layout(title="Accuracy vs artifact size", **_LAYOUT)
+        _family_scatter(fig, sized, lambda r: r.size_bytes / 1e6, lambda r: m.chart(r.accuracy),
+                        lambda r: f"{r.variant}@{r.runtime}<br>{r.size_bytes / 1e6:.3f} MB<br>{m.fmt(r.accuracy)}")
+        fig.update_layout(title=f"{m.name.capitalize()} vs artifact size", **_LAYOUT)
         fig.update_xaxes(type="log", title="artifact size (MB, log scale)")
-        fig.update_yaxes(title="accuracy (%)")
+        fig.update_yaxes(title=m.axis)
         figs.append(("size", fig))
     mem = [r for r in rows if r.peak_delta_mb is not None]
     if mem:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import html as _html
 
-from workbench.report.analysis import MADE_IN_NOTE, TABLE_NOTE, Report, analyse
-from workbench.report.format import (DASH, fmt_acc, fmt_mb, fmt_ms, fmt_params, fmt_pts, fmt_speedup,
-                                     fmt_threads)
+from workbench.report.analysis import MADE_IN_NOTE, Report, analyse
+from workbench.report.format import DASH, fmt_mb, fmt_ms, fmt_params, fmt_speedup, fmt_threads
 from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
-from workbench.report.rows import COLUMNS, table_cells
+from workbench.report.rows import columns, table_cells, table_note
 from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
 
 _CSS = """
@@ -83,31 +82,35 @@ def _figure(fig, div_id: str) -> str:
 
 
 def _answer(rep: Report) -> list[str]:
+    m = rep.metric
     out = ['<section id="answer"><h2>The answer</h2>', f'<p class="answer">{_e(rep.answer)}</p>',
            f"<p>Rule: {_e(rep.rule)}.</p>"]
     if rep.beyond_budget:
-        out.append("<p>Faster, but outside the accuracy budget: " + _e("; ".join(
-            f"{r.variant} ({fmt_speedup(r.ratio, r.ratio_ci)}, {fmt_pts(r.vs_ref)})" for r in rep.beyond_budget)) + ".</p>")
+        out.append(f"<p>Faster, but outside the {_e(m.name)} budget: " + _e("; ".join(
+            f"{r.variant} ({fmt_speedup(r.ratio, r.ratio_ci)}, {m.diff(r.vs_ref)})" for r in rep.beyond_budget)) + ".</p>")
     out.append(f"<h3>Distillation vs quantization vs both ({_e(fmt_threads(rep.threads))})</h3>")
     rows = [[p.approach, "none measured"] + [DASH] * 6 if p.row is None else
             [p.approach, p.row.variant, p.row.runtime, fmt_speedup(p.row.ratio, p.row.ratio_ci, p.row.verdict),
-             fmt_acc(p.row.accuracy, p.row.accuracy_ci), fmt_pts(p.row.vs_ref), fmt_mb(p.row.size_bytes),
+             m.fmt(p.row.accuracy, p.row.accuracy_ci), m.diff(p.row.vs_ref), fmt_mb(p.row.size_bytes),
              "yes" if p.within_budget else "no"] for p in rep.picks]
     out.append(_table(["approach", "best variant", "runtime", "speed-up vs teacher fp32 [95% CI]",
-                       "accuracy [95% CI]", "Δ accuracy vs teacher", "size", "within budget"], rows))
-    out.append('<p class="note">Best = the family\'s fastest variant within the accuracy budget, '
-               "else its most accurate one.</p></section>")
+                       f"{m.name} [95% CI]", f"Δ {m.name} vs teacher", "size", "within budget"], rows))
+    best = "most accurate" if m.percent else f"highest-{m.name}"
+    out.append(f'<p class="note">Best = the family\'s fastest variant within the {_e(m.name)} budget, '
+               f"else its {_e(best)} one.</p></section>")
     return out
 
 
 def _distillation(rep: Report) -> list[str]:
     out = ['<section id="distillation"><h2>What distillation bought</h2>', f"<p>{_e(rep.study_summary)}</p>"]
     if rep.studies:
+        m = rep.metric
         rows = [[s.student, s.regime_label, fmt_params(s.params), DASH if s.n_train is None else str(s.n_train),
-                 str(s.n_seeds), fmt_acc(s.labels_mean), fmt_acc(s.kd_mean), fmt_pts(s.diff, s.diff_ci), s.verdict]
+                 str(s.n_seeds), m.fmt(s.labels_mean), m.fmt(s.kd_mean), m.diff(s.diff, s.diff_ci), s.verdict]
                 for s in rep.studies]
-        out.append(_table(["student", "training data", "params", "train images", "seeds", "labels-only mean",
-                           "KD mean", "KD − labels-only [95% CI]", "verdict"], rows))
+        out.append(_table(["student", "training data", "params", "train images" if m.percent else "train samples",
+                           "seeds", f"{m.twin} mean", "KD mean",
+                           f"KD − {m.twin} {'' if m.percent else m.name + ' '}[95% CI]", "verdict"], rows))
         cls = {"KD helps": "kd-helps", "KD hurts": "kd-hurts"}
         out.append("<ul>" + "".join(f'<li class="{cls.get(s.verdict, "")}">{_e(s.sentence)}</li>'
                                     for s in rep.studies) + "</ul>")
@@ -122,14 +125,15 @@ def _vs_quantized(rep: Report) -> list[str]:
     out = [f'<section id="vs-quantized"><h2>Students vs the quantized teacher ({_e(fmt_threads(rep.threads))})</h2>']
     if not rep.vs_quantized:
         return out + ["<p>No successful student and quantized-teacher measurements to compare.</p></section>"]
+    m = rep.metric
     rows = [[c.student.variant, c.quantized.variant, c.student.runtime, fmt_speedup(c.student.ratio, c.student.ratio_ci),
              DASH if c.ratio is None else f"{c.ratio:.2f}" + (f" [{c.ratio_ci[0]:.2f}, {c.ratio_ci[1]:.2f}]" if c.ratio_ci else ""),
              c.verdict + ("" if c.direct else " (combined CIs)"),
-             fmt_acc(c.student.accuracy, c.student.accuracy_ci), fmt_acc(c.quantized.accuracy, c.quantized.accuracy_ci),
-             fmt_pts(c.acc_diff), c.acc_verdict] for c in rep.vs_quantized]
+             m.fmt(c.student.accuracy, c.student.accuracy_ci), m.fmt(c.quantized.accuracy, c.quantized.accuracy_ci),
+             m.diff(c.acc_diff), c.acc_verdict] for c in rep.vs_quantized]
     out.append(_table(["student", "quantized teacher", "runtime", "student speed-up vs teacher fp32",
-                       "latency ratio student/quantized [95% CI]", "speed verdict", "student accuracy",
-                       "quantized-teacher accuracy", "Δ accuracy", "accuracy verdict"], rows))
+                       "latency ratio student/quantized [95% CI]", "speed verdict", f"student {m.name}",
+                       f"quantized-teacher {m.name}", f"Δ {m.name}", f"{m.name} verdict"], rows))
     out.append('<p class="note">A ratio &lt; 1 means the student is faster. "Combined CIs": no paired '
                "student-vs-quantized measurement was made, so the interval joins the extremes of both CIs "
                "vs the fp32 teacher (conservative).</p></section>")
@@ -139,7 +143,7 @@ def _vs_quantized(rep: Report) -> list[str]:
 def _charts(rep: Report) -> list[str]:
     from workbench.report.charts import accuracy_latency_figures
 
-    out = ['<section id="chart"><h2>Accuracy vs latency</h2>',
+    out = [f'<section id="chart"><h2>{_e(rep.metric.name.capitalize())} vs latency</h2>',
            '<p class="note">Whiskers: 95% CIs on both axes. Dotted step line: the Pareto front on point '
            "estimates. Markers: one shape per family.</p>"]
     figs = accuracy_latency_figures(rep)
@@ -147,7 +151,7 @@ def _charts(rep: Report) -> list[str]:
     for th in sorted({r.threads for r in rep.rows if r.pareto}):
         front = sorted((r for r in rep.rows if r.pareto and r.threads == th), key=lambda r: (r.median, r.id))
         out.append(f"<p>Pareto front, {_e(fmt_threads(th))}: " + _e(" → ".join(
-            f"{r.variant}@{r.runtime} ({fmt_ms(r.median)}, {fmt_acc(r.accuracy)})" for r in front)) + "</p>")
+            f"{r.variant}@{r.runtime} ({fmt_ms(r.median)}, {rep.metric.fmt(r.accuracy)})" for r in front)) + "</p>")
     return out + ["</section>"]
 
 
@@ -188,18 +192,18 @@ def _runtimes(rep: Report) -> list[str]:
     details = detail_lines(v)
     if details:
         out.append("<h3>Runtime details</h3><ul>" + "".join(f"<li>{_e(d)}</li>" for d in details) + "</ul>")
-    out.append("<h3>Accuracy through each runtime vs PyTorch</h3><ul>"
+    out.append(f"<h3>{_e(rep.metric.name.capitalize())} through each runtime vs PyTorch</h3><ul>"
                + "".join(f"<li>{_e(g)}</li>" for g in gap_lines(v)) + "</ul>")
     return out + ["</section>"]
 
 
 def _all(rep: Report) -> list[str]:
     out = ['<section id="all"><h2>All measurements</h2>', '<p class="note">Click a column header to sort.</p>']
-    out.append(_table(COLUMNS, [table_cells(r) for r in rep.rows], "sortable",
+    out.append(_table(columns(rep.metric), [table_cells(r, rep.metric) for r in rep.rows], "sortable",
                       [" ".join(c for c, on in (("failed", not r.ok), ("pareto", r.pareto),
                                                 ("recommended", r is rep.recommended)) if on) for r in rep.rows],
                       [r.error if not r.ok else "" for r in rep.rows]))
-    out.append(f'<p class="note">{_e(TABLE_NOTE)}</p>')
+    out.append(f'<p class="note">{_e(table_note(rep.metric))}</p>')
     out.append(f'<p class="note">{_e(MADE_IN_NOTE)}</p>')
     from workbench.report.charts import SAMPLES_CAPTION, latency_distribution_figure
     fig = latency_distribution_figure(rep)

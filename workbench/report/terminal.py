@@ -6,7 +6,8 @@ that decide the choice, laid out so that it fits 80 columns without truncating a
 from __future__ import annotations
 
 from workbench.report.analysis import Report, analyse
-from workbench.report.format import DASH, fmt_acc, fmt_mb, fmt_ms
+from workbench.report.format import DASH, fmt_mb, fmt_ms
+from workbench.report.metric import ACCURACY, MetricStyle
 from workbench.report.rows import COLUMNS, PARETO_MARK, table_cells
 
 WIDE_COLUMNS = 150
@@ -25,25 +26,27 @@ def _wide_table(rep: Report):
     table = Table(title=Text(rep.title), caption=Text(rep.disclaimer))
     idx = [COLUMNS.index(c) for c, _ in _SHOWN]
     for (_, header), i in zip(_SHOWN, idx):
+        header = header.replace("accuracy", rep.metric.name, 1) if i == COLUMNS.index("accuracy [95% CI]") else header
         table.add_column(header, no_wrap=header in ("variant", "median [95% CI]"),
                          justify="left" if i < 3 else "right")
     for r in rep.rows:
-        cells = table_cells(r)
+        cells = table_cells(r, rep.metric)
         text = [cells[i][0] if COLUMNS[i] != "p90 [95% CI]" else cells[i][0].split(" [")[0] for i in idx]
         style = "red" if not r.ok else "bold" if r is rep.recommended else None
         table.add_row(*(Text(t) for t in text), style=style)
     return table
 
 
-def compact_cells(r) -> list[str]:
-    """variant, thr, accuracy / [CI], median ms / [CI], speed-up × / verdict, size MB, Pareto mark.
+def compact_cells(r, style: MetricStyle = ACCURACY) -> list[str]:
+    """variant, thr, the metric / [CI] (as ``style`` writes it), median ms / [CI], speed-up × / verdict,
+    size MB, Pareto mark.
 
     Each interval and verdict goes on a second line of its cell, so the table fits 80 columns.
     """
     thr = DASH if r.threads is None else str(r.threads)
     if not r.ok:
         return [r.variant, thr, "FAILED", DASH, DASH, fmt_mb(r.size_bytes, unit=False), ""]
-    acc = fmt_acc(r.accuracy, r.accuracy_ci).replace(" [", "\n[", 1)
+    acc = style.fmt(r.accuracy, r.accuracy_ci).replace(" [", "\n[", 1)
     med = fmt_ms(r.median, r.median_ci, unit=False).replace(" [", "\n[", 1)
     speed = DASH if not r.ratio or r.ratio <= 0 else f"{1 / r.ratio:.2f}×" + (f"\n{r.verdict}" if r.verdict else "")
     return [r.variant, thr, acc, med, speed, fmt_mb(r.size_bytes, unit=False), PARETO_MARK if r.pareto else ""]
@@ -70,10 +73,12 @@ def _compact_table(rep: Report, width: int):
     from rich.table import Table
     from rich.text import Text
 
-    rows = [compact_cells(r) for r in rep.rows]
+    rows = [compact_cells(r, rep.metric) for r in rep.rows]
+    headers = (_COMPACT_HEADERS[:2] + (_COMPACT_HEADERS[2].replace("accuracy", rep.metric.name),)
+               + _COMPACT_HEADERS[3:])
 
     def natural(i):
-        return max(len(line) for text in [_COMPACT_HEADERS[i]] + [c[i] for c in rows] for line in text.split("\n"))
+        return max(len(line) for text in [headers[i]] + [c[i] for c in rows] for line in text.split("\n"))
 
     # the other columns keep their natural width; long variant names break after a '.' to fit
     room = width - sum(natural(i) for i in range(1, len(_COMPACT_HEADERS))) - _GAP * (len(_COMPACT_HEADERS) - 1)
@@ -82,7 +87,7 @@ def _compact_table(rep: Report, width: int):
             c[0] = _split_name(c[0], max(room, 8))
     table = Table(title=Text(rep.title), caption=Text(rep.disclaimer), box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    for i, header in enumerate(_COMPACT_HEADERS):  # fold, never cut with "…", if the console is tiny
+    for i, header in enumerate(headers):  # fold, never cut with "…", if the console is tiny
         table.add_column(header, overflow="fold", justify="left" if i == 0 else "center" if i == 6 else "right")
     for i, (r, cells) in enumerate(zip(rep.rows, rows)):
         style = "red" if not r.ok else "bold" if r is rep.recommended else None
