@@ -21,7 +21,7 @@ def pytorch_metrics(recipe, results: dict) -> dict[str, float]:
     seed = recipe.distill.seeds[0]
     for st in recipe.students:
         for m in ("labels", "kd"):
-            out[f"{st.name}.{m}"] = results[f"train:{st.name}.full.{m}.s{seed}"].row["test_accuracy"]
+            out[f"{st.name}.{m}"] = results[f"train:{st.name}.full.{m}.s{seed}"].row["test_metric"]
     return out
 
 

@@ -101,6 +101,7 @@ class Family(Protocol):
     name: str
     metric: str
     twin: str
+    examples: str  # what one training example is called ("images", "texts")
 
     def accepts(self, task) -> bool: ...
 
@@ -125,6 +126,8 @@ class Family(Protocol):
     def job_config(self, recipe, job: StudentJob) -> dict: ...
 
     def parity_inputs(self, ctx: RunContext): ...
+
+    def parity(self, module, path, ctx: RunContext, atol: float | None = None) -> float: ...
 
     def eval_fn(self, ctx: RunContext): ...
 

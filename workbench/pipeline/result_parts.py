@@ -99,7 +99,7 @@ class ArtifactInfo(Part):
 
     READ: ClassVar[dict] = {"id": text, "format": text, "path": text, "precision": text, "sha256": text,
                             "size_bytes": number, "params": number, "made_in_s": number, "quantize_s": number,
-                            "parity_max_abs": number, "source": text, "method": text,
+                            "parity_max_abs": number, "source": text, "method": lambda x: x,
                             "converted_from": text, "model": text,
                             "lineage": lambda x: tuple(x) if isinstance(x, list) else ()}
     id: str | None = None
@@ -114,7 +114,7 @@ class ArtifactInfo(Part):
     parity_max_abs: float | None = None
     quantize_s: float | None = None
     source: str | None = None
-    method: str | None = None
+    method: Any = None  # {name, spec, key} of the quantization method (a plain string in old files)
     export: Any = None
     converted_from: str | None = None
     model: str | None = None

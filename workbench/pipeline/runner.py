@@ -119,7 +119,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     recs = records(recipe, rd, graph, results, env.get("isa", {}), env.get("description"),
                    f"{task.name} test split (first example, batch 1)")
     trained = {n.job.job.name: results[n.id].row for n in graph.of_unit("train_student")}
-    studies = {"distillation": _study(recipe, trained)}
+    studies = {"distillation": _study(recipe, trained, pre.family)}
     doc = document(rd.root.name, command, recipe.to_dict(), env, task.summary(), recs, studies,
                    time.perf_counter() - t_start,
                    runtimes={"measured": pre.runtimes, "skipped": pre.skipped, "notes": notes,
@@ -139,22 +139,24 @@ def _note(progress):
     return lambda msg: progress.info(f"[yellow]note: {escape(msg)}[/yellow]")
 
 
-def _study(recipe: Recipe, trained: dict) -> list[dict]:
-    """The distillation study: per regime and student, KD vs labels-only over seeds (paired)."""
+def _study(recipe: Recipe, trained: dict, fam) -> list[dict]:
+    """The distillation study: per regime and student, KD vs its twin (the family's: labels only for
+    classifiers) over seeds, paired, in the task's metric."""
     d = recipe.distill
     out = []
     for regime in d.regimes:
         for st in recipe.students:
             rows = {m: [trained[f"{st.name}.{regime}.{m}.s{s}"] for s in d.seeds] for m in ("labels", "kd")}
-            labels = [r["test_accuracy"] for r in rows["labels"]]
-            kd = [r["test_accuracy"] for r in rows["kd"]]
+            labels = [r["test_metric"] for r in rows["labels"]]
+            kd = [r["test_metric"] for r in rows["kd"]]
             first = rows["labels"][0]
-            label = ("full training split" if regime == "full" else f"{regime[4:]} labelled images per class") + \
-                    f" ({first['n_train']} images)"
+            label = ("full training split" if regime == "full" else f"{regime[4:]} labelled {fam.examples} per class") + \
+                    f" ({first['n_train']} {fam.examples})"
             out.append({"regime": regime, "regime_label": label, "student": st.name, "params": first["params"],
                         "n_train": first["n_train"], "seeds": list(d.seeds), "labels_acc": labels, "kd_acc": kd,
                         **paired_difference(labels, kd), "temperature": d.temperature, "alpha": d.alpha,
                         "steps": first["steps"], "eval": "PyTorch model of each seed on the test split",
                         "train_seconds": {"labels": sum(r["seconds"] for r in rows["labels"]),
-                                          "kd": sum(r["seconds"] for r in rows["kd"])}})
+                                          "kd": sum(r["seconds"] for r in rows["kd"])},
+                        "metric": fam.metric, "twin": fam.twin})
     return out

@@ -36,6 +36,7 @@ class ImageClassification:
     name = "image-classification"
     metric = "accuracy"
     twin = "the same student trained on labels only, same budget and seeds"
+    examples = "images"  # what one training example is called in the study's labels
 
     def accepts(self, task) -> bool:
         """An array task with class labels (workbench.tasks.Task)."""
@@ -149,6 +150,7 @@ class ImageClassification:
                "steps": cfg.steps, "seconds": round(res.seconds, 2), "final_loss": res.final_loss,
                "val_accuracy": res.val_accuracy, "test_accuracy": accuracy(model, task.x_test, task.y_test),
                "test_accuracy_source": "PyTorch model on the test split", "config": self.job_config(recipe, job)}
+        out["test_metric"] = out["test_accuracy"]  # the family protocol's name for the task's metric
         save_weights(model, weights_out)
         return out
 
@@ -166,6 +168,12 @@ class ImageClassification:
     def parity_inputs(self, ctx: RunContext) -> np.ndarray:
         """The test images every artifact's parity with its PyTorch source is checked on."""
         return task_of(ctx).x_test[: recipe_of(ctx).export.parity_samples]
+
+    def parity(self, module, path, ctx: RunContext, atol: float | None = None) -> float:
+        """Max |ONNX artifact - PyTorch| of the outputs on parity_inputs (ParityError beyond ``atol`` when given)."""
+        from ...export import onnx_parity
+
+        return onnx_parity(module, path, self.parity_inputs(ctx), task_of(ctx).input_name, atol=atol)
 
     def evaluate(self, path: str, runtime: str, ctx: RunContext) -> dict:
         """Accuracy of the artifact at ``path`` through ``runtime`` on the test split (Quality JSON)."""

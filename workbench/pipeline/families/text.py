@@ -157,6 +157,7 @@ class TextFamily:
     name = ""
     metric = ""
     twin = ""
+    examples = "texts"  # what one training example is called in the study's labels
     hf_task = ""
     output_name = ""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..family import FAMILIES, RunContext, load_ref, recipe_of, rundir_of, task_of
+from ..family import FAMILIES, RunContext, load_ref, recipe_of, rundir_of, task_of, teacher_of
 from ..rundir import content_key
 from .jobs import (ArtifactResult, AutoJob, ExportJob, MetricResult, PyTorchMetricJob, QuantizeJob, TrainJob,
                    TrainResult)
@@ -39,6 +39,7 @@ def _atomic(make, suffix: str):
 def input_name(ctx: RunContext) -> str:
     """The name of the model's (first) input, from the family's view of the task."""
     fam = FAMILIES.get(ctx.family)
+    teacher_of(ctx)  # text families tokenize with the teacher's tokenizer (loaded once per process)
     return next(iter(fam.inputs(task_of(ctx), "test", 1)))
 
 
@@ -51,7 +52,7 @@ def train_student(ctx: RunContext, job: TrainJob, inputs: dict, progress=None) -
     rd = rundir_of(ctx)
     row_path = rd.unit("train", job.job.name, job.key)
     weights = rd.path(job.weights)
-    row = rd.read_entry(row_path, validate=lambda v: isinstance(v, dict) and "test_accuracy" in v)
+    row = rd.read_entry(row_path, validate=lambda v: isinstance(v, dict) and "test_metric" in v)
     if row is not MISSING and rd.read_entry(weights) is not MISSING:
         return TrainResult(row, job.weights, True)
     weights.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,6 @@ def quantized_family(src) -> str:
 def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> ArtifactResult:
     """The artifact of node ``job.src`` quantized with one method spec; content key from the method's key
     (every resolved option), the source's sha256 and the task."""
-    from ...export import onnx_parity
 
     progress = _progress(progress)
     rd, fam, name = rundir_of(ctx), FAMILIES.get(ctx.family), input_name(ctx)
@@ -130,7 +130,7 @@ def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> 
         else:
             method.apply(rd.abspath(src), path, None, name)
         took = time.perf_counter() - t0
-        diff = onnx_parity(load_ref(job.model, ctx), path, fam.parity_inputs(ctx), name, atol=None)
+        diff = fam.parity(load_ref(job.model, ctx), path, ctx)
         return dict(params=src.params, precision=method.precision, lineage=(*src.lineage, method.describe),
                     made_in_s=round(src.made_in_s + took, 2), parity_max_abs=diff,
                     extra={**src.extra, "family": quantized_family(src), "quantize_s": round(took, 2),
@@ -156,7 +156,6 @@ def auto_quantize(ctx: RunContext, job: AutoJob, inputs: dict, progress=None) ->
     """``auto``: candidates for this graph and CPU measured interleaved with the source (inside this unit);
     the fastest within [quantize] max_drop points becomes ``<base>.auto`` (the source itself when none is
     faster). Files of the fixed methods' artifacts with the same method key are reused."""
-    from ...export import onnx_parity
     from ...quantize.auto import AUTO_VERSION, auto_quantize as search, propose_candidates
 
     progress = _progress(progress)
@@ -186,7 +185,7 @@ def auto_quantize(ctx: RunContext, job: AutoJob, inputs: dict, progress=None) ->
         took = time.perf_counter() - t0
         (progress.info if not res.loud else lambda s: progress.info(f"[bold red]{s}[/bold red]"))(
             f"  auto ({src.id}): {res.message}")
-        diff = onnx_parity(load_ref(job.model, ctx), path, fam.parity_inputs(ctx), name, atol=None)
+        diff = fam.parity(load_ref(job.model, ctx), path, ctx)
         summary = res.to_json()
         summary.pop("diagnostics", None)  # the runner diagnoses every quantized record itself
         for c in summary["candidates"]:
