@@ -38,7 +38,9 @@ class ExportOptions:
     """How one export runs. ``method``: a quantization Method this exporter applies (int8), None = fp32.
     ``check_inputs``: parity inputs (default: the example). ``calibration``: inputs for methods that
     calibrate (evenly spaced down to the method's ``calib_samples`` when set). ``onnx_source``: an
-    existing .onnx to convert (ort-mobile) or quantize (onnx) instead of exporting the model again."""
+    existing .onnx to convert (ort-mobile) or quantize (onnx) instead of exporting the model again.
+    A model with several inputs (a transformer's input_ids and attention_mask) passes ``check_inputs`` and the
+    example as dicts (input name -> array) and ``parity_check``; only exporters with ``multi_input`` take it."""
 
     input_name: str = "input"
     check_inputs: Any = None
@@ -49,6 +51,9 @@ class ExportOptions:
     onnx_source: str | None = None
     min_top1: float | None = None
     progress: Any = None  # a workbench.progress reporter (bars while calibrating), or None
+    # multi-input models (``check_inputs`` a dict of input name -> array): ``(path, atol or None) -> max |diff|``
+    # checks the artifact against its PyTorch source (a task family's parity); exporters that convert an .onnx use it
+    parity_check: Any = None
 
 
 def evenly_spaced(x: np.ndarray, n: int | None) -> np.ndarray:
@@ -77,7 +82,8 @@ class Exporter:
     ``name`` (registry key), ``runtime`` (the adapter that loads the artifacts), ``format`` (artifact
     format), ``suffix`` (file name ending, e.g. ``.pte``), ``source`` ("pytorch": converts the model;
     "onnx": converts an .onnx), ``needs`` ((module, install line) the export needs beyond the runtime),
-    ``how`` (lineage text of the conversion)."""
+    ``how`` (lineage text of the conversion), ``multi_input`` (takes models with several inputs: the
+    example and parity inputs as dicts, see :class:`ExportOptions`)."""
 
     name: str = ""
     runtime: str = ""
@@ -86,6 +92,7 @@ class Exporter:
     source: str = "pytorch"
     needs: tuple[tuple[str, str], ...] = ()
     how: str = ""
+    multi_input: bool = False  # converts models with several inputs (those that convert an .onnx: any inputs it has)
 
     def missing(self) -> str | None:
         """None when this format can be exported to and run here; else one line naming the install command."""
@@ -113,7 +120,7 @@ class Exporter:
         "int8" or LiteRT's "int8-dynamic": what its converter is called with and what records name."""
         return "fp32" if method is None else method.precision
 
-    def export(self, model, example: np.ndarray, out: str | Path, options: ExportOptions = ExportOptions()) -> Artifact:
+    def export(self, model, example: np.ndarray | dict, out: str | Path, options: ExportOptions = ExportOptions()) -> Artifact:
         """Export ``model`` (a PyTorch module; put in eval mode) to ``out`` (written atomically), checking
         parity with it; ``example``: one input batch (batch 1 for the mobile formats). Returns the
         Artifact (absolute path, ``extra["export"]`` with the format's details and parity)."""
@@ -128,8 +135,13 @@ class Exporter:
                 options.calibration is None or len(options.calibration) == 0) and not options.onnx_source:
             raise ExportError(f"{options.method.name} needs calibration inputs; pass a few hundred examples of the "
                               "task (ExportOptions.calibration)")
+        if isinstance(example, dict) and not self.multi_input:
+            raise ExportError(f"{self.name} converts single-input models; this model takes inputs "
+                              f"{', '.join(example)}; export it to onnx or ort-mobile instead")
         t0 = time.perf_counter()
-        made = self._export(model, np.ascontiguousarray(example, dtype=np.float32), out, options)
+        if not isinstance(example, dict):  # token ids stay integers; images are float32
+            example = np.ascontiguousarray(example, dtype=np.float32)
+        made = self._export(model, example, out, options)
         took = time.perf_counter() - t0
         lineage = (self.how,) + ((f"quantize({made['quantizer']})",) if made.get("quantizer") else ())
         parity = made.get("parity")

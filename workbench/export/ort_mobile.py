@@ -73,6 +73,18 @@ def _onnx_outputs(onnx_path: Path, feeds: dict) -> list:
     return get_runtime("ort").load(str(onnx_path), 1).run(feeds)
 
 
+def _loads(ort_path: Path, name: str) -> None:
+    """ExportError when ORT (as a mobile build would: replaying saved runtime optimisations) cannot load the
+    converted file, e.g. ORT 1.2x replaying the runtime optimisations of some QDQ transformer graphs."""
+    from ..runtimes.ort_mobile import OrtMobileRuntime
+
+    try:
+        OrtMobileRuntime().load(str(ort_path), 1)
+    except ArtifactError as e:
+        why = str(e).split(": ", 1)[-1].split("; re-export")[0]
+        raise ExportError(f"ONNX Runtime converted the model but cannot load the converted {name}: {why}") from None
+
+
 def _parity(ort_path: Path, feeds: dict, ref: list, atol: float, rtol: float, what: str) -> float:
     from ..runtimes.ort_mobile import OrtMobileRuntime
 
@@ -145,6 +157,8 @@ def export_ort_mobile(onnx_path: str | Path, out_dir: str | Path | None = None, 
             p.write_text(p.read_text(encoding="utf-8").replace(str(work / "out") + os.sep, str(out.resolve()) + os.sep)
                          .replace(str(work), str(out.resolve())), encoding="utf-8")
         diffs = {"fixed": None, "runtime": None}
+        for k in diffs:  # both files must load as the mobile runtime loads them (quantized ones too)
+            _loads(produced[k], names[k])
         if check_feeds is not None:
             feeds = {k: np.ascontiguousarray(v) for k, v in check_feeds.items()}
             ref = _onnx_outputs(staged, feeds)
@@ -181,7 +195,10 @@ class OrtMobileExporter(Exporter):
     when given (the pipeline's fp32 .onnx, or with ``options.method`` the .onnx that method made), else the
     model exported to ONNX first (and quantized by ``options.method``, an ONNX method such as ``static``). Parity: the .ort files against the
     .onnx through ORT, and the artifact against PyTorch through the ort-mobile adapter (fp32 checked;
-    quantized: recorded). The required_operators.config and the fixed-style .ort are written beside it."""
+    quantized: recorded); for a multi-input model (``check_inputs`` a dict: a transformer's input_ids and
+    attention_mask) the .ort files against the .onnx on those feeds and the artifact against PyTorch by
+    ``options.parity_check`` (the task family's parity). The required_operators.config and the fixed-style
+    .ort are written beside it."""
 
     name = "ort-mobile"
     runtime = "ort-mobile"
@@ -190,6 +207,7 @@ class OrtMobileExporter(Exporter):
     source = "onnx"
     needs = (("onnxruntime.tools", "pip install onnxruntime"),)
     how = "convert(ORT format .ort, saved runtime optimisations)"
+    multi_input = True  # converts the .onnx, whatever inputs it has (with options.onnx_source)
 
     def recipe_int8(self, mobile) -> tuple[str, ...]:
         """``[mobile] int8``: the ORT static QDQ .onnx variants are converted too."""
@@ -201,22 +219,34 @@ class OrtMobileExporter(Exporter):
 
         checks = options.check_inputs if options.check_inputs is not None else example
         fp32 = options.method is None
+        multi = isinstance(checks, dict)
+        if multi and (options.onnx_source is None or options.parity_check is None):
+            raise ExportError(f"ort-mobile export {out.name}: a model with inputs {', '.join(checks)} is converted "
+                              "from its .onnx (options.onnx_source) with its family's parity (options.parity_check)")
         stem = out.name[: -len(self.suffix)]
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{stem}.onnx.") as tmp:
             src = options.onnx_source
             if src is None:
                 src = OnnxExporter().export(model, example, Path(tmp) / f"{stem}.onnx", options).path
-            feeds = {options.input_name: checks} if fp32 else None
+            feeds = (dict(checks) if multi else {options.input_name: checks}) if fp32 else None
             res = export_ort_mobile(src, out.parent, check_feeds=feeds, atol=options.atol, rtol=options.rtol, stem=stem)
-        parity = check_parity(model, res.runtime_opt_path, "ort-mobile", checks, options.input_name,
-                              atol=options.atol if fp32 else None, rtol=options.rtol, min_top1=options.min_top1,
-                              what=f"ort-mobile export {out.name}")
+        if multi:  # the task family's parity of the .ort file with the PyTorch model (fp32 checked, int8 recorded)
+            max_abs = options.parity_check(res.runtime_opt_path, options.atol if fp32 else None)
+            n = len(next(iter(checks.values())))
+            crit = f"|diff| <= {options.atol:.0e}" if fp32 else "max |diff| recorded only"
+            parity, record = None, {"max_abs": float(max_abs), "n": int(n), "criterion": crit,
+                                    "inputs": list(checks)}
+        else:
+            parity = check_parity(model, res.runtime_opt_path, "ort-mobile", checks, options.input_name,
+                                  atol=options.atol if fp32 else None, rtol=options.rtol, min_top1=options.min_top1,
+                                  what=f"ort-mobile export {out.name}")
+            record, max_abs = parity.to_json(), None
         export = {"exporter": "onnxruntime.tools.convert_onnx_models_to_ort (runtime optimisation style)",
                   "required_operators_config": res.runtime_opt_required_operators_path,
                   "operator_count": len(res.runtime_opt_operators), "operators": list(res.runtime_opt_operators),
                   "fixed_style_file": res.path, "fixed_style_operator_count": len(res.operators),
                   "parity_vs_onnx_max_abs": res.runtime_opt_parity_max_abs, "target_platform": res.target_platform,
-                  "parity": parity.to_json()}
+                  "parity": record}
         quantizer = options.method.describe[9:-1] if options.method is not None else ""
-        return {"export": export, "parity": parity, "quantizer": quantizer}
+        return {"export": export, "parity": parity, "quantizer": quantizer, "max_abs": max_abs}
 

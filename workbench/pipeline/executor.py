@@ -26,8 +26,11 @@ class LocalExecutor:
 
     def run(self, graph: Graph, ctx: RunContext, progress=None) -> dict:
         """Run every node; a unit's inputs are its dependencies' results. A unit that raises stops the run
-        with its error (units cache what they finished, so the next run resumes there)."""
+        with its error (units cache what they finished, so the next run resumes there). A unit that returns
+        Skipped (a conversion its converter cannot make) is noted; the nodes that need it are Skipped too, and
+        a measurement group measures the rest (``Graph.settled`` gives the graph of what ran)."""
         from .units import run_unit
+        from .units.convert import Skipped
 
         results: dict = {}
         t0, started = time.perf_counter(), set()
@@ -39,7 +42,14 @@ class LocalExecutor:
             if progress is not None and node.unit not in started:  # one line as each kind of unit first runs
                 progress.info(f"  {node.unit.replace('_', ' ')}: {counts[node.unit]} unit(s) in the plan")
                 started.add(node.unit)
-            results[node.id] = run_unit(node.unit, ctx, node.job, {d: results[d] for d in node.deps}, progress)
+            gone = {d for d in node.deps if isinstance(results[d], Skipped)}  # a conversion its converter refused
+            kept = node.without(gone)
+            if kept is None:
+                results[node.id] = Skipped(f"skipped {node.id}", cause=next(iter(sorted(gone))))
+                continue
+            results[node.id] = run_unit(node.unit, ctx, kept.job, {d: results[d] for d in kept.deps}, progress)
+            if isinstance(results[node.id], Skipped) and progress is not None:
+                progress.info(f"[yellow]note: {results[node.id].note}[/yellow]")
         if progress is not None:
             progress.info(f"  {len(graph.nodes)} units done in {time.perf_counter() - t0:.1f} s")
         return results

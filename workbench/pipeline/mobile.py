@@ -65,6 +65,39 @@ def plan_runtimes(recipe) -> tuple[list[str], list[dict]]:
     return use, skipped
 
 
+def fitting_runtimes(inputs) -> list[str]:
+    """The runtimes whose exporter converts a model with these inputs (names; several: multi-input models)."""
+    from ..export import EXPORTERS
+    from ..runtimes import RUNTIMES
+    from .compare import BASELINE_RUNTIME  # the run exports every model to ONNX itself (the family's export)
+
+    exps = [EXPORTERS.get(n) for n in EXPORTERS.names()]
+    ok = {e.runtime for e in exps if len(inputs) <= 1 or e.multi_input} | {BASELINE_RUNTIME}
+    return [rt for rt in RUNTIMES.names() if rt in ok]
+
+
+def runtime_fits(runtimes: list[str], skipped: list[dict], family: str, inputs) -> tuple[list[str], list[dict]]:
+    """(runtimes to run, skipped) once the task family and its model inputs are known (preflight, before any
+    work): a runtime whose exporter cannot convert a model with ``inputs`` (several: a transformer's
+    input_ids and attention_mask; ExecuTorch's and LiteRT's exporters take one input tensor) is skipped with
+    a one-line reason; the run goes on with the others."""
+    from ..export import exporter_for_runtime
+    from .compare import BASELINE_RUNTIME
+
+    use, skipped = [], list(skipped)
+    for rt in runtimes:
+        if rt == BASELINE_RUNTIME or len(inputs) <= 1 or exporter_for_runtime(rt).multi_input:
+            use.append(rt)
+        else:
+            skipped.append({"runtime": rt, "reason": (
+                f"the {family} models take {len(inputs)} inputs ({', '.join(inputs)}) and the {rt} exporter "
+                f"converts single-input models; measured on {', '.join(r for r in runtimes if r in fitting_runtimes(inputs))}")})
+    if not use:
+        raise RecipeError(f"no runtime of [measure] runtimes converts the {family} models (inputs "
+                          f"{', '.join(inputs)}); add one of: {', '.join(fitting_runtimes(inputs))}")
+    return use, skipped
+
+
 def model_of(art: Artifact) -> str:
     """The model a variant is made from: ``teacher``, ``cnn-s.kd`` ... (its id without the last part)."""
     return art.extra.get("model") or art.id.rsplit(".", 1)[0]
@@ -87,7 +120,9 @@ def pytorch_variants(runtime: str, model: str, mobile) -> list[tuple[str, str | 
 
 @dataclass
 class _World:
-    """What a conversion reads from its run: directory, recipe, task fingerprint, inputs and models."""
+    """What a conversion reads from its run: directory, recipe, task fingerprint, inputs and models.
+    ``sample`` and ``parity_inputs`` are arrays for a single-input model, dicts (input name -> array) for
+    a multi-input one (then ``parity(module)`` gives the family's parity check of an artifact)."""
 
     rd: object
     recipe: object
@@ -98,25 +133,33 @@ class _World:
     calibration: object  # () -> all calibration inputs
     load: object  # (ModelRef) -> nn.Module
     progress: object = None
+    parity: object = None  # (module) -> (path, atol | None) -> max |diff|, for multi-input models
+
+    @property
+    def multi_input(self) -> bool:
+        """Whether the model takes several inputs (a transformer's input_ids and attention_mask)."""
+        return isinstance(self.sample, dict)
 
 
 def _world_of(ctx, progress) -> _World:
     """The world of a RunContext: reloaded through the task family (cached per process)."""
-    from .family import FAMILIES, load_ref, recipe_of, rundir_of, task_of
+    from .family import FAMILIES, load_ref, recipe_of, rundir_of, task_of, teacher_of
 
     fam, task = FAMILIES.get(ctx.family), task_of(ctx)
-    parity = fam.parity_inputs(ctx)
+    teacher_of(ctx)  # text families tokenize with the teacher's tokenizer (loaded once per process)
     one = fam.inputs(task, "test", 1)
-    if len(one) != 1:
-        raise ExportError(f"the mobile runtimes take single-input models; this task's model has inputs "
-                          f"{', '.join(one)}; measure it on ort (remove the mobile runtimes from [measure] runtimes)")
-    name, sample = next(iter(one.items()))
+    parity = fam.parity_inputs(ctx)
+    name = next(iter(one))
+    if len(one) > 1:
+        return _World(rundir_of(ctx), recipe_of(ctx), ctx.task_fp, name, dict(one), dict(parity),
+                      lambda: fam.calibration(ctx, None), lambda ref: load_ref(ref, ctx), progress,
+                      lambda module: lambda path, atol: fam.parity(module, path, ctx, atol))
 
     def calibration():
         got = fam.calibration(ctx, None)
         return got[name] if isinstance(got, dict) else got
 
-    return _World(rundir_of(ctx), recipe_of(ctx), ctx.task_fp, name, sample,
+    return _World(rundir_of(ctx), recipe_of(ctx), ctx.task_fp, name, one[name],
                   parity[name] if isinstance(parity, dict) else parity, calibration,
                   lambda ref: load_ref(ref, ctx), progress)
 
@@ -138,6 +181,9 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
     from ..quantize import parse_method
 
     exp = exporter_for_runtime(runtime)
+    if w.multi_input and not exp.multi_input:  # the plan never asks this (see runtime_fits); a direct call may
+        raise ExportError(f"{runtime} converts single-input models; this model takes inputs {', '.join(w.sample)}; "
+                          f"measure it on {', '.join(fitting_runtimes(w.sample))}")
     ex, q = w.recipe.export, w.recipe.quantize
     model = model_of(src)
     if exp.source == "onnx":  # converts the .onnx: fp32, or one quantized by an ONNX method
@@ -164,7 +210,8 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
         calib = evenly_spaced(w.calibration(), calib_n)
     opts = ExportOptions(input_name=w.input_name, check_inputs=w.parity_inputs, atol=ex.parity_atol,
                          rtol=ex.parity_rtol, method=meth, calibration=calib,
-                         onnx_source=str(w.rd.abspath(src)) if exp.source == "onnx" else None)
+                         onnx_source=str(w.rd.abspath(src)) if exp.source == "onnx" else None,
+                         parity_check=w.parity(module) if w.parity is not None else None)
     t0 = time.perf_counter()
     if calib is not None and w.progress is not None:
         with w.progress.bar(f"exporting {art_id} to {runtime} (calibrating on {len(calib)} training inputs)", 1):

@@ -11,7 +11,7 @@ Node ids name what a node makes: ``train:<student>.<regime>.<method>.s<seed>``, 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .compare import BASELINE_RUNTIME  # the runtime every variant runs on; the others get the mobile models
 from .family import FAMILIES, ModelRef, StudentJob
@@ -32,6 +32,17 @@ class Node:
     deps: tuple[str, ...] = ()
     key: str | None = None
 
+    def without(self, gone) -> Node | None:
+        """This node less the dependencies ``gone`` (skipped at run time): a measurement group measures the
+        rest of its artifacts; any other node that lost an input is skipped too (None)."""
+        lost = [d for d in self.deps if d in gone]
+        if not lost:
+            return self
+        if not isinstance(self.job, MeasureJob) or len(lost) == len(self.job.arts):
+            return None
+        return replace(self, job=replace(self.job, arts=tuple(a for a in self.job.arts if a not in gone)),
+                       deps=tuple(d for d in self.deps if d not in gone))
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -48,6 +59,19 @@ class Graph:
     def of_unit(self, unit: str) -> list[Node]:
         """The nodes running unit ``unit``, in order."""
         return [n for n in self.nodes if n.unit == unit]
+
+    def settled(self, results: dict) -> tuple[Graph, list[str]]:
+        """(the graph of what ran, one note per unit that made nothing) after an executor ran this graph:
+        nodes whose result is a Skipped leave it, with their artifacts and their place in measurement groups."""
+        from .units.convert import Skipped
+
+        gone = {k for k, r in results.items() if isinstance(r, Skipped)}
+        notes = [r.note for r in results.values() if isinstance(r, Skipped) and r.cause is None]
+        if not gone:
+            return self, notes
+        nodes = tuple(n.without(gone) for n in self.nodes if n.id not in gone)
+        return Graph(tuple(n for n in nodes if n is not None),
+                     tuple((rt, tuple(i for i in ids if i not in gone)) for rt, ids in self.artifacts)), notes
 
     def summary(self) -> dict:
         """Counts for ``--dry-run``: training runs, artifacts per runtime, measurements, units by kind."""

@@ -51,7 +51,7 @@ def preflight(recipe: Recipe) -> Preflight:
     from ..recipe.rules import check_task_fit
     from ..tasks import load_task
     from .families import family_of
-    from .mobile import plan_runtimes
+    from .mobile import plan_runtimes, runtime_fits
 
     runtimes, skipped = plan_runtimes(recipe)  # a missing runtime: error (user recipe) or skipped (built-in demo)
     base = Path(recipe.base_dir) if recipe.base_dir else None
@@ -59,6 +59,7 @@ def preflight(recipe: Recipe) -> Preflight:
     fam = family_of(task)
     check_task_fit(recipe, task)  # what the recipe asks of the task (few-label counts within the split)
     loaded = fam.load_teacher(recipe, task, base)
+    runtimes, skipped = runtime_fits(runtimes, skipped, fam.name, fam.inputs(task, "test", 1))  # e.g. text: no .pte
     return Preflight(runtimes, skipped, task, loaded, fam)
 
 
@@ -115,6 +116,8 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     graph = graph_of(recipe, pre, env.get("isa", {}))
     progress.info(f"[bold]units[/bold]: {len(graph.nodes)} (train, export, quantize, convert, evaluate, measure)")
     results = LocalExecutor().run(graph, ctx, progress)
+    graph, dropped = graph.settled(results)  # conversions a converter could not make: skipped, with a note
+    notes += dropped
 
     recs = records(recipe, rd, graph, results, env.get("isa", {}), env.get("description"),
                    f"{task.name} test split (first example, batch 1)")
