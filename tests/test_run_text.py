@@ -455,3 +455,31 @@ def test_single_input_exporters_refuse_token_feeds_in_one_line(world, tmp_path):
     assert runtime_fits(["ort", "litert"], [], "image-classification", {"input": 1}) == (["ort", "litert"], [])
     with pytest.raises(RecipeError, match="no runtime of \\[measure\\] runtimes converts the text-classification"):
         runtime_fits(["executorch"], [], "text-classification", feeds)
+
+
+def test_a_refused_conversion_leaves_the_graph_with_its_dependents_and_one_note():
+    """Graph.settled after a conversion returned Skipped: its evaluation and memory nodes go, its measurement
+    group keeps the other artifacts, the runtime's artifact list drops it, and one note says why (pure)."""
+    from workbench.pipeline.family import ModelRef
+    from workbench.pipeline.plan import Graph, Node
+    from workbench.pipeline.units.convert import Skipped
+    from workbench.pipeline.units.jobs import ConvertJob, EvalJob, MeasureJob, MemoryJob
+
+    ref = ModelRef("teacher", "k")
+    a, b = "convert:ort-mobile:teacher.fp32", "convert:ort-mobile:teacher.int8-static"
+    nodes = (Node(a, "convert", ConvertJob("teacher.fp32", "ort-mobile", "export:teacher.fp32", ref), ("export:teacher.fp32",)),
+             Node(b, "convert", ConvertJob("teacher.int8-static", "ort-mobile", "quantize:x", ref), ("quantize:x",)),
+             Node("evaluate:teacher.int8-static@ort-mobile", "evaluate", EvalJob(b, "ort-mobile"), (b,)),
+             Node("measure:ort-mobile/t1", "measure_group", MeasureJob("ort-mobile", 1, (a, b), "teacher.fp32"), (a, b)),
+             Node("memory:teacher.int8-static@ort-mobile/t1", "memory_profile", MemoryJob(b, "ort-mobile", 1, False), (b,)))
+    graph = Graph(nodes, (("ort-mobile", (a, b)),))
+    assert graph.settled({a: object()}) == (graph, [])
+    why = Skipped("skipped teacher.int8-static on ort-mobile: ONNX Runtime cannot load it")
+    results = {b: why, "evaluate:teacher.int8-static@ort-mobile": Skipped("skipped evaluate", cause=b)}
+    settled, notes = graph.settled(results)
+    assert notes == [why.note] and settled.artifacts == (("ort-mobile", (a,)),)
+    ids = [n.id for n in settled.nodes]
+    assert ids == [a, "measure:ort-mobile/t1"]  # the memory node lost its only input: gone too
+    group = settled.node("measure:ort-mobile/t1")
+    assert group.job.arts == (a,) and group.deps == (a,)
+    assert graph.node("measure:ort-mobile/t1").without({a, b}) is None  # nothing left to measure

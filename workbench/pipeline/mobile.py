@@ -19,6 +19,12 @@ ort, ort-mobile, executorch and litert), so reports can put the same model side 
 ``artifacts/<runtime>/``. Every artifact records its parity with its PyTorch source (fp32 within the
 recipe's tolerance, checked; int8: max |diff| and top-1 agreement, recorded).
 
+Models with several inputs (a transformer's input_ids and attention_mask): the exporters that convert the
+.onnx (ort-mobile) take them, with the task family's token feeds for parity (the .ort files against the .onnx,
+the artifact against PyTorch through ``family.parity``); a runtime whose exporter converts the PyTorch model
+from one input tensor (executorch, litert) is skipped at preflight with a note (:func:`runtime_fits`). A
+conversion the converter refuses (its ExportError) is skipped by the convert unit with a note; the run goes on.
+
 The unit: :func:`convert` (one artifact, a module-level function of a RunContext: it reloads the model with
 ``family.load_ref`` and the calibration inputs through the task family); what each runtime gets is planned
 by workbench.pipeline.plan from the same exporter attributes (:func:`pytorch_variants`, ``recipe_int8``).
@@ -80,7 +86,9 @@ def runtime_fits(runtimes: list[str], skipped: list[dict], family: str, inputs) 
     """(runtimes to run, skipped) once the task family and its model inputs are known (preflight, before any
     work): a runtime whose exporter cannot convert a model with ``inputs`` (several: a transformer's
     input_ids and attention_mask; ExecuTorch's and LiteRT's exporters take one input tensor) is skipped with
-    a one-line reason; the run goes on with the others."""
+    a one-line reason; the run goes on with the others. (Checked by hand: torch.export of a tiny BERT at a
+    fixed sequence length lowers to ExecuTorch/XNNPACK with parity 2e-7, and litert_torch converts it with int32
+    token inputs; those exporters would need dict examples, fixed-length feeds and int32 ids to take it.)"""
     from ..export import exporter_for_runtime
     from .compare import BASELINE_RUNTIME
 
