@@ -44,9 +44,37 @@ def export_onnx(model, sample: np.ndarray, path: str | Path, input_name: str = "
             first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0][:300]
             raise ExportError(f"torch.onnx.export failed for {path.name}: {first}; "
                               "simplify the model's forward or report the unsupported operator") from None
+        strip_source_locations(tmp)
         diff = onnx_parity(model, tmp, check_inputs if check_inputs is not None else sample, input_name,
                            atol=atol, rtol=rtol, what=f"ONNX export {path.name}")
     return diff
+
+
+SOURCE_KEYS = ("pkg.torch.onnx.stack_trace",)  # file paths and line numbers of the Python source
+
+
+def strip_source_locations(path: str | Path) -> None:
+    """Remove the exporter's per-node source locations (file:line of the model's Python code) from the
+    ONNX file at ``path``, so the same weights and graph give the same bytes after an unrelated edit of
+    the source: artifacts are content-addressed, and everything made from them is keyed by their sha256."""
+    import onnx
+
+    model = onnx.load(str(path))
+
+    def strip(graph) -> None:
+        for node in graph.node:
+            keep = [p for p in node.metadata_props if p.key not in SOURCE_KEYS]
+            if len(keep) != len(node.metadata_props):
+                del node.metadata_props[:]
+                node.metadata_props.extend(keep)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    strip(attr.g)
+                for g in attr.graphs:
+                    strip(g)
+
+    strip(model.graph)
+    onnx.save(model, str(path))
 
 
 def onnx_parity(model, onnx_path, inputs: np.ndarray, input_name: str = "input", atol: float | None = 1e-4,
