@@ -41,7 +41,7 @@ def print_plan(r, out: Path) -> None:
     from ..recipe.rules import thread_notes
 
     pre = preflight(r)  # the same checks as a run (task, teacher, runtimes), before it would write anything
-    for note in thread_notes(r):
+    for note in [f"skipped runtime {s['runtime']}: {s['reason']}" for s in pre.skipped] + thread_notes(r):
         click.echo(f"note: {note}", err=True)
     click.echo(r.to_toml())
     summary = graph_of(r, pre).summary()  # the run's plan: pure, from the recipe and the preflight

@@ -101,7 +101,8 @@ def quant_method(ctx: RunContext, spec: str):
 
     method = parse_method(spec)
     if method.needs_calibration and "calib_samples" not in method.changed:
-        n = len(FAMILIES.get(ctx.family).calibration(ctx))
+        cal = FAMILIES.get(ctx.family).calibration(ctx)
+        n = len(next(iter(cal.values())) if isinstance(cal, dict) else cal)  # examples, not inputs (text: a dict)
         method = method.with_options(calib_samples=min(recipe_of(ctx).quantize.calib_samples, n))
     return method
 
@@ -125,7 +126,7 @@ def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> 
         t0 = time.perf_counter()
         if method.needs_calibration:
             n = method.options["calib_samples"]
-            with progress.bar(f"calibrating {job.art_id} ({n} training images)", n) as update:
+            with progress.bar(f"calibrating {job.art_id} ({n} training {fam.examples})", n) as update:
                 method.apply(rd.abspath(src), path, fam.calibration(ctx), name, progress=lambda f: update(round(f * n)))
         else:
             method.apply(rd.abspath(src), path, None, name)
