@@ -39,7 +39,8 @@ def budget_of(results: ResultSet, style: MetricStyle = ACCURACY) -> Budget:
     th = b.get("threads")
     limits, drop = limits_of(results, style), style.default_max_drop if drop is None else drop
     th = th if isinstance(th, int) else None
-    return Budget(drop, th, limits, drop == style.default_max_drop and th is None and not limits)
+    given = any(k in b for k in ("max_drop", "max_accuracy_drop_points", "threads")) or bool(limits)
+    return Budget(drop, th, limits, not given)
 
 
 LIMIT_KEYS = {"latency_ms": "median latency at most this many ms", "size_mb": "artifact size at most this many MB",
