@@ -42,7 +42,7 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
     attention_mask -> logits) and card.json (test accuracy of the ONNX artifact through ONNX Runtime, with
     a bootstrap CI)."""
     from ..evaluate import bootstrap_mean_ci
-    from ..evaluate.embedding import tokenize
+    from ..evaluate.embedding import batched_outputs, tokenize
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -60,7 +60,7 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
         card["onnx"] = {"path": str(onnx_path), **exp}
         session = get_runtime("ort").load(str(onnx_path), eval_threads)
         ids = tokenize(teacher.tokenizer, task.test_texts, max_len)
-        logits = predict_logits(lambda a, m: session.run({"input_ids": a, "attention_mask": m})[0], ids,
+        logits = batched_outputs(lambda a, m: session.run({"input_ids": a, "attention_mask": m})[0], ids,
                                 pad_id_of(teacher.tokenizer))
         y_test = np.asarray(task.test_labels)
         correct = (logits.argmax(1) == y_test).astype(np.float64)
@@ -71,22 +71,6 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
     write_json(out_dir / "card.json", card)
     return card
 
-
-def predict_logits(model_fn, ids: list, pad: int, batch_size: int = 64) -> np.ndarray:
-    """Logits of ``model_fn(input_ids, attention_mask)`` (numpy in, numpy out) over token-id lists ``ids``,
-    in length-sorted padded batches; rows in the order of ``ids``."""
-    from ..evaluate.embedding import pad_batch
-
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    out = None
-    for s in range(0, len(order), batch_size):
-        sel = order[s:s + batch_size]
-        a, m = pad_batch([ids[i] for i in sel], pad)
-        logits = np.asarray(model_fn(a, m), dtype=np.float32)
-        if out is None:
-            out = np.zeros((len(order), logits.shape[1]), dtype=np.float32)
-        out[sel] = logits
-    return out
 
 
 def train_text_classifier(teacher, keep_layers, task, cfg, work_dir, losses: dict | None = None,
@@ -103,7 +87,7 @@ def train_text_classifier(teacher, keep_layers, task, cfg, work_dir, losses: dic
     import torch.nn.functional as F
 
     from ..evaluate import bootstrap_mean_ci
-    from ..evaluate.embedding import tokenize
+    from ..evaluate.embedding import batched_outputs, tokenize
     from ..zoo.hf import drop_layers, parse_keep
     from .engine import fit
 
@@ -160,7 +144,7 @@ def train_text_classifier(teacher, keep_layers, task, cfg, work_dir, losses: dic
             return forward(student, torch.from_numpy(a), torch.from_numpy(m)).logits.float().numpy()
 
     def evaluate() -> float:
-        return float((predict_logits(torch_logits, ids["val"], pad).argmax(1) == y["val"].numpy()).mean())
+        return float((batched_outputs(torch_logits, ids["val"], pad).argmax(1) == y["val"].numpy()).mean())
 
     run_key = hashlib.sha256(json.dumps({"cache": cache_key, "keep": keep, "map": lmap, "losses": w, "T": T,
                                          "max_len": max_len, "micro_batch": micro_batch, "frozen": frozen,

@@ -87,17 +87,23 @@ def encode(model_or_onnx, texts, tokenizer, max_len: int = 128, batch_size: int 
     if not ids:
         raise RecipeError("nothing to encode: no texts given")
     pad_id = int(getattr(tokenizer, "pad_token_id", 0) or 0) if tokenizer is not None else 0
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    out: np.ndarray | None = None
     run = _onnx_runner(model_or_onnx, runtime, threads) if isinstance(model_or_onnx, (str, Path)) else \
         _torch_runner(model_or_onnx)
+    return batched_outputs(run, ids, pad_id, batch_size)
+
+
+def batched_outputs(run, ids: list, pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """Rows of ``run(input_ids, attention_mask)`` (numpy in, numpy out: embeddings or logits) over the
+    token-id lists ``ids``, in length-sorted padded batches (less padding); rows in the order of ``ids``."""
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out: np.ndarray | None = None
     for s in range(0, len(order), batch_size):
         sel = order[s:s + batch_size]
         input_ids, mask = pad_batch([ids[i] for i in sel], pad_id)
-        emb = np.asarray(run(input_ids, mask), dtype=np.float32)
+        rows = np.asarray(run(input_ids, mask), dtype=np.float32)
         if out is None:
-            out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
-        out[sel] = emb
+            out = np.empty((len(ids), rows.shape[1]), dtype=np.float32)
+        out[sel] = rows
     return out
 
 

@@ -18,6 +18,8 @@ Imports run one way: export -> {evaluate, runtimes, quantize.methods}; nothing b
 """
 from __future__ import annotations
 
+import abc
+
 import importlib.util
 import time
 from dataclasses import dataclass
@@ -76,7 +78,7 @@ def param_count(model) -> int:
     return int(sum(p.numel() for p in params())) if params else 0
 
 
-class Exporter:
+class Exporter(abc.ABC):
     """One export format. Subclasses set the class attributes and implement :meth:`_export`.
 
     ``name`` (registry key), ``runtime`` (the adapter that loads the artifacts), ``format`` (artifact
@@ -152,10 +154,10 @@ class Exporter:
                         parity_max_abs=parity.max_abs if parity is not None else made.get("max_abs"),
                         extra={"export": made["export"], "runtime": self.runtime})
 
+    @abc.abstractmethod
     def _export(self, model, example: np.ndarray, out: Path, options: ExportOptions) -> dict:
         """Write ``out``; return {"export": dict for the record, "parity": Parity | None, "quantizer": str,
         "max_abs": float (when there is no Parity)}."""
-        raise NotImplementedError
 
 
 def exporter_for_runtime(runtime: str) -> Exporter:

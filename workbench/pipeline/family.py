@@ -74,7 +74,7 @@ class Family(Protocol):
       accepts(task) -> bool                 this family handles the loaded task
       load_teacher(recipe, task, base_dir)  -> zoo.sources.Loaded (module + sha256); a one-line
                                              RecipeError when the teacher cannot serve this task
-      inputs(task, split, n) -> dict[str, np.ndarray]
+      inputs(task, split, n, ctx=None) -> dict[str, np.ndarray]
                                             the first ``n`` examples of ``split`` as model inputs by
                                             input name (batch-1 measurement input, parity, calibration)
       export(module, out, ctx) -> float     ONNX export of a PyTorch model with its parity check;
@@ -107,7 +107,7 @@ class Family(Protocol):
 
     def load_teacher(self, recipe, task, base_dir: Path | None): ...
 
-    def inputs(self, task, split: str, n: int) -> dict[str, np.ndarray]: ...
+    def inputs(self, task, split: str, n: int, ctx: RunContext | None = None) -> dict[str, np.ndarray]: ...
 
     def export(self, module, out: Path, ctx: RunContext) -> float: ...
 

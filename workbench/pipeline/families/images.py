@@ -61,8 +61,9 @@ class ImageClassification:
                               f"teachers)")
         return loaded
 
-    def inputs(self, task, split: str, n: int) -> dict[str, np.ndarray]:
-        """The first ``n`` examples of ``split`` ("train", "val", "test") by input name."""
+    def inputs(self, task, split: str, n: int, ctx: RunContext | None = None) -> dict[str, np.ndarray]:
+        """The first ``n`` examples of ``split`` ("train", "val", "test") by input name (``ctx`` unused:
+        images need nothing of the run to become inputs)."""
         return {task.input_name: np.ascontiguousarray(getattr(task, f"x_{split}")[:n])}
 
     # -- training ---------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ workbench.pipeline.families.text_kinds; this module holds the shared base and th
 """
 from __future__ import annotations
 
+import abc
+
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +152,7 @@ def student_source(arch: str):
 
 # --------------------------------------------------------------------------- the shared family base
 
-class TextFamily:
+class TextFamily(abc.ABC):
     """What both transformer families share (see the module docstring); subclasses set ``name``,
     ``metric``, ``twin``, ``hf_task``, ``output_name``, ``task_type`` and the training and metric members."""
 
@@ -161,9 +163,9 @@ class TextFamily:
     hf_task = ""
     output_name = ""
 
+    @abc.abstractmethod
     def task_type(self):
         """The task class this family accepts."""
-        raise NotImplementedError
 
     def accepts(self, task) -> bool:
         """``task`` is of this family's task class."""
@@ -272,9 +274,9 @@ class TextFamily:
                               "(family.load_teacher or teacher_of(ctx))")
         return tok
 
+    @abc.abstractmethod
     def texts(self, task, split: str) -> tuple[str, ...]:
         """The texts of ``split`` (subclasses)."""
-        raise NotImplementedError
 
     def token_ids(self, task, split: str, max_len: int = MAX_LEN, ctx: RunContext | None = None) -> list:
         """Token ids (special tokens, truncated, unpadded) of every text of ``split``, once per process."""
@@ -318,9 +320,9 @@ class TextFamily:
         return self._feeds(task, ids, ctx)
 
     # -- export and parity ----------------------------------------------------------------------------
+    @abc.abstractmethod
     def wrap(self, module):
         """``forward(input_ids, attention_mask) -> output``: the exported form of ``module`` (subclasses)."""
-        raise NotImplementedError
 
     def export(self, module, out: Path, ctx: RunContext) -> float:
         """ONNX export of ``module`` (inputs input_ids, attention_mask; dynamic batch and sequence) with its

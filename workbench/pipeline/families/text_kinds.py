@@ -163,11 +163,11 @@ class TextClassification(TextFamily):
                     self.pytorch_metric(student, ctx))
 
     def _logits(self, run, ctx: RunContext) -> np.ndarray:
-        from ...distill.text_classifier import predict_logits
+        from ...evaluate.embedding import batched_outputs
         from ...distill.transformer_data import pad_id_of
 
         task = task_of(ctx)
-        return predict_logits(run, self.token_ids(task, "test", max_len_of(recipe_of(ctx)), ctx),
+        return batched_outputs(run, self.token_ids(task, "test", max_len_of(recipe_of(ctx)), ctx),
                               pad_id_of(self.tokenizer(task, ctx)))
 
     def _correct(self, path: str, runtime: str, ctx: RunContext, threads: int = 1) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..family import FAMILIES, RunContext, load_ref, recipe_of, rundir_of, task_of, teacher_of
+from ..family import FAMILIES, RunContext, load_ref, recipe_of, rundir_of, task_of
 from ..rundir import content_key
 from .jobs import (ArtifactResult, AutoJob, ExportJob, MetricResult, PyTorchMetricJob, QuantizeJob, TrainJob,
                    TrainResult)
@@ -38,9 +38,7 @@ def _atomic(make, suffix: str):
 
 def input_name(ctx: RunContext) -> str:
     """The name of the model's (first) input, from the family's view of the task."""
-    fam = FAMILIES.get(ctx.family)
-    teacher_of(ctx)  # text families tokenize with the teacher's tokenizer (loaded once per process)
-    return next(iter(fam.inputs(task_of(ctx), "test", 1)))
+    return next(iter(FAMILIES.get(ctx.family).inputs(task_of(ctx), "test", 1, ctx)))
 
 
 def train_student(ctx: RunContext, job: TrainJob, inputs: dict, progress=None) -> TrainResult:
