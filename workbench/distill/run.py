@@ -42,6 +42,7 @@ class DistillJob:
     student: str
     task: str
     out: str = _d("out")
+    mode: str = _d("mode")  # standard | reverse | self: checked against the teacher's and student's sizes
     # losses (image / text classification)
     alpha: float = _d("alpha")
     temperature: float = _d("temperature")
@@ -144,6 +145,7 @@ def load_job(config: str | None, overrides: dict) -> DistillJob:
 # ---------------------------------------------------------------- dispatch
 RUNNERS: Registry = Registry("distill job runner")  # task type name -> run(job, task, base, progress) -> card
 SUMMARIES: Registry = Registry("distill card kind")  # card kind -> summary_lines(card) -> lines
+MODES_OF = {"image-classification": ("standard", "reverse", "self")}  # task type -> [distill] modes it trains
 
 
 def run_distill(job: DistillJob, progress) -> dict:
@@ -163,6 +165,9 @@ def run_distill(job: DistillJob, progress) -> dict:
     if kind.name not in RUNNERS:
         raise TaskError(f"workbench distill cannot train on {job.task!r} ({kind.what}); it distils: "
                         f"{', '.join(RUNNERS.names())}")
+    if job.mode not in MODES_OF.get(kind.name, ("standard",)):
+        raise RecipeError(f'[distill] mode = "{job.mode}" is available for {", ".join(MODES_OF)} tasks; '
+                          f'{job.task} is {kind.what}: use mode = "standard"')
     return RUNNERS.get(kind.name)(job, task, base, progress)
 
 
@@ -207,6 +212,7 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
     from ..zoo.weights import save_weights
     from .cache import OutputCache
     from .classify import check_feature_layers, distil_classifier
+    from .modes import check_sizes, mode_note
 
     losses = job.losses()
     cfg = job.fit_config()
@@ -230,6 +236,11 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
         raise RecipeError(f"teacher {job.teacher} is a black box: feature losses (hint, attention) need its layers; "
                           "use output-level KD only (--hint 0 --attention 0) or a white-box teacher")
     check_feature_layers(teacher, student, losses, task.x_train)
+    if job.mode != "standard":  # reverse: a larger student; self: the teacher's architecture (one line otherwise)
+        if teacher.module is None:
+            raise RecipeError(f'[distill] mode = "{job.mode}" compares the student with the teacher\'s layers; '
+                              f"{job.teacher} is a black box: use mode = \"standard\" or a PyTorch teacher")
+        check_sizes(job.mode, teacher.module, student.module, job.student)
     subset = task.labelled_subset(job.few, job.seed) if job.few else None
     out = prepare_out(job)
     progress.info(f"distil {teacher.description} -> {student.description} on {task.name} "
@@ -258,6 +269,9 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
         "student": {"spec": job.student, "description": student.description, "params": count_params(model),
                     "weights": "student.safetensors", "onnx": "student.onnx", "onnx_parity_max_abs": diff},
         "task": task.summary(),
+        "mode": job.mode,
+        "mode_note": mode_note(job.mode, count_params(teacher.module) if teacher.module is not None else None,
+                               count_params(model), job.student),
         "losses": losses.to_json(),
         "fit": res["fit"], "fit_config": cfg.to_json(), "job": job.to_json(),
         "teacher_cache": {"root": str(cache.root), "status": res["cache"], "seconds": res["cache_seconds"]},
@@ -275,6 +289,8 @@ def _image_lines(card: dict) -> list[str]:
     m = card["metrics"]
     lines = [f"student {card['student']['spec']}: {card['student']['params']:,} params "
              f"(teacher {format(card['teacher']['params'], ',') if card['teacher']['params'] else 'black box'})"]
+    if card.get("mode_note"):
+        lines.append(card["mode_note"])
     if "test_accuracy_onnx" in m:
         q = m["test_accuracy_onnx"]
         ci = q.get("ci95") or [np.nan, np.nan]

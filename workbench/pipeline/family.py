@@ -56,11 +56,14 @@ class StudentJob:
     regime: str
     seed: int
     method: str  # "labels" (the twin) or "kd"
+    generation: int = 1  # [distill] mode = "self": born-again generation (2+: taught by generation - 1)
+    teacher: Any = None  # ModelRef of the trained student that teaches this job; None = the run's teacher
 
     @property
     def name(self) -> str:
-        """Unique name of the job within a run, e.g. ``cnn-s.full.kd.s0``."""
-        return f"{self.student.name}.{self.regime}.{self.method}.s{self.seed}"
+        """Unique name of the job within a run, e.g. ``cnn-s.full.kd.s0`` (born-again: ``cnn-s.full.kd.g2.s0``)."""
+        gen = f".g{self.generation}" if self.generation > 1 else ""
+        return f"{self.student.name}.{self.regime}.{self.method}{gen}.s{self.seed}"
 
 
 class Family(Protocol):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from .compare import BASELINE_RUNTIME  # the runtime every variant runs on; the others get the mobile models
 from .family import FAMILIES, ModelRef, StudentJob
+from .generations import lineage, train_methods
 from .rundir import content_key
 from .units.jobs import (AutoJob, ConvertJob, EvalJob, ExportJob, MeasureJob, MemoryJob, PyTorchMetricJob,
                          QuantizeJob, TrainJob)
@@ -82,9 +83,10 @@ class Graph:
 
 
 def student_jobs(recipe) -> list[StudentJob]:
-    """Every training run: each regime x student x seed, labels-only twin and KD."""
-    return [StudentJob(st, regime, seed, method) for regime in recipe.distill.regimes for st in recipe.students
-            for seed in recipe.distill.seeds for method in ("labels", "kd")]
+    """Every training run: each regime x student x seed, labels-only twin and KD (``[distill] mode = "self"``:
+    and KD generations 2..N, each after the one that teaches it; see workbench.pipeline.generations)."""
+    return [StudentJob(st, regime, seed, method, gen) for regime in recipe.distill.regimes for st in recipe.students
+            for seed in recipe.distill.seeds for method, gen in train_methods(recipe)]
 
 
 def _suffix(spec: str) -> str:
@@ -141,13 +143,15 @@ def plan(recipe, runtimes: list[str], *, teacher_sha: str, task_fp: str, family:
     add(Node("pytorch:teacher", "pytorch_metric", PyTorchMetricJob(teacher),
              key=content_key("pytorch-accuracy", teacher_sha, task_fp)))
     refs: dict[str, ModelRef] = {"teacher": teacher}
+    taught: dict[str, ModelRef] = {}  # every trained student by job name (born-again generations learn from them)
     for sj in student_jobs(recipe):
-        key = content_key("train", sj.student.to_toml(), sj.regime, fam.job_config(recipe, sj), task_fp,
-                          teacher_sha if sj.method == "kd" else None)
+        sj, deps, signal = lineage(sj, taught, teacher_sha)  # standard mode: (sj, (), teacher sha for KD)
+        key = content_key("train", sj.student.to_toml(), sj.regime, fam.job_config(recipe, sj), task_fp, signal)
         weights = f"work/train/{sj.name}.{key}.safetensors"
-        add(Node(f"train:{sj.name}", "train_student", TrainJob(sj, key, weights), key=key))
-        if sj.regime == "full" and sj.seed == recipe.distill.seeds[0]:
-            refs[f"{sj.student.name}.{sj.method}"] = ModelRef(f"{sj.student.name}.{sj.method}", key, sj, weights)
+        add(Node(f"train:{sj.name}", "train_student", TrainJob(sj, key, weights), deps, key=key))
+        taught[sj.name] = ModelRef(f"{sj.student.name}.{sj.method}", key, sj, weights)
+        if sj.regime == "full" and sj.seed == recipe.distill.seeds[0]:  # self mode: the last generation deploys
+            refs[f"{sj.student.name}.{sj.method}"] = taught[sj.name]
 
     def quantize_all(src: str, base: str, model: ModelRef, specs) -> list[str]:
         fixed = [add(Node(f"quantize:{base}.{_suffix(s)}", "quantize", QuantizeJob(f"{base}.{_suffix(s)}", src, s, model),

@@ -51,6 +51,7 @@ def preflight(recipe: Recipe) -> Preflight:
     from ..recipe.rules import check_task_fit
     from ..tasks import load_task
     from .families import family_of
+    from .generations import check_mode
     from .mobile import plan_runtimes, runtime_fits
 
     runtimes, skipped = plan_runtimes(recipe)  # a missing runtime: error (user recipe) or skipped (built-in demo)
@@ -59,6 +60,7 @@ def preflight(recipe: Recipe) -> Preflight:
     fam = family_of(task)
     check_task_fit(recipe, task)  # what the recipe asks of the task (few-label counts within the split)
     loaded = fam.load_teacher(recipe, task, base)
+    check_mode(recipe, task, fam, loaded.module, base)  # [distill] mode: reverse / self students fit the teacher
     runtimes, skipped = runtime_fits(runtimes, skipped, fam.name, fam.inputs(task, "test", 1))  # e.g. text: no .pte
     return Preflight(runtimes, skipped, task, loaded, fam)
 
@@ -89,6 +91,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     from .assemble import records
     from .executor import LocalExecutor
     from .family import remember
+    from .generations import mode_studies
 
     progress = progress or Progress()
     t_start = time.perf_counter()
@@ -122,7 +125,8 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     recs = records(recipe, rd, graph, results, env.get("isa", {}), env.get("description"),
                    f"{task.name} test split (first example, batch 1)")
     trained = {n.job.job.name: results[n.id].row for n in graph.of_unit("train_student")}
-    studies = {"distillation": _study(recipe, trained, pre.family)}
+    studies = {"distillation": _study(recipe, trained, pre.family),  # reverse / self mode: + their studies
+               **mode_studies(recipe, trained, pre.family, sum(p.numel() for p in pre.teacher.module.parameters()))}
     doc = document(rd.root.name, command, recipe.to_dict(), env, task.summary(), recs, studies,
                    time.perf_counter() - t_start,
                    runtimes={"measured": pre.runtimes, "skipped": pre.skipped, "notes": notes,

@@ -71,6 +71,8 @@ class DistillSection:
     lr: float = default("lr")
     weight_decay: float = default("weight_decay")
     augment_shift: int = default("augment_shift")  # random integer shifts of up to N pixels (discrete views -> exact teacher cache)
+    mode: str = default("mode")  # standard | reverse (smaller teacher, larger student) | self (born-again)
+    generations: int = default("generations")  # self: born-again generations, each taught by the previous one
 
 
 @dataclass(frozen=True)

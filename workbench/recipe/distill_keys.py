@@ -26,6 +26,9 @@ SEED = Num(0, 2 ** 31 - 1, integer=True, hint="a random seed")
 NON_NEGATIVE = Num(0, hint="a loss weight; 0 = off")
 OPTIMIZERS = ("adamw", "sgd")  # the training engine's choices (distill/engine.py)
 SCHEDULES = ("cosine", "linear", "constant")
+# standard: a teacher into a smaller student; reverse: a smaller (or equal) teacher teaching a larger student;
+# self: the student has the teacher's architecture (born-again networks: ``generations`` > 1 chains them)
+MODES = ("standard", "reverse", "self")
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                "ints": "a list", "strs": "a list", "pairs": "STUDENT_LAYER:TEACHER_LAYER pairs"}
 
@@ -77,6 +80,11 @@ KEYS: tuple[DistillKey, ...] = (
     # the KD loss (both)
     DistillKey("temperature", "float", 4.0, rule=Num(0, lo_open=True)),
     DistillKey("alpha", "float", 0.9, rule=Num(0, 1, hint="weight of the KD term; 0 = labels only")),
+    # what kind of distillation (both): see MODES
+    DistillKey("mode", "str", "standard", choices=MODES),
+    DistillKey("generations", "int", 1, frozenset({RECIPE}), Num(1, 10, integer=True, hint="born-again generations"),
+               instead=f"{_ONE_RUN}: for the next born-again generation distil again with the trained student "
+                       "as --teacher"),
     # feature and transformer losses (the command)
     DistillKey("hint", "float", 0.0, frozenset({COMMAND}), NON_NEGATIVE,
                instead="recipes distil with the output-level KD loss (temperature, alpha)"),
@@ -172,6 +180,10 @@ def check_distill(values: dict, scope: str, label: Callable[[str], str] = sectio
             where = "workbench distill" if scope == RECIPE else "a recipe"
             raise RecipeError(f"{label(name)} applies to {where} only; {key.instead}")
         out[name] = _check_key(key, value, label(name))
+    if out.get("generations", 1) > 1 and out.get("mode", "standard") != "self":
+        raise RecipeError(f"{label('generations')} = {out['generations']} needs {label('mode')} = \"self\" "
+                          "(born-again generations: each learns from the previous one); remove generations or "
+                          "set mode = \"self\"")
     return out, tuple(notes)
 
 

@@ -28,6 +28,7 @@ from workbench.report.rows import (COLUMNS, MADE_IN_NOTE, PARETO_MARK, TABLE_NOT
 from workbench.report.quantization import build_auto, build_diagnostics
 from workbench.report.runtimes import build_runtime_view
 from workbench.report.studies import StudyRow, build_studies, study_sentence, study_summary
+from workbench.report.modes import build_modes
 
 __all__ = [
     "DASH", "DEFAULT_MAX_DROP_POINTS", "EPS", "TRIO", "COLUMNS", "PARETO_MARK", "TABLE_NOTE", "MADE_IN_NOTE",
@@ -206,6 +207,7 @@ class Report:
     auto: tuple = ()  # quantization.AutoChoice per artifact made by `auto`
     runtimes: object = None  # runtimes.RuntimeView when more than one runtime was measured (or one skipped)
     metric: MetricStyle = field(default_factory=lambda: ACCURACY)  # the run's metric
+    modes: object = None  # modes.ModeView: [distill] mode reverse / self (None in standard mode)
 
 
 def _merged_from(run) -> str:
@@ -273,4 +275,5 @@ def analyse(results: ResultSet | dict) -> Report:
         protocol=_protocol(results), command=str(run.command or DASH), cpu=cpu,
         diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
         runtimes=build_runtime_view(results, threads, cpu + cores), metric=style,
+        modes=build_modes(results),  # [distill] mode reverse / self
     )

@@ -9,6 +9,7 @@ import html as _html
 
 from workbench.report.analysis import MADE_IN_NOTE, Report, analyse
 from workbench.report.format import DASH, fmt_mb, fmt_ms, fmt_params, fmt_speedup, fmt_threads
+from workbench.report.modes import modes_html
 from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import columns, table_cells, table_note
 from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
@@ -118,6 +119,7 @@ def _distillation(rep: Report) -> list[str]:
         fig = distillation_figure(rep)
         if fig is not None:
             out.append(_figure(fig, "chart-distillation"))
+        out += modes_html(rep.modes, m)  # reverse / self mode: its sentences and generations
     return out + ["</section>"]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from workbench.report.analysis import MADE_IN_NOTE, Report, analyse
 from workbench.report.format import DASH, fmt_mb, fmt_ms, fmt_params, fmt_speedup, fmt_threads
+from workbench.report.modes import modes_markdown
 from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import columns, table_cells, table_note
 from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
@@ -56,7 +57,7 @@ def distillation_section(rep: Report) -> list[str]:
                    f"{m.twin} mean", "KD mean", f"KD − {m.twin} {'' if m.percent else m.name + ' '}[95% CI]",
                    "verdict"], rows)
     out += [f"- {s.sentence}" for s in rep.studies] + [""]
-    return out
+    return out + modes_markdown(rep.modes, m)  # reverse / self mode: its sentences and generations
 
 
 def vs_quantized_section(rep: Report) -> list[str]:

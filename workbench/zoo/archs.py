@@ -34,6 +34,8 @@ def _register_builtins() -> None:
     ARCHS.register("mlp", MLP)
     ZOO.register("digits-resnet", ZooEntry("resnet", {"channels": (32, 64, 128, 256), "blocks": (1, 1, 1, 1)},
                                            "digits-resnet.safetensors", "digits"))
+    # a small trained teacher (6 k params): reverse distillation teaches larger students with it (recipes/reverse.toml)
+    ZOO.register("digits-cnn8", ZooEntry("cnn", {"width": 8, "depth": 1}, "digits-cnn8.safetensors", "digits"))
 
 
 _register_builtins()

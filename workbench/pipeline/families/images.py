@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..family import FAMILIES, RunContext, StudentJob, recipe_of, rundir_of, task_of, teacher_of
+from ..family import FAMILIES, RunContext, StudentJob, load_ref, recipe_of, rundir_of, task_of, teacher_of
 
 _VIEWS: dict = {}  # per process: (task fingerprint, shift) -> ShiftViews
 _LOGITS: dict = {}  # per process: (run root, cache key) -> teacher logits
@@ -37,6 +37,7 @@ class ImageClassification:
     metric = "accuracy"
     twin = "the same student trained on labels only, same budget and seeds"
     examples = "images"  # what one training example is called in the study's labels
+    distill_modes = ("standard", "reverse", "self")  # [distill] mode values it trains (workbench.pipeline.generations)
 
     def accepts(self, task) -> bool:
         """An array task with class labels (workbench.tasks.Task)."""
@@ -74,16 +75,19 @@ class ImageClassification:
 
     def new_student(self, job: StudentJob, ctx: RunContext):
         """An untrained student: a project architecture with options, or any model source spec."""
-        task = task_of(ctx)
+        return self.build_student(job.student, task_of(ctx), _base(ctx))
+
+    def build_student(self, spec, task, base_dir: Path | None):
+        """An untrained student of the recipe's StudentSpec ``spec`` for ``task`` (also what preflight sizes
+        against the teacher in reverse and self mode)."""
         c, n = task.sample_shape[0], task.num_classes
-        if ":" in job.student.arch:
+        if ":" in spec.arch:
             from ...zoo.sources import load_model
 
-            return load_model(job.student.arch, in_channels=c, num_classes=n, role="student",
-                              base_dir=_base(ctx)).module
+            return load_model(spec.arch, in_channels=c, num_classes=n, role="student", base_dir=base_dir).module
         from ...zoo import build_arch
 
-        return build_arch(job.student.arch, c, n, **dict(job.student.options))
+        return build_arch(spec.arch, c, n, **dict(spec.options))
 
     def load_student(self, job: StudentJob, ctx: RunContext, weights: Path):
         """A trained student: its architecture with the weights at ``weights``."""
@@ -105,22 +109,26 @@ class ImageClassification:
             _VIEWS[k] = ShiftViews(torch.from_numpy(task.x_train), recipe.distill.augment_shift)
         return _VIEWS[k]
 
-    def teacher_logits(self, ctx: RunContext, progress=None):
+    def teacher_logits(self, ctx: RunContext, progress=None, teacher=None):
         """The teacher's logits of every view of every training image, from the run's teacher-output cache
-        (computed and stored there once)."""
+        (computed and stored there once). ``teacher``: the ModelRef of a trained student that teaches
+        instead (a born-again generation): its logits are cached under its weights file's sha256."""
+        from ...artifact import sha256_file
         from ...distill.cache import cache_key, teacher_logits
 
         progress = _quiet(progress)
         recipe, task, rd = recipe_of(ctx), task_of(ctx), rundir_of(ctx)
-        key = cache_key(ctx.teacher_sha, ctx.task_fp, recipe.distill.augment_shift)
+        sha = ctx.teacher_sha if teacher is None else sha256_file(Path(ctx.root) / teacher.weights)
+        key = cache_key(sha, ctx.task_fp, recipe.distill.augment_shift)
         path = Path(ctx.root) / "cache" / f"teacher-logits-{key}.npy"
         stat = path.stat() if path.exists() else None
         held = _LOGITS.get((ctx.root, key))
         if held is None or stat is None or held[0] != (stat.st_size, stat.st_mtime_ns):  # file changed: read again
             views = self.views(ctx)
             n = views.n_views * len(task.y_train)
-            with progress.bar(f"teacher-output cache ({views.n_views} views x {len(task.y_train)} images)", n) as update:
-                logits = teacher_logits(teacher_of(ctx), views, Path(ctx.root) / "cache", key,
+            who = "teacher-output" if teacher is None else f"{teacher.job.name} (next generation's teacher) output"
+            with progress.bar(f"{who} cache ({views.n_views} views x {len(task.y_train)} images)", n) as update:
+                logits = teacher_logits(teacher_of(ctx) if teacher is None else load_ref(teacher, ctx), views, Path(ctx.root) / "cache", key,
                                         progress=lambda f: update(round(f * n)), notify=rd.notify, root=rd.root)
             stat = path.stat()
             held = _LOGITS[(ctx.root, key)] = ((stat.st_size, stat.st_mtime_ns), logits)
@@ -141,7 +149,7 @@ class ImageClassification:
         model = self.new_student(job, ctx)
         per_class = None if job.regime == "full" else int(job.regime[4:])
         subset = None if per_class is None else task.labelled_subset(per_class, job.seed)
-        logits = self.teacher_logits(ctx, progress) if job.method == "kd" else None
+        logits = self.teacher_logits(ctx, progress, job.teacher) if job.method == "kd" else None
         with progress.bar(f"training {job.name}", cfg.steps) as update:
             # a fixed budget in steps, the final weights kept (no pick by the small validation split): both
             # twins get exactly the same budget, and the study compares them at it
