@@ -3,8 +3,10 @@
 Everything is checked before anything is measured: runtime, thread counts, ``--shape`` syntax,
 the model files (read as graphs), the inputs each model gets (generated per dtype, a task's test
 split, or a user's .npz) and the ``--json`` path. With two or more models the measurements are
-interleaved (A B A B in fresh processes) when the harness offers ``measure_interleaved``, and
-every model is compared with the first: ratio of medians, its 95% CI and a verdict.
+interleaved (A B A B in fresh processes; each alone if that fails), and
+every model is compared with the first: ratio of medians, its 95% CI and a verdict. The measurement is
+the ``measure_group`` unit's own step (:func:`.units.measure.measure_together`), so `workbench bench`,
+`workbench quantize` and `workbench run` measure a group the same way.
 """
 from __future__ import annotations
 
@@ -169,37 +171,36 @@ def _shape(shape) -> str:
 # --------------------------------------------------------------------------- measuring
 
 def _measure_all(models, names, runtime, threads, paths, resolved, protocol, rounds, console) -> list:
+    """Each thread count: every model measured through the ``measure_group`` unit's own step
+    (:func:`workbench.pipeline.units.measure.measure_together`: interleaved with 2+ models, each alone if that
+    fails), then its row (memory, profile) and its comparison with the first model."""
     from .. import measure
+    from .units.measure import measure_together
 
     rounds, max_rounds = rounds if isinstance(rounds, tuple) else (rounds, rounds)
-
-    interleaved = getattr(measure, "measure_interleaved", None) if len(models) > 1 else None
-    if len(models) > 1 and interleaved is None:
-        console.print("note: interleaved measurement is not available; measuring one model after another")
+    together = len(models) > 1
     rows = []
     for th in threads:
-        lats: dict[int, object] = {}
-        if interleaved is not None:
+        if together:
             upto = f"{rounds} to {max_rounds} rounds (more while the ratio's CI is wide)" if max_rounds > rounds \
                 else f"{rounds} round(s)"
             console.print(f"measuring {len(models)} models interleaved on {runtime} with {th} thread(s): {upto}, "
                           "each model once per round in a fresh process, order shuffled ...")
-            try:
-                more = {"max_rounds": max_rounds, "max_wall_s": MAX_WALL_S} if max_rounds > rounds else {}
-                got = interleaved([str(m) for m in models], runtime, th, paths[0], protocol, rounds=rounds, **more,
-                                  inputs_paths={str(m): p for m, p in zip(models, paths)})
-                lats = dict(enumerate(got))
-            except (MeasurementError, ArtifactError) as e:
-                console.print(f"[yellow]interleaved measurement failed[/yellow] ({escape(str(e))}); "
-                              "measuring one model at a time")
-        for i, m in enumerate(models):
-            if i not in lats:
-                console.print(f"measuring {escape(names[i])} on {runtime} with {th} thread(s) ...")
-                try:
-                    lats[i] = measure.measure_latency(str(m), runtime, th, paths[i], protocol)
-                except (MeasurementError, ArtifactError) as e:
-                    lats[i] = _failure(e, resolved[i])
-        pooled = interleaved is not None and all(not isinstance(v, str) for v in lats.values())
+        fell_back = []
+
+        def fallback(e):
+            fell_back.append(e)
+            console.print(f"[yellow]interleaved measurement failed[/yellow] ({escape(str(e))}); "
+                          "measuring one model at a time")
+
+        more = {"max_rounds": max_rounds, "max_wall_s": MAX_WALL_S} if max_rounds > rounds else {}
+        got = measure_together([str(m) for m in models], runtime, th, paths[0], protocol, rounds=rounds,
+                               interleave=together, inputs_paths={str(m): p for m, p in zip(models, paths)},
+                               on_fallback=fallback, **more,
+                               on_alone=lambda i: console.print(f"measuring {escape(names[i])} on {runtime} with "
+                                                                f"{th} thread(s) ..."))
+        lats = {i: _failure(v, resolved[i]) if isinstance(v, str) else v for i, v in enumerate(got)}
+        pooled = together and not fell_back and all(not isinstance(v, str) for v in lats.values())
         base = lats[0]
         for i, m in enumerate(models):
             row = _row(m, runtime, th, lats[i], paths[i], protocol, resolved[i])
@@ -220,6 +221,7 @@ def _rounds_info(lat, pooled: bool) -> dict:
 
 
 def _failure(e, r) -> str:
+    """The row's error: the measurement's one line, with the --shape / --inputs fix when bench generated the inputs."""
     msg = str(e)
     if r.defaulted:
         msg += "; if the generated inputs do not fit this model, set its shapes with --shape NAME=DIMxDIM or pass --inputs"

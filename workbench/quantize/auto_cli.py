@@ -47,7 +47,8 @@ def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, cali
     from ..measure import collect_environment
     from ..measure.inputs import write_npz
     from ..measure.model_inputs import read_model_inputs
-    from .auto import auto_quantize, propose_candidates, short_protocol
+    from ..pipeline.units.make import auto_candidates
+    from .auto import auto_quantize, short_protocol
     from .calib_data import calib_count, parse_calib_axes
     from .evaldata import plan_data
     from .run_args import DEFAULT_CALIB_SAMPLES, check_run_args
@@ -84,13 +85,9 @@ def quantize_auto(model: str, *, options=(), task=None, calib_samples=None, cali
     calib, calib_from = plan.calib, plan.calib_from
     env = collect_environment(["ort"])
     isa = env.get("isa", {})
-    props = propose_candidates(src, isa, calib is not None)
-    if calib is not None:  # the sample count in the lineage is the count actually used
-        have = calib_count(calib)
-        n = min(calib_samples or DEFAULT_CALIB_SAMPLES, have)
-        for i, p in enumerate(props):
-            if p.method.needs_calibration:
-                props[i] = type(p)(p.method.with_options(calib_samples=n), p.reason)
+    n = None if calib is None else min(calib_samples or DEFAULT_CALIB_SAMPLES, calib_count(calib))
+    # the auto_quantize unit's candidates; the sample count in the lineage is the count actually used
+    props = auto_candidates(src, isa, None if n is None else lambda m: m.with_options(calib_samples=n))
     if protocol is None:
         protocol = default_protocol(max_s) if max_s is not None else short_protocol()
 

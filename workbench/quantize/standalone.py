@@ -15,18 +15,22 @@ Static quantization needs realistic calibration data: --task SPEC (its training 
 
 ``--method auto`` hands over to :mod:`.auto_cli` (candidates measured interleaved with fp32, the
 fastest within ``--max-drop`` points kept); ``--sensitivity`` adds the per-node error table.
+
+A thin caller of the pipeline's units (issue 14): the file is written by the ``quantize`` unit's own step
+(``workbench.pipeline.units.make.quantize_file``: the same bytes as `workbench run` for the same source,
+method and calibration), and fp32 and the variant are measured through `workbench bench`, whose measurement
+is the ``measure_group`` unit's step (``workbench.pipeline.units.measure.measure_together``).
 """
 from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from rich.markup import escape
 
-from ..errors import ArtifactError, QuantizationError, RecipeError
+from ..errors import ArtifactError, RecipeError
 from .run_args import DEFAULT_CALIB_SAMPLES, check_run_args, default_output  # noqa: F401  (re-exported)
 
 RANDOM_CALIB_SAMPLES = 32
@@ -205,7 +209,7 @@ def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from
                           shapes, threads, rounds, measure, json_out, max_s, protocol, sensitivity, resolved) -> dict:
     """Quantize ``src`` into ``dst`` with ``m``, then (``measure``) compare it with fp32 and print the summary."""
     from ..pipeline.bench import prepare
-    from ..fileio import atomic_path, write_json
+    from ..fileio import write_json
 
     input_name = specs[0].name if len(specs) == 1 else (getattr(task_obj, "input_name", None) or specs[0].name)
 
@@ -221,7 +225,6 @@ def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from
                       highlight=False)
     for w in plan.warnings:
         console.print(f"[bold yellow]WARNING[/bold yellow]: {escape(w)}", highlight=False)
-    t0 = time.perf_counter()
     state = {"next": 0.25}
 
     def progress(f):
@@ -229,16 +232,9 @@ def _quantize_and_compare(console, src, dst, m, method, specs, calib, calib_from
             console.print(f"  calibration {f:.0%}", highlight=False)
             state["next"] = (int(f * 4) + 1) / 4
 
-    from ..runtimes import get_runtime
+    from ..pipeline.units.make import quantize_file  # the quantize unit's own step: same bytes as `workbench run`
 
-    with atomic_path(dst, suffix=".onnx") as tmp:
-        m.apply(src, tmp, calib, input_name, progress if calib is not None else None)
-        try:
-            get_runtime("ort").load(str(tmp), 1)
-        except ArtifactError as e:
-            raise QuantizationError(f"the {method} model does not load in onnxruntime ({e}); nothing was written — "
-                                    "try other options or another method") from None
-    took = time.perf_counter() - t0
+    took = quantize_file(src, dst, m, calib, input_name, on_progress=progress)
     size_in, size_out = model_bytes(src), model_bytes(dst)
     console.print(f"written: {escape(str(dst))} in {took:.1f} s; size {size_in / 1e6:.2f} MB -> {size_out / 1e6:.2f} MB "
                   f"({size_out / size_in:.2f}x)", highlight=False)

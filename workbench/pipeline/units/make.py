@@ -110,6 +110,21 @@ def quantized_family(src) -> str:
     return "quantized-teacher" if src.extra.get("role", "student") == "teacher" else "distilled+quantized"
 
 
+def quantize_file(src: str | Path, dst: str | Path, method, calib, input_name: str, on_progress=None) -> float:
+    """Quantize the ONNX file ``src`` into ``dst`` with one quantize Method: THE step "quantize one artifact
+    with one method", called by the ``quantize`` unit and by `workbench quantize` alike (so both write the same
+    bytes for the same file, method and calibration). ``calib`` (an array, a dict input name -> array, or a
+    calibration set; samples along axis 0) is used only when the method calibrates; ``on_progress(fraction)``
+    during calibration. ``dst`` is written atomically and only if onnxruntime loads it (Method.apply: a
+    QuantizationError saying why and what to try otherwise). Returns the seconds quantization took."""
+    t0 = time.perf_counter()
+    if method.needs_calibration and calib is not None:
+        method.apply(src, dst, calib, input_name, progress=on_progress)
+    else:
+        method.apply(src, dst, None, input_name)
+    return time.perf_counter() - t0
+
+
 def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> ArtifactResult:
     """The artifact of node ``job.src`` quantized with one method spec; content key from the method's key
     (every resolved option), the source's sha256 and the task."""
@@ -121,14 +136,13 @@ def quantize(ctx: RunContext, job: QuantizeJob, inputs: dict, progress=None) -> 
     key = content_key("quantize", src.sha256, method.key, ctx.task_fp)
 
     def make(path: Path) -> dict:
-        t0 = time.perf_counter()
         if method.needs_calibration:
             n = method.options["calib_samples"]
             with progress.bar(f"calibrating {job.art_id} ({n} training {fam.examples})", n) as update:
-                method.apply(rd.abspath(src), path, fam.calibration(ctx), name, progress=lambda f: update(round(f * n)))
+                took = quantize_file(rd.abspath(src), path, method, fam.calibration(ctx), name,
+                                     on_progress=lambda f: update(round(f * n)))
         else:
-            method.apply(rd.abspath(src), path, None, name)
-        took = time.perf_counter() - t0
+            took = quantize_file(rd.abspath(src), path, method, None, name)
         diff = fam.parity(load_ref(job.model, ctx), path, ctx)
         return dict(params=src.params, precision=method.precision, lineage=(*src.lineage, method.describe),
                     made_in_s=round(src.made_in_s + took, 2), parity_max_abs=diff,
@@ -151,11 +165,24 @@ def auto_protocol(recipe):
                     memory_runs=m.memory_runs, timeout_s=m.timeout_s), min(m.rounds, 2)
 
 
+def auto_candidates(src: str | Path, isa: dict, calibrated=None):
+    """``auto``'s candidates for the ONNX file ``src`` on a CPU of ``isa`` (quantize.propose), the ``auto_quantize``
+    unit's and `workbench quantize --method auto`'s alike: ``calibrated(method) -> method`` sets the calibration of
+    each method that calibrates (its sample count); None: no calibration data, no calibrated candidate."""
+    from ...quantize.auto import propose_candidates
+
+    props = propose_candidates(src, isa, has_calibration=calibrated is not None)
+    for i, p in enumerate(props):
+        if p.method.needs_calibration and calibrated is not None:
+            props[i] = type(p)(calibrated(p.method), p.reason)
+    return props
+
+
 def auto_quantize(ctx: RunContext, job: AutoJob, inputs: dict, progress=None) -> ArtifactResult:
     """``auto``: candidates for this graph and CPU measured interleaved with the source (inside this unit);
     the fastest within [quantize] max_drop points becomes ``<base>.auto`` (the source itself when none is
     faster). Files of the fixed methods' artifacts with the same method key are reused."""
-    from ...quantize.auto import AUTO_VERSION, auto_quantize as search, propose_candidates
+    from ...quantize.auto import AUTO_VERSION, auto_quantize as search
 
     progress = _progress(progress)
     rd, fam, recipe, name = rundir_of(ctx), FAMILIES.get(ctx.family), recipe_of(ctx), input_name(ctx)
@@ -164,10 +191,7 @@ def auto_quantize(ctx: RunContext, job: AutoJob, inputs: dict, progress=None) ->
     isa = dict(job.isa)
     proto, rounds = auto_protocol(recipe)
     src_path = rd.abspath(src)
-    props = propose_candidates(src_path, isa, has_calibration=True)
-    for i, p in enumerate(props):
-        if p.method.needs_calibration:
-            props[i] = type(p)(quant_method(ctx, p.method.spec), p.reason)
+    props = auto_candidates(src_path, isa, lambda m: quant_method(ctx, m.spec))
     key = content_key("quantize-auto", AUTO_VERSION, src.sha256, ctx.task_fp, q.max_drop, proto.to_json(), rounds,
                       job.threads, [p.method.key for p in props])
     built = [inputs[n].artifact for n in job.fixed]

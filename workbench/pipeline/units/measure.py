@@ -49,6 +49,42 @@ def evaluate(ctx: RunContext, job: EvalJob, inputs: dict, progress=None) -> Qual
     return QualityResult(art.id, job.runtime, q)
 
 
+def measure_together(paths, runtime: str, threads: int, inputs_path: str | None, protocol, *, rounds: int,
+                     interleave: bool = True, seed: int = 0, max_rounds: int | None = None,
+                     max_wall_s: float | None = None, inputs_paths: dict | None = None, on_progress=None,
+                     on_fallback=None, on_alone=None) -> list:
+    """Latency of a group of ONNX/runtime files through the harness: THE step "measure a group interleaved",
+    called by the ``measure_group`` unit and by `workbench bench` (and so `workbench quantize`) alike.
+
+    With ``interleave`` the files are measured together (each once per round in a fresh worker, order shuffled
+    per round by ``seed``; ``max_rounds``/``max_wall_s``: adaptive rounds). If that run fails
+    (``on_fallback(error)`` is told), or without ``interleave``, each file is measured alone
+    (``on_alone(index)`` before each) so one bad file fails alone. ``inputs_paths``: a file's own inputs .npz
+    (others use ``inputs_path``). Returns, per path in order, its LatencyMeasurement or the one-line error of
+    its failure (a str)."""
+    from ...errors import ArtifactError
+    from ...measure import measure_interleaved, measure_latency
+
+    paths = [str(p) for p in paths]
+    if interleave:
+        try:
+            return list(measure_interleaved(paths, runtime, threads, inputs_path, protocol, rounds=rounds, seed=seed,
+                                            on_progress=on_progress, inputs_paths=inputs_paths, max_rounds=max_rounds,
+                                            max_wall_s=max_wall_s))
+        except (MeasurementError, ArtifactError) as e:
+            if on_fallback is not None:
+                on_fallback(e)
+    out = []
+    for i, p in enumerate(paths):
+        if on_alone is not None:
+            on_alone(i)
+        try:
+            out.append(measure_latency(p, runtime, threads, (inputs_paths or {}).get(p, inputs_path), protocol))
+        except (MeasurementError, ArtifactError) as e:
+            out.append(str(e))
+    return out
+
+
 def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None) -> GroupResult:
     """Every artifact of the group measured interleaved (A B C ... per round, shuffled per round, fresh
     workers), cached as one unit: an interleaved comparison is only valid among the artifacts measured
@@ -57,7 +93,7 @@ def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None)
     every student vs each quantized teacher faster than the reference."""
     from ...fileio import write_json
     from ...fileio.cachefile import MISSING
-    from ...measure import compare, measure_interleaved, measure_latency
+    from ...measure import compare
 
     progress = _progress(progress)
     rd, recipe = rundir_of(ctx), recipe_of(ctx)
@@ -78,24 +114,17 @@ def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None)
     uniq = list(first.values())
     with progress.bar(f"measuring {len(uniq)} artifacts on {rt}, {th} thread(s), {rounds} interleaved rounds",
                       100) as update:
-        try:
-            ms = measure_interleaved([p for _, p in uniq], rt, th, str(inputs_path), protocol, rounds=rounds, seed=0,
-                                     on_progress=lambda f, msg: update(round(f * 100), msg))
-            got = {i: lm.to_json() for (i, _), lm in zip(uniq, ms)}
-            out = {a.id: {"latency": got[first[a.sha256][0]], "error": None} for a in arts}
-            for a in arts:
-                if first[a.sha256][0] != a.id:
-                    out[a.id]["same_file_as"] = first[a.sha256][0]
-        except MeasurementError as e:
-            progress.info(f"[yellow]interleaved measurement failed ({e}); measuring each artifact alone[/yellow]")
-            out = {}
-            for i, (a, p) in enumerate(zip(arts, paths)):
-                update(round(100 * i / len(arts)), a.id)
-                try:
-                    out[a.id] = {"latency": measure_latency(p, rt, th, str(inputs_path), protocol).to_json(),
-                                 "error": None}
-                except MeasurementError as e1:
-                    out[a.id] = {"latency": None, "error": str(e1)}
+        ms = measure_together([p for _, p in uniq], rt, th, str(inputs_path), protocol, rounds=rounds, seed=0,
+                              on_progress=lambda f, msg: update(round(f * 100), msg),
+                              on_fallback=lambda e: progress.info(f"[yellow]interleaved measurement failed ({e}); "
+                                                                  "measuring each artifact alone[/yellow]"),
+                              on_alone=lambda i: update(round(100 * i / len(uniq)), uniq[i][0]))
+    got = {i: {"latency": None, "error": lm} if isinstance(lm, str) else {"latency": lm.to_json(), "error": None}
+           for (i, _), lm in zip(uniq, ms)}
+    out = {a.id: dict(got[first[a.sha256][0]]) for a in arts}
+    for a in arts:
+        if first[a.sha256][0] != a.id:
+            out[a.id]["same_file_as"] = first[a.sha256][0]
     ref = out.get(job.reference, {}).get("latency")
     for art_id, res in out.items():
         if art_id != job.reference and ref and res["latency"]:
