@@ -32,14 +32,19 @@ def cli():
               "(http://HOST:PORT or sqlite:///FILE.db): a parent run per workbench run, a child run per "
               "artifact x runtime x threads. Needs the mlflow extra (installed by make).")
 @click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the recipe's name).")
-def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment):
+@click.option("--backend", default="local", show_default=True, metavar="local|ray", help="Where the units run: "
+              "local (this process) or ray (Ray tasks; measurements only on nodes declaring a `bench` resource). "
+              "ray needs the cluster extra: pip install -e '.[cluster]'.")
+@click.option("--address", metavar="auto|HOST:PORT", help="With --backend ray: the Ray cluster to use (default: start "
+              "a local Ray instance whose one node also measures). The run directory must be on storage all nodes share.")
+def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend, address):
     """Run a recipe (default: the built-in digits demo) and write results.json, report.md, report.html.
 
     Example: workbench run --quick --out runs/first
     """
     from .commands.run import run_command
 
-    run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment)
+    run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend, address)
 
 
 @cli.command()

@@ -8,10 +8,14 @@ from pathlib import Path
 import click
 
 
-def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment) -> None:
-    """The body of `workbench run`: load the recipe, then print the plan (--dry-run) or run it and summarise."""
+def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend="local",
+                address=None) -> None:
+    """The body of `workbench run`: load the recipe, then print the plan (--dry-run) or run it and summarise.
+    ``backend`` (a name in workbench.pipeline.executors.EXECUTORS) and ``address`` choose the executor."""
+    from ..pipeline.executors import executor_for
     from ..recipe import load_recipe
 
+    executor = executor_for(backend, address)  # bad --backend / --address, Ray missing: one line before anything loads
     r = load_recipe(recipe)
     if quick:
         r = r.quick()
@@ -25,7 +29,7 @@ def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_exp
 
     progress = Progress(quiet=quiet)
     command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    results_path = run_pipeline(r, out, command=command, progress=progress, wait=wait)
+    results_path = run_pipeline(r, out, command=command, progress=progress, wait=wait, executor=executor)
     if not quiet:
         print_summary(load_results(results_path), console=progress.console)
     click.echo(f"results: {results_path}\nreport:  {results_path.parent / 'report.html'} (and report.md)")

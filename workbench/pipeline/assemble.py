@@ -58,29 +58,58 @@ def _diagnostics(rd, art, rt: str, th, latencies: dict, profile, isa: dict) -> d
     return d
 
 
+def groups_of(graph: Graph, results: dict, runtime: str, threads) -> dict:
+    """artifact id -> (its entry in the group result that measured it, that GroupResult) for one runtime and
+    thread count: one group, or the sub-groups of ``[measure] group_size`` (the reference artifacts are in
+    each sub-group; their record takes the first sub-group's measurement)."""
+    out: dict = {}
+    for n in graph.of_unit("measure_group"):
+        if n.job.runtime == runtime and n.job.threads == threads:
+            g = results[n.id]
+            for art_id, res in g.by_id.items():
+                out.setdefault(art_id, (res, g))
+    return out
+
+
+def _across_nodes(comparisons: list, node, where: dict, rt: str, th) -> list:
+    """Cross-runtime comparisons against a measurement taken on another node: labelled unpaired, with both
+    nodes named (machines differ, so the ratio mixes machine and runtime)."""
+    out = []
+    for c in comparisons:
+        other = where.get((c.get("against") or "").replace(f"/t{th}", ""), node)
+        if other != node:
+            c = {**c, "paired": False, "nodes": [other, node], "note": "measured on different nodes: unpaired, "
+                 "and the ratio includes the difference between the machines"}
+        out.append(c)
+    return out
+
+
 def records(recipe, rd, graph: Graph, results: dict, isa: dict, machine: str | None, input_source: str) -> list:
-    """One Result per artifact x runtime x threads, each built once with every part in it."""
+    """One Result per artifact x runtime x threads, each built once with every part in it. Each record names
+    the machine that measured it (its group's environment; ``machine`` only when the group does not say)
+    and, when an executor named nodes, the node and that machine's environment."""
     from .results import make_result
 
     arts_by_rt = artifacts_by_runtime(graph, results)
     quality = qualities(recipe, arts_by_rt, results)
-    rows, latencies = [], {}
+    rows, latencies, where = [], {}, {}
     for rt, arts in arts_by_rt.items():
         for th in recipe.threads_for(rt):
-            group = results[f"measure:{rt}/t{th}"].by_id
+            group = groups_of(graph, results, rt, th)
             for art in arts:
                 mem = results[f"memory:{art.id}@{rt}/t{th}"]
-                res = group[art.id]
+                res, g = group[art.id]
                 error = res.get("error") or mem.error
-                rows.append((art, rt, th, res, mem, error))
+                rows.append((art, rt, th, res, mem, error, g))
+                where[(art.id + "@" + rt)] = g.node
                 if not error and (res.get("latency") or {}).get("latency"):
                     latencies[(art.id, rt, th)] = res["latency"]
     profiles = {}
-    for art, rt, th, _, mem, _ in rows:
+    for art, rt, th, _, mem, _, _ in rows:
         if mem.profile:
             profiles.setdefault((art.id, rt), mem.profile)
     out = []
-    for art, rt, th, res, mem, error in rows:
+    for art, rt, th, res, mem, error, g in rows:
         comparisons = []
         if res.get("comparison"):
             comparisons.append({**res["comparison"], "against": f"{REFERENCE}@{rt}/t{th}"})
@@ -92,8 +121,12 @@ def records(recipe, rd, graph: Graph, results: dict, isa: dict, machine: str | N
         extra["comparisons"] = comparisons
         if art.format == "onnx" and "source" in art.extra and not error:
             extra["diagnostics"] = _diagnostics(rd, art, rt, th, latencies, profiles.get((art.id, rt)), isa)
-        extra["cross_runtime"] = cross_runtime(art.id, model_of(art), rt, th, latencies)
-        extra["machine"] = machine  # every result names the machine it ran on (never a phone)
+        extra["cross_runtime"] = _across_nodes(cross_runtime(art.id, model_of(art), rt, th, latencies), g.node,
+                                               where, rt, th)
+        # every result names the machine that measured it (never a phone): the group's, else the driver's
+        extra["machine"] = (g.environment or {}).get("description") or machine
+        if g.node is not None:  # measured on a node an executor named (a cluster): which, and its environment
+            extra["node"], extra["environment"] = g.node, g.environment
         out.append(make_result(art, rt, th, input_source, quality.get((art.id, rt)), res.get("latency"), mem.memory,
                                error, **extra))
     return out

@@ -4,7 +4,8 @@ can be computed before anything runs, its content key. Pure: it loads, trains an
 
 Node ids name what a node makes: ``train:<student>.<regime>.<method>.s<seed>``, ``export:<artifact id>``,
 ``quantize:<artifact id>``, ``auto:<artifact id>``, ``convert:<runtime>:<artifact id>``,
-``pytorch:<model>``, ``evaluate:<artifact id>@<runtime>``, ``measure:<runtime>/t<threads>``,
+``pytorch:<model>``, ``evaluate:<artifact id>@<runtime>``, ``measure:<runtime>/t<threads>`` (with ``[measure]
+group_size``: ``measure:<runtime>/t<threads>/g<i>``, sub-groups that each hold the reference artifacts),
 ``memory:<artifact id>@<runtime>/t<threads>``. Keys of units made from a file that does not exist yet
 (quantize, convert, evaluate, measure) are known only once their inputs exist (``key`` None).
 """
@@ -122,6 +123,25 @@ def _conversions(recipe, runtime: str, refs: dict, nodes: dict, add, quantized: 
     return out
 
 
+def measure_groups(arts: list[str], nodes: dict, group_size: int | None) -> list[tuple[str, ...]]:
+    """The measurement groups of one runtime's artifact nodes ``arts``: one group when ``group_size`` is
+    None or not exceeded, else sub-groups of at most ``group_size`` that each hold the reference artifacts
+    (the teacher's: fp32 and quantized, what every variant is compared with) plus a share of the others,
+    in order. A RecipeError when ``group_size`` leaves no room beside the references."""
+    if not group_size or len(arts) <= group_size:
+        return [tuple(arts)]
+    refs = [a for a in arts if nodes[a].job.model.name == "teacher"]
+    rest = [a for a in arts if a not in refs]
+    room = group_size - len(refs)
+    if room < 1:
+        from ..errors import RecipeError
+
+        raise RecipeError(f"[measure] group_size = {group_size} leaves no room beside the {len(refs)} reference "
+                          f"artifacts every sub-group holds (the teacher's); use at least {len(refs) + 1}, "
+                          "or leave group_size out")
+    return [tuple(refs + rest[i:i + room]) for i in range(0, len(rest), room)]
+
+
 def plan(recipe, runtimes: list[str], *, teacher_sha: str, task_fp: str, family: str,
          isa: dict | None = None, profiled: frozenset = frozenset()) -> Graph:
     """The graph of a run of ``recipe`` on ``runtimes`` (those installed; see mobile.plan_runtimes) for the
@@ -189,8 +209,10 @@ def plan(recipe, runtimes: list[str], *, teacher_sha: str, task_fp: str, family:
         for a in arts[rt]:
             add(Node(f"evaluate:{nodes[a].job.art_id}@{rt}", "evaluate", EvalJob(a, rt), (a,)))
         for th in recipe.threads_for(rt):
-            add(Node(f"measure:{rt}/t{th}", "measure_group", MeasureJob(rt, th, tuple(arts[rt]), REFERENCE),
-                     tuple(arts[rt])))
+            groups = measure_groups(arts[rt], nodes, recipe.measure.group_size)
+            for i, group in enumerate(groups):  # one group (the default), or sub-groups with the references
+                add(Node(f"measure:{rt}/t{th}" + (f"/g{i}" if len(groups) > 1 else ""), "measure_group",
+                         MeasureJob(rt, th, group, REFERENCE), group))
             for a in arts[rt]:
                 add(Node(f"memory:{nodes[a].job.art_id}@{rt}/t{th}", "memory_profile",
                          MemoryJob(a, rt, th, rt in profiled and th == recipe.threads_for(rt)[0]), (a,)))

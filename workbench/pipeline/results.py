@@ -50,7 +50,7 @@ class Result(Part):
         "latency": _part(Latency), "memory": _part(Memory), "quality": _part(Quality),
         "profile": parts(ProfileEntry), "stability": Stability.from_json, "comparisons": parts(Comparison),
         "cross_runtime": parts(Comparison), "diagnostics": _part(Diagnostics), "auto": _part(AutoSearch),
-        "model": text, "machine": text, "latency_measured_as": text}
+        "model": text, "machine": text, "latency_measured_as": text, "node": text, "environment": mapping}
     id: str | None = None
     variant: str | None = None
     role: str | None = None
@@ -74,6 +74,8 @@ class Result(Part):
     diagnostics: Diagnostics | None = None
     cross_runtime: tuple = ()
     machine: str | None = None
+    node: str | None = None  # the cluster node that measured it (absent: the in-process executor)
+    environment: dict | None = None  # that node's environment (absent: run.environment, the driver's)
 
     @property
     def ok(self) -> bool:
@@ -160,13 +162,15 @@ def make_result(art: Artifact, runtime: str, threads: int, input_source: str, qu
                 latency: dict | None = None, memory: dict | None = None, error: str | None = None, *,
                 profile: list | None = None, model: str | None = None, latency_measured_as: str | None = None,
                 comparisons: Iterable[dict] = (), diagnostics: dict | None = None,
-                cross_runtime: Iterable[dict] | None = None, machine: Any = _UNSET) -> Result:
+                cross_runtime: Iterable[dict] | None = None, machine: Any = _UNSET, node: str | None = None,
+                environment: dict | None = None) -> Result:
     """One row of results.json, every part given: ``latency`` is the harness's
     LatencyMeasurement.to_json() (its runtime, input, protocol, phases, latency, stability and profile
     are taken from it), ``memory`` the memory pass, ``quality`` the evaluation (with ``vs_pytorch``),
     ``profile`` the per-operator profile (overrides the latency pass's), ``comparisons`` the interleaved
     ratios, ``diagnostics`` the quantization diagnosis, ``cross_runtime`` the comparisons across
-    runtimes, ``machine`` the machine's description. Keys given as None/absent are left out as before."""
+    runtimes, ``machine`` the machine's description, ``node`` / ``environment`` the cluster node that measured
+    it and its environment. Keys given as None/absent are left out as before."""
     lat = latency or {}
     rec = {
         "id": f"{art.id}@{runtime}/t{threads}",
@@ -201,6 +205,8 @@ def make_result(art: Artifact, runtime: str, threads: int, input_source: str, qu
         rec["cross_runtime"] = list(cross_runtime)
     if machine is not _UNSET:
         rec["machine"] = machine
+    if node is not None:
+        rec["node"], rec["environment"] = node, environment
     return Result.from_json(rec)
 
 

@@ -36,13 +36,15 @@ class Preflight:
     family: object
 
 
-def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None, wait: bool = False) -> Path:
+def run(recipe: Recipe, out: str | Path, command: str = "workbench run", progress=None, wait: bool = False,
+        executor=None) -> Path:
     """Run ``recipe`` into the run directory ``out`` (reusing finished units); returns results.json's path.
 
     Everything is checked before the directory is created; then the directory is locked for this run
-    (another run into it: OutputError naming its pid, or with ``wait`` a wait for it to finish)."""
+    (another run into it: OutputError naming its pid, or with ``wait`` a wait for it to finish).
+    ``executor`` runs the graph (workbench.pipeline.executors; default: LocalExecutor, in this process)."""
     with contextlib.ExitStack() as hold:
-        return _run(recipe, out, command, progress, wait, hold)
+        return _run(recipe, out, command, progress, wait, hold, executor)
 
 
 def preflight(recipe: Recipe) -> Preflight:
@@ -84,7 +86,7 @@ def graph_of(recipe: Recipe, pre: Preflight, isa: dict | None = None):
                 family=pre.family.name, isa=isa, profiled=profiled)
 
 
-def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextlib.ExitStack) -> Path:
+def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextlib.ExitStack, executor=None) -> Path:
     from ..measure import collect_environment
     from ..progress import Progress
     from ..recipe.rules import thread_notes
@@ -118,7 +120,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     env = collect_environment(list(recipe.measure.runtimes))
     graph = graph_of(recipe, pre, env.get("isa", {}))
     progress.info(f"[bold]units[/bold]: {len(graph.nodes)} (train, export, quantize, convert, evaluate, measure)")
-    results = LocalExecutor().run(graph, ctx, progress)
+    results = (executor or LocalExecutor()).run(graph, ctx, progress)
     graph, dropped = graph.settled(results)  # conversions a converter could not make: skipped, with a note
     notes += dropped
 

@@ -18,7 +18,7 @@ from ..errors import RecipeError
 from ..fileio import check_name
 from .budget import BudgetSection, parse_budget_section
 from .distill_keys import RECIPE, check_distill, default
-from .rules import check_arch_options, check_elements, check_section, check_threads
+from .rules import check_arch_options, check_elements, check_group_size, check_section, check_threads
 
 SCHEMA_VERSION = 1
 BUILTIN_DIR = Path(__file__).parent.parent / "recipes"
@@ -117,6 +117,7 @@ class MeasureSection:
     timeout_s: float = 120.0
     rounds: int = 3  # interleaved rounds: every artifact measured once per round, fresh process, shuffled order
 
+    group_size: int | None = None  # split larger groups into sub-groups, each with the references (None: one group)
     def resolved_threads(self) -> tuple[int, ...]:
         """The thread counts as integers ("all" = this machine's cores), without repeats, in order."""
         out = []
@@ -291,7 +292,13 @@ def _distill_section(name: str, cls, values: dict) -> DistillSection:
     return cls(**checked)
 
 
-_PARSERS = {"distill": _distill_section, "budget": parse_budget_section}  # sections with their own schema; the others: _section
+def _measure_section(name: str, cls, values: dict) -> MeasureSection:
+    """The recipe's [measure] table: the generic keys, and ``group_size`` (rules.check_group_size)."""
+    rest = {k: v for k, v in values.items() if k != "group_size"}
+    return replace(_section(name, cls, rest), group_size=check_group_size(values.get("group_size")))
+
+
+_PARSERS = {"distill": _distill_section, "budget": parse_budget_section, "measure": _measure_section}  # sections with their own schema; the others: _section
 
 
 def _student(i: int, s) -> StudentSpec:

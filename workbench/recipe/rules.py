@@ -95,6 +95,14 @@ def max_threads() -> int:
     return THREADS_PER_CORE_MAX * (os.cpu_count() or 1)
 
 
+def check_group_size(size):
+    """``[measure] group_size``: None (one group per runtime and thread count) or a whole number >= 2."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 2):
+        raise RecipeError(f"[measure] group_size must be a whole number >= 2 (the reference artifacts plus at least "
+                          f"one other per sub-group), got {size!r}; leave it out to measure each runtime in one group")
+    return size
+
+
 def check_threads(values, what: str, allow_all: bool = True) -> list[str]:
     """Check thread counts (whole numbers in 1 .. 4 x cores, or ``"all"``); return notes for counts above
     the core count (allowed, but they measure contention as much as the model)."""

@@ -258,6 +258,23 @@ def analyse(results: ResultSet | dict) -> Report:
     return Report(
         title=f"Compression report: {task.get('name') or '?'} (run {run.run_id or '?'})",
         task_line=(f"task {task.get('name') or '?'}: {metric} on n={task.get('n_test') or '?'} test "
+def machine_line(description, results: ResultSet) -> str | None:
+    """The report's machine line: the run's machine, or, when its records were measured on several nodes of a
+    cluster (``node``), which machines and how many records each, saying when the run mixed machine types."""
+    nodes: dict = {}
+    for r in results.results:
+        if r.node:
+            nodes.setdefault(r.machine or "?", {}).setdefault(r.node, 0)
+            nodes[r.machine or "?"][r.node] += 1
+    if not nodes or (len(nodes) == 1 and len(next(iter(nodes.values()))) == 1 and description in nodes):
+        return str(description) if description else None
+    each = "; ".join(f"{m} ({sum(n.values())} records on {len(n)} node(s))" for m, n in nodes.items())
+    if len(nodes) > 1:
+        return (f"this run mixed machine types: {each}. Compare latencies only between records of one machine "
+                "type; ratios across nodes are unpaired")
+    return f"measured on a cluster: {each}; ratios between records of different nodes are unpaired"
+
+
                    f"samples, input {task.get('input_shape') or '?'}; created {run.created or '?'}, "
                    f"workbench {run.workbench_version or '?'}" + _merged_from(run)),
         disclaimer=(f"Measured on {cpu}{cores}, not on a phone: use these numbers to rank variants, "
@@ -271,7 +288,7 @@ def analyse(results: ResultSet | dict) -> Report:
         vs_quantized=tuple(compare_students_to_quantized(rows, drop, threads, scale)),
         warnings=warnings, warning_groups=groups, warnings_summary=warnings_summary(warnings, groups),
         failed=tuple(r for r in rows if not r.ok),
-        machine=str(description) if description else None, environment=_environment(env),
+        machine=machine_line(description, results), environment=_environment(env),
         protocol=_protocol(results), command=str(run.command or DASH), cpu=cpu,
         diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
         runtimes=build_runtime_view(results, threads, cpu + cores), metric=style,

@@ -145,11 +145,15 @@ class MetricResult:
 @dataclass(frozen=True)
 class GroupResult:
     """An interleaved latency run of one group: artifact id -> {latency, error, comparison?,
-    vs_quantized?, same_file_as?}."""
+    vs_quantized?, same_file_as?}; ``node``, ``environment`` and ``threads_all``: the machine that measured
+    it (units.where.measured_on; node None under the in-process executor)."""
 
     runtime: str
     threads: int
     by_id: dict
+    node: str | None = None
+    environment: dict | None = None
+    threads_all: int | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from ...errors import MeasurementError
 from ..family import FAMILIES, RunContext, recipe_of, rundir_of
 from ..rundir import content_key
 from .jobs import EvalJob, GroupResult, MeasureJob, MemoryJob, MemoryResult, QualityResult
+from .where import MEASURED_ON, measured_on
 
 
 def _progress(progress):
@@ -106,7 +107,9 @@ def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None)
     stored = rd.read_entry(path, validate=lambda v: isinstance(v, dict) and all(isinstance(v.get(a.id), dict)
                                                                                for a in arts))
     if stored is not MISSING:  # absent, or damaged (reported in one line and deleted): measured again
-        return GroupResult(rt, th, stored)
+        where = stored.pop(MEASURED_ON, None) or measured_on([rt])  # entries before nodes: measured here
+        return GroupResult(rt, th, stored, **where)
+    where = measured_on([rt])  # the machine measuring this group, stored with it (not the driver's)
     paths = [str(rd.abspath(a)) for a in arts]
     first = {}  # identical files (e.g. `auto` choosing a fixed method's file) are measured once and share it
     for a, p in zip(arts, paths):
@@ -138,8 +141,8 @@ def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None)
             out[a.id]["vs_quantized"] = [{**compare(out[q]["latency"], out[a.id]["latency"]).to_json(), "variant": q}
                                          for q in options]
     if not any(v["error"] for v in out.values()):  # a failure is retried next run, not cached as final
-        write_json(path, out)
-    return GroupResult(rt, th, out)
+        write_json(path, {**out, MEASURED_ON: where})
+    return GroupResult(rt, th, out, **where)
 
 
 def memory_profile(ctx: RunContext, job: MemoryJob, inputs: dict, progress=None) -> MemoryResult:
