@@ -37,7 +37,8 @@ test: $(STAMP) browser
 test-fast: $(STAMP) browser
 	$(PY) -m pytest -q -m "not slow"
 
-# re-train the reference teacher committed in models/ (reproduces models/digits-resnet.card.json)
+# re-train the reference teacher in models/ with today's engine: a comparable teacher, not the committed
+# bytes (they came from the removed first trainer; see recipe.reproduce in models/digits-resnet.card.json)
 teacher: $(STAMP)
 	$(VENV)/bin/workbench train --task digits --arch resnet --seed 0 --out models/digits-resnet.safetensors
 

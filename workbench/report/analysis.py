@@ -175,6 +175,43 @@ def _protocol(results: ResultSet) -> tuple:
     return tuple(out)
 
 
+def _dims(shape) -> str:
+    """[1, 24] -> "1 x 24"."""
+    return " x ".join(str(d) for d in shape)
+
+
+def input_text(results: ResultSet) -> str:
+    """What the models take, for the header: the task's input shape (image and feature tasks, e.g. "input [1, 1,
+    32, 32]"), else the named inputs the records were measured with (text: "inputs input_ids, attention_mask
+    (int64): 1 x 24 tokens, as measured on pydoc test split (first example, batch 1)"); "input ?" when
+    results.json has neither."""
+    shape = results.run.task.get("input_shape")
+    if shape:
+        return f"input {shape}"
+    seen = []
+    for r in results.results:
+        inp = mapping(r.input)
+        shapes, dtypes = mapping(inp.get("shapes")), mapping(inp.get("dtypes"))
+        if not shapes:
+            continue
+        kinds = sorted({str(t) for t in dtypes.values()})
+        same = len({tuple(v) for v in shapes.values() if isinstance(v, list)}) == 1
+        if same:  # every input has the same shape: name them once, then the shape
+            dims = _dims(next(iter(shapes.values())))
+            tokens = " tokens" if kinds and all(k.startswith(("int", "uint")) for k in kinds) else ""
+            text = f"{', '.join(shapes)}" + (f" ({', '.join(kinds)})" if kinds else "") + f": {dims}{tokens}"
+        else:
+            text = ", ".join(f"{k} {_dims(v) if isinstance(v, list) else v}" + (f" ({dtypes[k]})" if k in dtypes else "")
+                             for k, v in shapes.items())
+        source = inp.get("source")
+        text = ("inputs " if len(shapes) > 1 else "input ") + text + (f", as measured on {source}" if source else "")
+        if text not in seen:
+            seen.append(text)
+    if not seen:
+        return "input ?"
+    return seen[0] + (f" (and {len(seen) - 1} other input shape(s): see results.json)" if len(seen) > 1 else "")
+
+
 # ---------------------------------------------------------------- the whole report
 @dataclass(frozen=True)
 class Report:
@@ -221,6 +258,23 @@ def _merged_from(run) -> str:
     return "; merged from runs " + ", ".join(parts) + (f"; {n} measurements replaced by a later run's" if n else "")
 
 
+def machine_line(description, results: ResultSet) -> str | None:
+    """The report's machine line: the run's machine, or, when its records were measured on several nodes of a
+    cluster (``node``), which machines and how many records each, saying when the run mixed machine types."""
+    nodes: dict = {}
+    for r in results.results:
+        if r.node:
+            nodes.setdefault(r.machine or "?", {}).setdefault(r.node, 0)
+            nodes[r.machine or "?"][r.node] += 1
+    if not nodes or (len(nodes) == 1 and len(next(iter(nodes.values()))) == 1 and description in nodes):
+        return str(description) if description else None
+    each = "; ".join(f"{m} ({sum(n.values())} records on {len(n)} node(s))" for m, n in nodes.items())
+    if len(nodes) > 1:
+        return (f"this run mixed machine types: {each}. Compare latencies only between records of one machine "
+                "type; ratios across nodes are unpaired")
+    return f"measured on a cluster: {each}; ratios between records of different nodes are unpaired"
+
+
 def analyse(results: ResultSet | dict) -> Report:
     """Build the report view model from a loaded results.json (a ResultSet, see load.load_results; a parsed
     results.json dict is checked and typed first)."""
@@ -258,24 +312,7 @@ def analyse(results: ResultSet | dict) -> Report:
     return Report(
         title=f"Compression report: {task.get('name') or '?'} (run {run.run_id or '?'})",
         task_line=(f"task {task.get('name') or '?'}: {metric} on n={task.get('n_test') or '?'} test "
-def machine_line(description, results: ResultSet) -> str | None:
-    """The report's machine line: the run's machine, or, when its records were measured on several nodes of a
-    cluster (``node``), which machines and how many records each, saying when the run mixed machine types."""
-    nodes: dict = {}
-    for r in results.results:
-        if r.node:
-            nodes.setdefault(r.machine or "?", {}).setdefault(r.node, 0)
-            nodes[r.machine or "?"][r.node] += 1
-    if not nodes or (len(nodes) == 1 and len(next(iter(nodes.values()))) == 1 and description in nodes):
-        return str(description) if description else None
-    each = "; ".join(f"{m} ({sum(n.values())} records on {len(n)} node(s))" for m, n in nodes.items())
-    if len(nodes) > 1:
-        return (f"this run mixed machine types: {each}. Compare latencies only between records of one machine "
-                "type; ratios across nodes are unpaired")
-    return f"measured on a cluster: {each}; ratios between records of different nodes are unpaired"
-
-
-                   f"samples, input {task.get('input_shape') or '?'}; created {run.created or '?'}, "
+                   f"samples, {input_text(results)}; created {run.created or '?'}, "
                    f"workbench {run.workbench_version or '?'}" + _merged_from(run)),
         disclaimer=(f"Measured on {cpu}{cores}, not on a phone: use these numbers to rank variants, "
                     f"and re-measure the chosen one on the target device."),
@@ -291,6 +328,6 @@ def machine_line(description, results: ResultSet) -> str | None:
         machine=machine_line(description, results), environment=_environment(env),
         protocol=_protocol(results), command=str(run.command or DASH), cpu=cpu,
         diagnostics=build_diagnostics(results, threads), auto=build_auto(results),
-        runtimes=build_runtime_view(results, threads, cpu + cores), metric=style,
+        runtimes=build_runtime_view(results, threads, cpu + cores, style), metric=style,
         modes=build_modes(results),  # [distill] mode reverse / self
     )

@@ -10,9 +10,9 @@ import html as _html
 from workbench.report.analysis import MADE_IN_NOTE, Report, analyse
 from workbench.report.format import DASH, fmt_mb, fmt_ms, fmt_params, fmt_speedup, fmt_threads
 from workbench.report.modes import modes_html
-from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
+from workbench.report.quantization import DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import columns, table_cells, table_note
-from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
+from workbench.report.runtimes import detail_lines, front_line, gap_lines, ratio_note, runtime_columns
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;
@@ -181,16 +181,16 @@ def _runtimes(rep: Report) -> list[str]:
         out.append("<ul>" + "".join(f"<li>Skipped {_e(rt)}: {_e(why)}</li>" for rt, why in v.skipped)
                    + "".join(f"<li>Note: {_e(n)}</li>" for n in v.notes) + "</ul>")
     out.append(f"<h3>The same model on each runtime ({_e(fmt_threads(v.threads))})</h3>")
-    out.append(_table(RUNTIME_COLUMNS, [r.cells() for r in v.rows], "",
+    out.append(_table(runtime_columns(v.metric), [r.cells(v.metric) for r in v.rows], "",
                       ["slower" if r.within is False else "" for r in v.rows]) if v.rows
                else "<p>No model was measured on two runtimes.</p>")
-    out.append(f'<p class="note">{_e(RATIO_NOTE)}</p>')
+    out.append(f'<p class="note">{_e(ratio_note(v.metric))}</p>')
     out.append(f"<h3>Pareto front of each runtime ({_e(fmt_threads(v.threads))})</h3>")
     if v.fronts:
         from workbench.report.runtimes import runtime_figure
 
         out.append(_figure(runtime_figure(v, rep.rows), "chart-runtimes"))
-    out.append("<ul>" + "".join(f"<li>{_e(front_line(rt, front))}</li>" for rt, front in v.fronts) + "</ul>")
+    out.append("<ul>" + "".join(f"<li>{_e(front_line(rt, front, v.metric))}</li>" for rt, front in v.fronts) + "</ul>")
     details = detail_lines(v)
     if details:
         out.append("<h3>Runtime details</h3><ul>" + "".join(f"<li>{_e(d)}</li>" for d in details) + "</ul>")
@@ -230,7 +230,7 @@ def _quantization(rep: Report) -> list[str]:
     for i, a in enumerate(rep.auto):
         out.append(f"<h3>auto: {_e(a.variant)} = {_e(a.chosen)}</h3>")
         out.append(f'<p class="loud">{SLOWER_MARK} {_e(a.message)}</p>' if a.loud else f"<p>{_e(a.message)}</p>")
-        out.append(_table(AUTO_COLUMNS, [list(c) for c in a.candidates], "",
+        out.append(_table(a.columns, [list(c) for c in a.candidates], "",
                           ["recommended" if c[0] else "slower" if "SLOWER" in c[3] else "" for c in a.candidates]))
         if a.skipped:
             out.append(f"<p>Not tried: {_e('; '.join(a.skipped))}.</p>")

@@ -4,9 +4,9 @@ from __future__ import annotations
 from workbench.report.analysis import MADE_IN_NOTE, Report, analyse
 from workbench.report.format import DASH, fmt_mb, fmt_ms, fmt_params, fmt_speedup, fmt_threads
 from workbench.report.modes import modes_markdown
-from workbench.report.quantization import AUTO_COLUMNS, DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
+from workbench.report.quantization import DIAG_COLUMNS, DIAG_NOTE, SLOWER_MARK, auto_note
 from workbench.report.rows import columns, table_cells, table_note
-from workbench.report.runtimes import RATIO_NOTE, RUNTIME_COLUMNS, detail_lines, front_line, gap_lines
+from workbench.report.runtimes import detail_lines, front_line, gap_lines, ratio_note, runtime_columns
 
 
 def _cell(text) -> str:
@@ -103,9 +103,9 @@ def runtimes_section(rep: Report) -> list[str]:
     out += [f"- Skipped {rt}: {why}" for rt, why in v.skipped] + ([""] if v.skipped else [])
     out += [f"- Note: {n}" for n in v.notes] + ([""] if v.notes else [])
     out += [f"### The same model on each runtime ({fmt_threads(v.threads)})", ""]
-    out += _table(RUNTIME_COLUMNS, [r.cells() for r in v.rows]) if v.rows else ["No model was measured on two runtimes.", ""]
-    out += [RATIO_NOTE, "", f"### Pareto front of each runtime ({fmt_threads(v.threads)})", ""]
-    out += [f"- {front_line(rt, front)}" for rt, front in v.fronts] + [""]
+    out += _table(runtime_columns(v.metric), [r.cells(v.metric) for r in v.rows]) if v.rows else ["No model was measured on two runtimes.", ""]
+    out += [ratio_note(v.metric), "", f"### Pareto front of each runtime ({fmt_threads(v.threads)})", ""]
+    out += [f"- {front_line(rt, front, v.metric)}" for rt, front in v.fronts] + [""]
     details = detail_lines(v)
     if details:
         out += ["### Runtime details", ""] + [f"- {d}" for d in details] + [""]
@@ -136,7 +136,7 @@ def quantization_section(rep: Report) -> list[str]:
     for a in rep.auto:
         out += [f"### auto: {a.variant} = {a.chosen}", ""]
         out += [f"**{SLOWER_MARK} {a.message}**" if a.loud else a.message, ""]
-        out += _table(AUTO_COLUMNS, [list(c) for c in a.candidates])
+        out += _table(a.columns, [list(c) for c in a.candidates])
         if a.skipped:
             out += ["Not tried: " + "; ".join(a.skipped) + ".", ""]
         if a.exclusion:

@@ -2,7 +2,9 @@
 
 Reads the records' ``diagnostics`` (graph format, share of kernel time in quantized kernels, ratio and
 verdict vs the unquantized source, explanation) and ``auto`` (chosen spec, candidates, message).
-Pure Python: no plotly, no rich, no numpy.
+An ``auto`` search's metric (accuracy, or the cosine of the outputs to fp32's where there are no labels)
+is written in its own words and units (workbench.report.metric): accuracy drops in points, a cosine's
+as plain numbers. Pure Python: no plotly, no rich, no numpy.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from workbench.pipeline.result_parts import finite, mapping, objects
 from workbench.pipeline.results import ResultSet
 from workbench.report.format import DASH, finite_pair
+from workbench.report.metric import MetricStyle, metric_style
 
 DIAG_COLUMNS = ("variant", "runtime", "format", "time in quantized kernels",
                 "latency ratio vs unquantized [95% CI]", "explanation")
@@ -18,8 +21,16 @@ DIAG_NOTE = ("Ratio = median of the quantized artifact / median of the artifact 
              "runtime and threads, same interleaved run (< 1 is faster). Time in quantized kernels = share of "
              "the profiled kernel time in integer / low-bit kernels (QLinearConv, QGemm, ConvInteger, "
              "MatMulNBits ...), from the operator profile. ⚠ marks a quantized artifact SLOWER than its source.")
-AUTO_COLUMNS = ("", "candidate", "why tried", "latency ratio vs fp32 [95% CI]", "metric", "drop (pts) [95% CI]",
-                "within budget")
+
+
+def auto_columns(style: MetricStyle) -> tuple:
+    """The auto table's header; the drop column in the search metric's units ("pts" for accuracy)."""
+    unit = "pts" if style.percent else style.name
+    return ("", "candidate", "why tried", "latency ratio vs fp32 [95% CI]", style.name, f"drop ({unit}) [95% CI]",
+            "within budget")
+
+
+AUTO_COLUMNS = auto_columns(metric_style("accuracy"))
 SLOWER_MARK = "⚠"
 
 
@@ -68,6 +79,16 @@ class AutoChoice:
     sensitivity: tuple  # (node, op type, rel_l2) of the fallback's analysis, most sensitive first
     rule: str = ""
 
+    @property
+    def style(self) -> MetricStyle:
+        """How the search's metric reads (accuracy in % and points; anything else as a plain number)."""
+        return metric_style(self.metric)
+
+    @property
+    def columns(self) -> tuple:
+        """The header of this search's candidate table."""
+        return auto_columns(self.style)
+
 
 def build_diagnostics(results: ResultSet, threads: int) -> tuple:
     """One DiagRow per record with diagnostics at ``threads`` (the answer's thread count)."""
@@ -94,19 +115,31 @@ def _ratio(c: dict) -> str:
         (verdict.upper() if verdict == "slower" else verdict)
 
 
-def _metric(v, metric: str) -> str:
+def _metric(v, style: MetricStyle) -> str:
+    """A candidate's metric value ("97.2%" or "0.9812")."""
     v = finite(v)
     if v is None:
         return DASH
-    return f"{100 * v:.1f}%" if metric == "accuracy" else f"{v:.4f}"
+    return f"{100 * v:.1f}%" if style.percent else f"{v:.4f}"
 
 
-def _drop(c: dict) -> str:
+def _drop_number(d: float, style: MetricStyle) -> str:
+    """A drop (a fraction of the metric) in the metric's units: "+0.35" points or "+0.0123"."""
+    return f"{style.scale * d:+.2f}" if style.percent else f"{d:+.4f}"
+
+
+def _drop(c: dict, style: MetricStyle) -> str:
+    """A candidate's drop vs fp32 with its paired CI, in the metric's units."""
     d = finite(c.get("drop"))
     if d is None:
         return DASH
     ci = finite_pair(c.get("drop_ci95"))
-    return f"{100 * d:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
+    return _drop_number(d, style) + (f" [{_drop_number(ci[0], style)}, {_drop_number(ci[1], style)}]" if ci else "")
+
+
+def _unit(style: MetricStyle) -> str:
+    """The word after a drop: " pts" for a percentage metric, else " (<metric>)"."""
+    return " pts" if style.percent else f" ({style.name})"
 
 
 def build_auto(results: ResultSet) -> tuple:
@@ -118,6 +151,7 @@ def build_auto(results: ResultSet) -> tuple:
             continue
         seen.add(variant)
         metric = str(a.metric or "metric")
+        style = metric_style(metric)
         chosen = str(mapping(a.chosen).get("spec") or DASH)
         rows = []
         for c in a.candidates:
@@ -126,12 +160,13 @@ def build_auto(results: ResultSet) -> tuple:
                 "yes" if c.get("within_budget") else "NO")
             why = str(c.get("reason") or "") + (" (file reused)" if c.get("reused") else "") + \
                 (f" — {c['error']}" if c.get("error") else "")
-            rows.append(("★" if spec == chosen else "", spec, why, _ratio(c), _metric(c.get("metric"), metric),
-                         _drop(c) if spec != "fp32" else DASH, budget))
+            rows.append(("★" if spec == chosen else "", spec, why, _ratio(c), _metric(c.get("metric"), style),
+                         _drop(c, style) if spec != "fp32" else DASH, budget))
         ex = mapping(a.exclusion)
         ex_text = None
         if ex:
-            steps = ", ".join(f"{len(s.get('excluded') or [])} node(s) in float: drop {100 * (finite(s.get('drop')) or 0):+.2f} pts"
+            steps = ", ".join(f"{len(s.get('excluded') or [])} node(s) in float: drop "
+                              f"{_drop_number(finite(s.get('drop')) or 0.0, style)}{_unit(style)}"
                               for s in objects(ex.get("steps")))
             ex_text = (f"{ex.get('method')} missed the budget, so its most sensitive nodes were left in float one at a "
                        f"time ({steps or ex.get('error') or 'no step'}); result: {ex.get('result') or ex.get('error') or DASH}.")
@@ -148,8 +183,14 @@ def build_auto(results: ResultSet) -> tuple:
 def auto_note(a: AutoChoice) -> str:
     """The sentence under an auto search's table: how candidates were measured, the budget and the rule."""
     rounds = f"{a.rounds} rounds, " if a.rounds else ""
-    budget = f"{a.max_drop_points:g}" if a.max_drop_points is not None else "?"
+    m = a.style
+    if a.max_drop_points is None:
+        budget = f"? of {a.metric}"
+    elif m.percent:
+        budget = f"{a.max_drop_points:g} points of {a.metric}"
+    else:  # results.json stores 100 x the allowed drop as max_drop_points
+        budget = f"{a.max_drop_points / 100:g} in {a.metric}"
     return (f"Candidates measured interleaved with fp32 in one harness run ({rounds}short protocol: it only ranks "
             f"them; the chosen artifact is measured again above with the full protocol). Budget: a drop of at most "
-            f"{budget} points of {a.metric}. Rule: " + (a.rule or "the fastest candidate within the budget whose "
+            f"{budget}. Rule: " + (a.rule or "the fastest candidate within the budget whose "
                                                         "verdict vs fp32 is 'faster'; else fp32") + ".")

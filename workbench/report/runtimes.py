@@ -1,5 +1,10 @@
 """Per-runtime views of a results.json: the same model across runtimes, per-runtime Pareto fronts, the
-ORT-mobile operator configs, ExecuTorch's delegated share, the runtimes skipped, accuracy gaps vs PyTorch.
+ORT-mobile operator configs, ExecuTorch's delegated share, the runtimes skipped, metric gaps vs PyTorch.
+
+Every number of the run's metric is written in that metric's words and units (workbench.report.metric: accuracy
+as a percentage with gaps in points; cosine as a plain number with gaps in cosine). results.json stores the gap
+to PyTorch and its tolerance as 100 x the difference of the metric ("gap_points", "tolerance_points"); a
+plain-number metric reads them divided by 100.
 
 Built only when a run measured more than one runtime (or skipped one); report.md and report.html lay out
 the same RuntimeView. Pure Python except ``runtime_figure`` (plotly, imported when HTML is rendered).
@@ -10,25 +15,47 @@ from dataclasses import dataclass, replace
 
 from workbench.pipeline.result_parts import finite, mapping, objects
 from workbench.pipeline.results import Result, ResultSet
-from workbench.report.format import DASH, finite_pair, fmt_acc, fmt_mb, fmt_ms, fmt_threads
+from workbench.report.format import DASH, finite_pair, fmt_mb, fmt_ms, fmt_threads
+from workbench.report.metric import ACCURACY, MetricStyle, metric_of
 from workbench.report.rows import pareto_front
 
-RUNTIME_COLUMNS = ("model", "variant", "runtime", "precision", "median [95% CI]",
-                   "ratio to ort fp32 of the same model [95% CI]", "verdict", "accuracy [95% CI]",
-                   "Δ vs PyTorch (pts)", "size", "Pareto (runtime)")
-RATIO_NOTE = ("Ratio = median of the row / median of the same model's fp32 artifact on ort at the same thread "
-              "count (< 1 is faster). Cross-runtime ratios compare separate interleaved runs (the harness "
-              "interleaves the artifacts of one runtime at a time): unpaired two-level bootstrap over processes "
-              "and samples, so drift between runs is not cancelled; ratios within ort are paired by round. "
-              "Δ vs PyTorch = accuracy through the runtime minus the PyTorch model's (fp32 source for "
-              "quantized rows); ⚠ = beyond the tolerance. ★ = on that runtime's Pareto front.")
+
+def runtime_columns(style: MetricStyle = ACCURACY) -> tuple:
+    """The runtimes table's header in the run's metric ("accuracy [95% CI]", "Δ vs PyTorch (pts)" / "(cosine)")."""
+    return ("model", "variant", "runtime", "precision", "median [95% CI]",
+            "ratio to ort fp32 of the same model [95% CI]", "verdict", f"{style.name} [95% CI]",
+            f"Δ vs PyTorch ({'pts' if style.percent else style.name})", "size", "Pareto (runtime)")
+
+
+def ratio_note(style: MetricStyle = ACCURACY) -> str:
+    """The note under the runtimes table, naming the run's metric."""
+    return ("Ratio = median of the row / median of the same model's fp32 artifact on ort at the same thread "
+            "count (< 1 is faster). Cross-runtime ratios compare separate interleaved runs (the harness "
+            "interleaves the artifacts of one runtime at a time): unpaired two-level bootstrap over processes "
+            "and samples, so drift between runs is not cancelled; ratios within ort are paired by round. "
+            f"Δ vs PyTorch = {style.name} through the runtime minus the PyTorch model's (fp32 source for "
+            "quantized rows); ⚠ = beyond the tolerance. ★ = on that runtime's Pareto front.")
+
+
+def gap_text(points: float, style: MetricStyle = ACCURACY) -> str:
+    """A stored gap to PyTorch (100 x the metric difference) in the metric's units: "-1.4" points or "-0.0188"."""
+    return f"{points:+.1f}" if style.percent else style.diff(points / 100 + 0.0)  # + 0.0: no "-0.0000"
+
+
+def tolerance_text(points: float, style: MetricStyle = ACCURACY) -> str:
+    """A stored tolerance (100 x the metric difference) in the metric's units: "0.5" points or "0.01"."""
+    return f"{points:g}" if style.percent else f"{points / 100:g}"
+
+
+RUNTIME_COLUMNS = runtime_columns(ACCURACY)
+RATIO_NOTE = ratio_note(ACCURACY)
 GAP_MARK = "⚠"
 ORDER = ("ort", "ort-mobile", "executorch", "litert")
 
 
 @dataclass(frozen=True)
 class RuntimeRow:
-    """One record in the runtimes section: latency vs the ort fp32 baseline, accuracy and gap to PyTorch."""
+    """One record in the runtimes section: latency vs the ort fp32 baseline, the metric and its gap to PyTorch."""
     model: str
     variant: str
     runtime: str
@@ -48,7 +75,8 @@ class RuntimeRow:
     top1: float | None  # parity: share of check inputs keeping PyTorch's top-1 class
     pareto: bool = False
 
-    def cells(self) -> list[str]:
+    def cells(self, style: MetricStyle = ACCURACY) -> list[str]:
+        """The row's table cells, its metric and gap to PyTorch in ``style``'s words and units."""
         if self.ratio is None:
             ratio = DASH
         elif self.verdict == "baseline":
@@ -57,9 +85,10 @@ class RuntimeRow:
             ratio = f"{self.ratio:.2f}" + (f" [{self.ratio_ci[0]:.2f}, {self.ratio_ci[1]:.2f}]" if self.ratio_ci else "")
         verdict = DASH if self.verdict in (None, "baseline") else self.verdict + ("" if self.paired else " (unpaired)")
         gap = DASH if self.gap_points is None else (f"{GAP_MARK} " if self.within is False else "") + \
-            f"{self.gap_points:+.1f}" + (f" (tol {self.tolerance_points:g})" if self.tolerance_points is not None else "")
+            gap_text(self.gap_points, style) + (f" (tol {tolerance_text(self.tolerance_points, style)})"
+                                                if self.tolerance_points is not None else "")
         return [self.model, self.variant, self.runtime, self.precision or DASH, fmt_ms(self.median, self.median_ci),
-                ratio, verdict, fmt_acc(self.accuracy, self.accuracy_ci), gap, fmt_mb(self.size_bytes),
+                ratio, verdict, style.fmt(self.accuracy, self.accuracy_ci), gap, fmt_mb(self.size_bytes),
                 "★" if self.pareto else ""]
 
 
@@ -74,8 +103,9 @@ class RuntimeView:
     fronts: tuple  # (runtime, tuple of RuntimeRow, fastest first)
     ort_mobile: tuple  # (variant, config path, operator count)
     executorch: tuple  # (variant, precision, delegated share, delegated nodes, nodes left, ops left)
-    gaps: tuple  # RuntimeRow beyond tolerance, every thread count folded (accuracy does not depend on threads)
+    gaps: tuple  # RuntimeRow beyond tolerance, every thread count folded (the metric does not depend on threads)
     machine_line: str
+    metric: MetricStyle = ACCURACY  # the run's metric, which every cell and sentence speaks
 
     def headline(self) -> str:
         return (f"Runtimes measured: {', '.join(self.runtimes)} ({fmt_threads(self.threads)} shown)"
@@ -119,9 +149,11 @@ def _row(rec: Result) -> RuntimeRow:
         top1=finite(mapping(exp.get("parity")).get("top1_agreement")))
 
 
-def build_runtime_view(results: ResultSet, threads: int, machine: str) -> RuntimeView | None:
+def build_runtime_view(results: ResultSet, threads: int, machine: str,
+                       style: MetricStyle | None = None) -> RuntimeView | None:
     """The runtimes section (None when one runtime was measured and none skipped): per-runtime rows of the
-    models measured on several runtimes at ``threads``, Pareto fronts, mobile export details, PyTorch gaps."""
+    models measured on several runtimes at ``threads``, Pareto fronts, mobile export details, PyTorch gaps;
+    ``style``: the run's metric (default: read from ``results``)."""
     info = results.run.runtimes
     recs = list(results.results)
     measured = sorted({str(r.runtime.name) for r in recs}, key=_rt_key)
@@ -166,12 +198,12 @@ def build_runtime_view(results: ResultSet, threads: int, machine: str) -> Runtim
     return RuntimeView(threads=threads, runtimes=tuple(measured), skipped=skipped,
                        notes=tuple(str(n) for n in notes if not str(n).startswith("skipped runtime")),
                        rows=tuple(rows), fronts=tuple(fronts), ort_mobile=tuple(ort_mobile), executorch=tuple(et),
-                       gaps=gaps, machine_line=machine_line)
+                       gaps=gaps, machine_line=machine_line, metric=style or metric_of(results))
 
 
-def front_line(rt: str, front) -> str:
-    """One line naming a runtime's Pareto front, fastest first."""
-    return f"{rt}: " + " → ".join(f"{p.variant} ({fmt_ms(p.median)}, {fmt_acc(p.accuracy)})" for p in front)
+def front_line(rt: str, front, style: MetricStyle = ACCURACY) -> str:
+    """One line naming a runtime's Pareto front, fastest first, with each point's metric in ``style``."""
+    return f"{rt}: " + " → ".join(f"{p.variant} ({fmt_ms(p.median)}, {style.fmt(p.accuracy)})" for p in front)
 
 
 def detail_lines(v: RuntimeView) -> list[str]:
@@ -188,19 +220,23 @@ def detail_lines(v: RuntimeView) -> list[str]:
 
 
 def gap_lines(v: RuntimeView) -> list[str]:
-    """Lines for the artifacts whose accuracy through the runtime is outside the tolerance vs PyTorch."""
+    """Lines for the artifacts whose metric through the runtime is outside the tolerance vs PyTorch."""
+    m = v.metric
     if not v.gaps:
-        return ["Every artifact's accuracy through its runtime is within tolerance of its PyTorch model."]
-    return [f"{GAP_MARK} {r.variant} on {r.runtime}: {fmt_acc(r.accuracy)} is {r.gap_points:+.1f} pts from the "
-            f"PyTorch model (tolerance {r.tolerance_points:g} pts)" + (f"; top-1 agreement {r.top1:.0%} on the "
-                                                                      "parity inputs" if r.top1 is not None else "")
+        return [f"Every artifact's {m.name} through its runtime is within tolerance of its PyTorch model."]
+    unit = " pts" if m.percent else f" {m.name}"
+    return [f"{GAP_MARK} {r.variant} on {r.runtime}: {m.fmt(r.accuracy)} is {gap_text(r.gap_points, m)}{unit} "
+            f"from the PyTorch model" + ("" if r.tolerance_points is None else
+                                          f" (tolerance {tolerance_text(r.tolerance_points, m)}{unit})")
+            + (f"; top-1 agreement {r.top1:.0%} on the parity inputs" if r.top1 is not None else "")
             for r in v.gaps]
 
 
 def runtime_figure(v: RuntimeView, rows):
-    """Accuracy vs median latency, one colour per runtime, each runtime's Pareto step line (plotly)."""
+    """The run's metric vs median latency, one colour per runtime, each runtime's Pareto step line (plotly)."""
     import plotly.graph_objects as go
 
+    m = v.metric
     colours = {"ort": "#1f77b4", "ort-mobile": "#17becf", "executorch": "#d62728", "litert": "#2ca02c"}
     fig = go.Figure()
     for rt in v.runtimes:
@@ -208,16 +244,17 @@ def runtime_figure(v: RuntimeView, rows):
         if not pts:
             continue
         c = colours.get(rt, "#9467bd")
-        fig.add_trace(go.Scatter(x=[r.median for r in pts], y=[r.accuracy * 100 for r in pts], mode="markers",
+        fig.add_trace(go.Scatter(x=[r.median for r in pts], y=[m.chart(r.accuracy) for r in pts], mode="markers",
                                  name=rt, marker=dict(color=c, size=9),
                                  text=[f"{r.variant}@{rt}<br>{fmt_ms(r.median, r.median_ci)}<br>"
-                                       f"{fmt_acc(r.accuracy, r.accuracy_ci)}" for r in pts],
+                                       f"{m.fmt(r.accuracy, r.accuracy_ci)}" for r in pts],
                                  hovertemplate="%{text}<extra></extra>"))
         front = dict(v.fronts).get(rt, ())
-        fig.add_trace(go.Scatter(x=[p.median for p in front], y=[p.accuracy * 100 for p in front], mode="lines",
+        fig.add_trace(go.Scatter(x=[p.median for p in front], y=[m.chart(p.accuracy) for p in front], mode="lines",
                                  line=dict(shape="hv", dash="dot", color=c), name=f"{rt} Pareto front",
                                  hoverinfo="skip", showlegend=False))
-    fig.update_layout(template="plotly_white", title=f"Accuracy vs latency per runtime ({fmt_threads(v.threads)})",
-                      xaxis=dict(title="median latency (ms, log)", type="log"), yaxis=dict(title="accuracy (%)"),
+    fig.update_layout(template="plotly_white",
+                      title=f"{m.name.capitalize()} vs latency per runtime ({fmt_threads(v.threads)})",
+                      xaxis=dict(title="median latency (ms, log)", type="log"), yaxis=dict(title=m.axis),
                       margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.18))
     return fig

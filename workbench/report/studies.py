@@ -1,5 +1,5 @@
-"""What distillation bought: KD vs labels-only accuracy per regime/student, from results.json's
-studies.distillation. Pure Python: no plotly, no rich, no numpy.
+"""What distillation bought: KD vs its twin (labels-only for accuracy) per regime/student in the run's
+metric, from results.json's studies.distillation. Pure Python: no plotly, no rich, no numpy.
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from workbench.pipeline.result_parts import finite
 from workbench.pipeline.results import ResultSet
 from workbench.report.format import finite_pair
 from workbench.report.metric import ACCURACY, MetricStyle
+
+FEW_SEEDS = "not enough seeds"  # workbench.pipeline.study's verdict for a pair trained with one seed (no interval)
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,15 @@ def study_sentence(student, regime_label, verdict, diff, diff_ci, n_seeds, style
     """One plain sentence: did KD help this student in this regime, with the difference (in ``style``'s
     words and units) and its CI."""
     who = f"the {student} student on {regime_label}"
-    seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'}" if not style.percent else f"{n_seeds} seeds"
+    seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'}"
     d = f"{style.diff(diff, diff_ci)} {style.name} vs {style.twin_training}, {seeds}"
     if verdict == "KD helps":
         return f"KD helped {who}: {d}."
     if verdict == "KD hurts":
         return f"KD did not help {who}; it hurt: {d}."
-    if diff_ci is None and not style.percent:  # one seed: no interval to judge by
-        return f"KD vs the twin for {who}: {d}; no interval (one seed), so no significance claimed."
+    if verdict == FEW_SEEDS or diff_ci is None:  # one seed: no interval to judge by
+        twin = "the twin" if not style.percent else style.twin
+        return f"KD vs {twin} for {who}: {d}; no interval (one seed), so no significance claimed."
     return f"KD did not help {who}: {d}; the interval includes zero, so no significant difference."
 
 
@@ -72,10 +75,20 @@ def build_studies(results: ResultSet, style: MetricStyle = ACCURACY) -> list[Stu
 
 
 def study_summary(studies: Sequence[StudyRow]) -> str:
-    """One sentence counting where KD helped, hurt or made no significant difference."""
+    """One sentence counting where KD helped, hurt or made no significant difference; pairs trained with
+    too few seeds for an interval ("not enough seeds") are counted apart: they have no verdict."""
     if not studies:
         return "No distillation study in this run."
+    n = len(studies)
+    few = sum(s.verdict == FEW_SEEDS for s in studies)
+    if few == n:
+        return (f"Across {n} regime/student pair{'s' if n != 1 else ''}, no verdict: "
+                f"{'each was' if n != 1 else 'it was'} trained with one seed, not enough for an interval of the "
+                "difference (list at least 2 seeds in the recipe's [distill] seeds for a verdict).")
     helps = sum(s.verdict == "KD helps" for s in studies)
     hurts = sum(s.verdict == "KD hurts" for s in studies)
-    return (f"Across {len(studies)} regime/student pairs, KD helped in {helps}, hurt in {hurts} "
-            f"and made no significant difference in {len(studies) - helps - hurts}.")
+    text = (f"Across {n} regime/student pairs, KD helped in {helps}, hurt in {hurts} "
+            f"and made no significant difference in {n - helps - hurts - few}")
+    if few:
+        text += f"; {few} had too few seeds for a verdict ({FEW_SEEDS})"
+    return text + "."
