@@ -100,6 +100,29 @@ def test_failure_summary_names_node_error_and_resume():
     assert "run the same command again to resume" in s
 
 
+def test_records_name_their_node_and_the_report_says_when_machines_were_mixed():
+    from workbench.pipeline.assemble import _across_nodes
+    from workbench.pipeline.results import Result, ResultSet, RunInfo
+    from workbench.report.analysis import machine_line
+
+    cross = [{"against": "teacher.fp32@ort/t1", "paired": True}, {"against": "a.fp32@ort/t1", "paired": False}]
+    out = _across_nodes(cross, "n2", {"teacher.fp32@ort/t1": "n1", "a.fp32@ort/t1": "n2"})
+    assert out[0]["paired"] is False and out[0]["nodes"] == ["n1", "n2"] and "different nodes" in out[0]["note"]
+    assert out[1] == cross[1]  # same node: left as it was
+
+    def rs(*recs):
+        return ResultSet(run=RunInfo(), results=tuple(Result.from_json(r) for r in recs))
+
+    x86, arm = "Xeon, 16 cores, x86_64", "Graviton, 8 cores, aarch64"
+    assert machine_line(x86, rs({"id": "a", "machine": x86})) == x86  # the in-process executor: no nodes
+    assert machine_line(x86, rs({"id": "a", "machine": x86, "node": "n1"})) == x86
+    mixed = machine_line(x86, rs({"id": "a", "machine": x86, "node": "n1"}, {"id": "b", "machine": arm, "node": "n2"},
+                                 {"id": "c", "machine": arm, "node": "n3"}))
+    assert mixed.startswith("this run mixed machine types: ") and f"{arm} (2 records on 2 node(s))" in mixed
+    two = machine_line(x86, rs({"id": "a", "machine": x86, "node": "n1"}, {"id": "b", "machine": x86, "node": "n2"}))
+    assert two.startswith("measured on a cluster: ") and "unpaired" in two
+
+
 class _Ref:
     def __init__(self, value):
         self.value = value

@@ -71,12 +71,12 @@ def groups_of(graph: Graph, results: dict, runtime: str, threads) -> dict:
     return out
 
 
-def _across_nodes(comparisons: list, node, where: dict, rt: str, th) -> list:
+def _across_nodes(comparisons: list, node, where: dict) -> list:
     """Cross-runtime comparisons against a measurement taken on another node: labelled unpaired, with both
     nodes named (machines differ, so the ratio mixes machine and runtime)."""
     out = []
     for c in comparisons:
-        other = where.get((c.get("against") or "").replace(f"/t{th}", ""), node)
+        other = where.get(c.get("against"), node)
         if other != node:
             c = {**c, "paired": False, "nodes": [other, node], "note": "measured on different nodes: unpaired, "
                  "and the ratio includes the difference between the machines"}
@@ -101,7 +101,7 @@ def records(recipe, rd, graph: Graph, results: dict, isa: dict, machine: str | N
                 res, g = group[art.id]
                 error = res.get("error") or mem.error
                 rows.append((art, rt, th, res, mem, error, g))
-                where[(art.id + "@" + rt)] = g.node
+                where[f"{art.id}@{rt}/t{th}"] = g.node  # as comparisons name what they are against
                 if not error and (res.get("latency") or {}).get("latency"):
                     latencies[(art.id, rt, th)] = res["latency"]
     profiles = {}
@@ -121,8 +121,7 @@ def records(recipe, rd, graph: Graph, results: dict, isa: dict, machine: str | N
         extra["comparisons"] = comparisons
         if art.format == "onnx" and "source" in art.extra and not error:
             extra["diagnostics"] = _diagnostics(rd, art, rt, th, latencies, profiles.get((art.id, rt)), isa)
-        extra["cross_runtime"] = _across_nodes(cross_runtime(art.id, model_of(art), rt, th, latencies), g.node,
-                                               where, rt, th)
+        extra["cross_runtime"] = _across_nodes(cross_runtime(art.id, model_of(art), rt, th, latencies), g.node, where)
         # every result names the machine that measured it (never a phone): the group's, else the driver's
         extra["machine"] = (g.environment or {}).get("description") or machine
         if g.node is not None:  # measured on a node an executor named (a cluster): which, and its environment
