@@ -119,7 +119,8 @@ class RayExecutor:
             own = True
         try:
             gcs = ray.get_runtime_context().gcs_address
-            for note in check_cluster(ray.nodes(), gcs or self.address or "HOST:PORT"):
+            notes = check_cluster(ray.nodes(), gcs or self.address or "HOST:PORT")
+            for note in notes if (self.address is not None or not own) else ():  # local: said above
                 if progress is not None:
                     progress.info(f"[yellow]note: {note}[/yellow]")
         except BaseException:
@@ -160,8 +161,9 @@ def _schedule(ray, graph: Graph, ctx: RunContext, progress) -> dict:
         run = [inflight[r].unit for r in inflight]
         q = [n.unit for n in waiting]
         by = lambda units, k: sum(kind_of(u) == k for u in units)  # noqa: E731
-        return (f"{len(results)}/{total} done; running {len(run)} (cpu {by(run, 'cpu')}, bench {by(run, 'bench')}); "
-                f"queued {len(q)} (cpu {by(q, 'cpu')}, bench {by(q, 'bench')})")
+        return (f"{len(results)}/{total} done; with Ray (running, or queued for a free node) {len(run)} "
+                f"(cpu {by(run, 'cpu')}, bench {by(run, 'bench')}); waiting for inputs {len(q)} "
+                f"(cpu {by(q, 'cpu')}, bench {by(q, 'bench')})")
 
     def release() -> None:
         """Settle or submit every waiting node whose dependencies are all done (repeats: settling cascades)."""
