@@ -392,8 +392,9 @@ def test_hf_config_student_is_smaller_random_and_trains(world, tmp_path):
 def test_text_run_on_the_mobile_runtimes(world, tmp_path, capsys, kind):
     """A text recipe naming every runtime: ORT and ORT mobile get the teacher, the KD student and the int8
     (static, `[mobile] int8`) ORT-format files, parity-checked through the .ort file with the family's
-    token feeds and measured on the two-array inputs.npz; ExecuTorch and LiteRT (single-input exporters)
-    are skipped up front with a one-line note, and the run goes on."""
+    token feeds and measured on the two-array inputs.npz; ExecuTorch and LiteRT get the fp32 .pte / .tflite
+    at a fixed sequence length (their int8 variants, or a one-line note each where a conversion fails), with
+    the quality of the .onnx through their own runtimes."""
     from workbench.cli import main
 
     quant = '[quantize]\nteacher = ["static"]\nstudents = []\ncalib_samples = 8\n'
@@ -403,13 +404,18 @@ def test_text_run_on_the_mobile_runtimes(world, tmp_path, capsys, kind):
     printed = capsys.readouterr()
     doc = json.loads((tmp_path / "run" / "results.json").read_text())
     rts = doc["run"]["runtimes"]
-    assert rts["measured"] == ["ort", "ort-mobile"]
-    assert [s["runtime"] for s in rts["skipped"]] == ["executorch", "litert"]
+    assert rts["measured"] == ["ort", "ort-mobile", "executorch", "litert"] and not rts["skipped"]
+    metric = "accuracy" if kind == "classification" else "cosine"
+    ort = {r["variant"]: r for r in doc["results"] if r["runtime"]["name"] == "ort"}
     for rt in ("executorch", "litert"):
-        note = next(n for n in rts["notes"] if n.startswith(f"skipped runtime {rt}:"))
-        assert "2 inputs (input_ids, attention_mask)" in note and "measured on ort, ort-mobile" in note
-        assert note in " ".join((printed.out + printed.err).split()) and "\n" not in note
-    assert not (tmp_path / "run" / "artifacts" / "executorch").exists()
+        got = {r["variant"]: r for r in doc["results"] if r["runtime"]["name"] == rt}
+        assert {"teacher.fp32", "L2.kd.fp32"} <= set(got)
+        for variant, r in got.items():
+            assert r["status"] == "ok" and r["quality"]["metric"] == metric
+            if variant.endswith("fp32"):
+                assert r["quality"]["value"] == pytest.approx(ort[variant]["quality"]["value"], abs=2e-3)
+        refused = [n for n in rts["notes"] if n.startswith("skipped ") and f" on {rt}: " in n]
+        assert all("\n" not in n and n in " ".join((printed.out + printed.err).split()) for n in refused)
     mobile = {r["variant"]: r for r in doc["results"] if r["runtime"]["name"] == "ort-mobile"}
     assert {"teacher.fp32", "L2.kd.fp32"} <= set(mobile) <= {"teacher.fp32", "teacher.int8-static", "L2.kd.fp32"}
     # the int8 (QDQ) .ort: ORT 1.32 converts it but cannot replay its saved runtime optimisations on load; a
@@ -423,8 +429,6 @@ def test_text_run_on_the_mobile_runtimes(world, tmp_path, capsys, kind):
         assert "teacher.int8-static" in {r["variant"] for r in doc["results"] if r["runtime"]["name"] == "ort"}
     inputs = np.load(tmp_path / "run" / "inputs.npz")
     assert sorted(inputs.files) == ["attention_mask", "input_ids"]
-    metric = "accuracy" if kind == "classification" else "cosine"
-    ort = {r["variant"]: r for r in doc["results"] if r["runtime"]["name"] == "ort"}
     for variant, r in mobile.items():
         assert r["status"] == "ok" and set(r["input"]["shapes"]) == {"input_ids", "attention_mask"}
         assert r["quality"]["metric"] == metric
@@ -437,24 +441,24 @@ def test_text_run_on_the_mobile_runtimes(world, tmp_path, capsys, kind):
     assert parity["inputs"] == ["input_ids", "attention_mask"] and parity["max_abs"] < 1e-3
 
 
-def test_single_input_exporters_refuse_token_feeds_in_one_line(world, tmp_path):
-    """The exporters that convert the PyTorch model take one input tensor: a dict of token feeds is a
-    one-line ExportError naming the formats that do take it; the runtimes' fit is decided before any work."""
-    from workbench.errors import ExportError, RecipeError
+def test_a_token_model_the_mobile_exporters_cannot_trace_fails_in_one_line(world, tmp_path):
+    """ExecuTorch and LiteRT take token feeds (a dict) and call the model's forward with them in order; a model
+    whose forward does not take them is a one-line ExportError naming the cause, nothing written. The text
+    families fit every runtime at preflight (they give the fixed example those exporters need)."""
+    from workbench.errors import ExportError
     from workbench.export import EXPORTERS
     from workbench.pipeline.mobile import fitting_runtimes, runtime_fits
 
     feeds = {"input_ids": np.ones((1, 4), np.int64), "attention_mask": np.ones((1, 4), np.int64)}
-    for name in ("executorch", "litert"):
-        with pytest.raises(ExportError, match="converts single-input models; this model takes inputs input_ids, "
-                                              "attention_mask; export it to onnx or ort-mobile instead"):
-            EXPORTERS.get(name).export(torch.nn.Identity(), feeds, tmp_path / f"m{EXPORTERS.get(name).suffix}")
-    assert fitting_runtimes(feeds) == ["ort", "ort-mobile"] and "executorch" in fitting_runtimes({"input": 1})
-    use, skipped = runtime_fits(["ort", "litert"], [], "text-classification", feeds)
-    assert use == ["ort"] and skipped[0]["runtime"] == "litert" and "single-input" in skipped[0]["reason"]
-    assert runtime_fits(["ort", "litert"], [], "image-classification", {"input": 1}) == (["ort", "litert"], [])
-    with pytest.raises(RecipeError, match="no runtime of \\[measure\\] runtimes converts the text-classification"):
-        runtime_fits(["executorch"], [], "text-classification", feeds)
+    for name, what in (("executorch", "ExecuTorch"), ("litert", "LiteRT")):
+        exp = EXPORTERS.get(name)
+        if exp.missing():
+            continue
+        with pytest.raises(ExportError, match=f"{what} export \\(fp32\\) failed for m{exp.suffix}: TypeError: "):
+            exp.export(torch.nn.Identity(), feeds, tmp_path / f"m{exp.suffix}")
+        assert not (tmp_path / f"m{exp.suffix}").exists()
+    assert fitting_runtimes(feeds, "text-classification") == fitting_runtimes({"input": 1})
+    assert runtime_fits(["ort", "litert"], [], "text-classification", feeds) == (["ort", "litert"], [])
 
 
 def test_a_refused_conversion_leaves_the_graph_with_its_dependents_and_one_note():

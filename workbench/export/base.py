@@ -58,11 +58,14 @@ class ExportOptions:
     parity_check: Any = None
 
 
-def evenly_spaced(x: np.ndarray, n: int | None) -> np.ndarray:
-    """``n`` evenly spaced rows of ``x`` (all when ``n`` is None): the calibration rule every method shares."""
-    if n is None or n >= len(x):
+def evenly_spaced(x, n: int | None):
+    """``n`` evenly spaced rows of ``x`` (all when ``n`` is None): the calibration rule every method shares.
+    ``x``: an array, or a dict of input name -> array (the same rows of each: a transformer's token feeds)."""
+    rows = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    if n is None or n >= rows:
         return x
-    return x[np.linspace(0, len(x) - 1, n).round().astype(int)]
+    idx = np.linspace(0, rows - 1, n).round().astype(int)
+    return {k: np.asarray(v)[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
 
 
 def _has(module: str) -> bool:

@@ -3,7 +3,11 @@
     torch.export.export -> [int8: prepare_pt2e(XNNPACKQuantizer) -> calibrate -> convert_pt2e -> re-export]
     -> to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()]) -> to_executorch() -> .pte
 
-The program has a fixed batch of 1 (as deployed on a phone; ``sample`` gives the shape). Every
+The program has a fixed batch of 1 (as deployed on a phone; ``sample`` gives the shape). A model with
+several inputs (a transformer's ``input_ids`` and ``attention_mask``) takes ``sample`` as a dict of input
+name -> array, its forward called with them in that order, exported at the sample's fixed sequence length
+(the task's max length: shorter token inputs are right-padded by the runtime adapter, recorded in the
+artifact's ``notes``); its int8 calibration runs one padded example at a time. Every
 export reports the share of graph nodes delegated to XNNPACK and checks parity with PyTorch
 through the workbench's own ExecuTorch adapter: fp32 within ``atol + rtol*|ref|``; int8 by top-1
 agreement (and max |diff|, recorded), with :mod:`.mobile_common`'s helpers (shared with LiteRT).
@@ -19,8 +23,8 @@ import numpy as np
 from ..errors import ExportError, RuntimeUnavailable
 from ..fileio import atomic_path
 from .base import ExportOptions, Exporter, evenly_spaced
-from .mobile_common import (ExportRecord, Parity, _batches, _one_line, check_parity,  # noqa: F401 (re-exported)
-                            quiet_native_output, require)
+from .mobile_common import (ExportRecord, Parity, _batches, _one_line, calibration_rows,  # noqa: F401 (re-exported)
+                            check_parity, fixed_shapes, quiet_native_output, require, sequence_note, token_inputs)
 
 PRECISIONS = ("fp32", "int8")
 
@@ -40,6 +44,8 @@ class ExecutorchExport(ExportRecord):
     parity: Parity | None = None
     quantizer: str = ""
     made_in_s: float = 0.0
+    fixed_inputs: dict = field(default_factory=dict)  # input name -> the program's fixed shape
+    notes: str = ""  # e.g. the fixed sequence length of a transformer's token inputs
 
 
 def _delegation(graph_module) -> tuple[int, int, int, dict]:
@@ -52,13 +58,14 @@ def _delegation(graph_module) -> tuple[int, int, int, dict]:
     return info.num_delegated_nodes, sum(left.values()), info.num_delegated_subgraphs, left
 
 
-def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision: str = "fp32",
-                      calibration: np.ndarray | None = None, input_name: str = "input",
-                      check_inputs: np.ndarray | None = None, atol: float = 1e-4, rtol: float = 1e-3,
+def export_executorch(model, sample, path: str | Path, *, precision: str = "fp32",
+                      calibration=None, input_name: str = "input",
+                      check_inputs=None, atol: float = 1e-4, rtol: float = 1e-3,
                       min_top1: float | None = None, per_channel: bool = True) -> ExecutorchExport:
     """Export ``model`` (put in eval mode) to an ExecutorchExport .pte at ``path`` (written atomically).
 
-    ``sample``: one input batch (its shape is the program's fixed input shape, batch 1 for mobile).
+    ``sample``: one input batch (its shape is the program's fixed input shape, batch 1 for mobile), or a dict
+    of input name -> array for a multi-input model (``calibration`` and ``check_inputs`` dicts too).
     ``precision`` "int8" needs ``calibration`` (inputs of the task, e.g. 256 validation images),
     run through the prepared model in batches of ``sample``'s size (``per_channel``: one weight scale
     per output channel). ``check_inputs`` (default ``sample``) are compared with PyTorch through the
@@ -78,8 +85,10 @@ def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision:
         raise ExportError(f"ExecuTorch programs end in .pte, not {path.suffix or 'nothing'}; name the output "
                           f"{path.with_suffix('.pte').name}")
     model.eval()
-    sample = np.ascontiguousarray(sample, dtype=np.float32)
-    x = torch.from_numpy(sample)
+    multi = isinstance(sample, dict)
+    sample = token_inputs(sample) if multi else np.ascontiguousarray(sample, dtype=np.float32)
+    args = tuple(torch.from_numpy(v) for v in sample.values()) if multi else (torch.from_numpy(sample),)
+    names = ",".join(sample) if multi else input_name
     quantizer = ""
     try:
         with quiet_native_output():
@@ -87,7 +96,7 @@ def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision:
             from executorch.exir import to_edge_transform_and_lower
 
             with torch.no_grad():
-                ep = torch.export.export(model, (x,))
+                ep = torch.export.export(model, args)
                 if precision == "int8":
                     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                         XNNPACKQuantizer, get_symmetric_quantization_config)
@@ -95,16 +104,22 @@ def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision:
 
                     q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
                     prepared = prepare_pt2e(ep.module(), q)
-                    calib = np.ascontiguousarray(calibration, dtype=np.float32)
-                    for b in _batches(calib, len(sample)):
-                        if len(b) == len(sample):
-                            prepared(torch.from_numpy(b))
-                    ep = torch.export.export(convert_pt2e(prepared), (x,))
+                    if multi:  # one example at a time, padded to the program's sequence length
+                        length = sample["attention_mask"].shape[1] if "attention_mask" in sample else None
+                        calib = calibration_rows(calibration, length)
+                        for row in calib:
+                            prepared(*(torch.from_numpy(row[k]) for k in sample))
+                    else:
+                        calib = np.ascontiguousarray(calibration, dtype=np.float32)
+                        for b in _batches(calib, len(sample)):
+                            if len(b) == len(sample):
+                                prepared(torch.from_numpy(b))
+                    ep = torch.export.export(convert_pt2e(prepared), args)
                     quantizer = (f"PT2E XNNPACKQuantizer, symmetric int8, {'per-channel' if per_channel else 'per-tensor'} "
                                  "weights, static activations; "
                                  f"calibrated on {len(calib)} inputs")
             edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
-                                               constant_methods={"workbench_input_names": input_name})
+                                               constant_methods={"workbench_input_names": names})
             delegated, left, subgraphs, left_ops = _delegation(edge.exported_program().graph_module)
             program = edge.to_executorch()
             buffer = program.buffer
@@ -125,7 +140,7 @@ def export_executorch(model, sample: np.ndarray, path: str | Path, *, precision:
     total = delegated + left
     return ExecutorchExport(str(path), precision, path.stat().st_size, delegated, left,
                             delegated / total if total else 0.0, subgraphs, left_ops, parity, quantizer,
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, fixed_shapes(sample), sequence_note(sample))
 
 
 class ExecutorchExporter(Exporter):
@@ -138,6 +153,7 @@ class ExecutorchExporter(Exporter):
     suffix = ".pte"
     needs = (("executorch.exir", 'pip install -c constraints.txt -e ".[executorch]"'),)
     how = "export(executorch .pte, XNNPACK delegate, batch 1)"
+    multi_input = True  # a transformer's token inputs, at a fixed sequence length (see export_executorch)
 
     def recipe_int8(self, mobile) -> tuple[str, ...]:
         """``[mobile] int8``: PT2E int8."""

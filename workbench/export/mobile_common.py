@@ -51,22 +51,78 @@ def require(runtime_name: str) -> None:
         raise RuntimeUnavailable(f"runtime {runtime_name!r} is not installed; install it with: {rt.install_hint}")
 
 
-def check_parity(model, path, runtime: str, inputs: np.ndarray, input_name: str, *, threads: int = 1,
+def token_inputs(example: dict) -> dict:
+    """A multi-input example (input name -> array) as contiguous arrays; integer inputs (token ids, masks) stay
+    int64, floats become float32."""
+    return {k: np.ascontiguousarray(v, dtype=np.int64 if np.issubdtype(np.asarray(v).dtype, np.integer) else np.float32)
+            for k, v in example.items()}
+
+
+def fixed_shapes(example) -> dict:
+    """Input name -> the fixed shape a batch-1 mobile artifact is exported with (its example's shape)."""
+    if isinstance(example, dict):
+        return {k: list(np.shape(v)) for k, v in example.items()}
+    return {"input": list(np.shape(example))}
+
+
+def sequence_note(example) -> str:
+    """The artifact's note on its fixed sequence length (token inputs), or "" for other inputs."""
+    from ..runtimes.executorch import TOKEN_INPUTS
+
+    if not isinstance(example, dict) or "attention_mask" not in example:
+        return ""
+    n = int(np.shape(example["attention_mask"])[1])
+    names = ", ".join(k for k in example if k in TOKEN_INPUTS)
+    return (f"fixed sequence length {n} tokens ({names} of shape [1, {n}]): the workbench's runtime adapter "
+            f"right-pads shorter inputs with 0 under a zero attention mask; an app must pad to {n} too")
+
+
+def calibration_rows(calibration, length_of) -> list:
+    """Batch-1 calibration inputs: rows of an array, or for a dict of token arrays (n, width) one dict per
+    example right-padded to the program's length (``length_of``: the example's sequence length)."""
+    if not isinstance(calibration, dict):
+        return [calibration[i:i + 1] for i in range(len(calibration))]
+    from ..runtimes.executorch import pad_tokens
+
+    feeds = token_inputs(calibration)
+    n = len(next(iter(feeds.values())))
+    return [pad_tokens({k: v[i:i + 1] for k, v in feeds.items()}, length_of, "the export") for i in range(n)]
+
+
+def _reference(model, inputs) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        if isinstance(inputs, dict):  # the model's forward takes its inputs in the example's order
+            out = model(*(torch.from_numpy(v) for v in inputs.values()))
+        else:
+            out = model(torch.from_numpy(inputs))
+    return out.float().numpy().astype(np.float64)
+
+
+def check_parity(model, path, runtime: str, inputs, input_name: str, *, threads: int = 1,
                  atol: float | None = 1e-4, rtol: float = 1e-3, min_top1: float | None = None,
                  what: str = "export") -> Parity:
     """Run ``path`` through the registered ``runtime`` on ``inputs`` and compare with ``model``.
 
-    ``atol`` None: max |diff| is recorded, not checked (int8). ``min_top1``: fail when fewer
-    inputs than that share keep PyTorch's top-1 class.
+    ``inputs``: an array (one input named ``input_name``) or a dict of input name -> array (a transformer's
+    token feeds, padded to their longest; the artifact pads them to its fixed length). ``atol`` None: max
+    |diff| is recorded, not checked (int8). ``min_top1``: fail when fewer inputs than that share keep
+    PyTorch's top-1 class.
     """
-    import torch
-
     from ..evaluate import run_artifact
 
-    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-    with torch.inference_mode():
-        ref = model(torch.from_numpy(inputs)).float().numpy().astype(np.float64)
-    out = run_artifact(str(path), runtime, inputs, input_name, threads=threads).astype(np.float64)
+    if isinstance(inputs, dict):
+        from ..runtimes import get_runtime
+
+        inputs = token_inputs(inputs)
+        ref = _reference(model, inputs)
+        session = get_runtime(runtime).load(str(path), threads)
+        out = np.asarray(session.run(inputs)[0]).astype(np.float64)
+    else:
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        ref = _reference(model, inputs)
+        out = run_artifact(str(path), runtime, inputs, input_name, threads=threads).astype(np.float64)
     if out.shape != ref.shape:
         raise ExportError(f"{what}: output shape {list(out.shape)} differs from PyTorch's {list(ref.shape)}; "
                           "check the model's forward for data-dependent shapes")
@@ -76,12 +132,12 @@ def check_parity(model, path, runtime: str, inputs: np.ndarray, input_name: str,
     if atol is not None and (not np.all(np.isfinite(out)) or np.any(diff > atol + rtol * np.abs(ref))):
         raise ParityError(what, max_abs, atol)
     if min_top1 is not None and top1 < min_top1:
-        raise ExportError(f"{what}: only {top1:.1%} of {len(inputs)} inputs keep PyTorch's top-1 class (need "
+        raise ExportError(f"{what}: only {top1:.1%} of {len(out)} inputs keep PyTorch's top-1 class (need "
                           f">= {min_top1:.0%}); calibrate on more representative data or keep this model in fp32")
     crit = f"|diff| <= {atol:.0e} + {rtol:.0e}*|ref|" if atol is not None else "max |diff| recorded only"
     if min_top1 is not None:
         crit += f"; top-1 agreement >= {min_top1:.0%}"
-    return Parity(max_abs, top1, int(len(inputs)), crit)
+    return Parity(max_abs, top1, int(len(out)), crit)
 
 
 def _batches(x: np.ndarray, batch: int):

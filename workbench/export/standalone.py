@@ -115,28 +115,36 @@ def export_model(model_spec: str, to: str, int8: str | None, task_spec: str, out
         raise RecipeError(f"--rounds must be a whole number >= 1, got {rounds!r}")
     name = model_name(model_spec)
     plan = check_request(to, int8, out, name)
-    task = load_task(task_spec, Path.cwd(), command="export", needs={ARRAYS},
-                     hint="workbench export converts models of array inputs (images, feature vectors)")
-    loaded = _load(model_spec, task)
-    plan.out.mkdir(parents=True, exist_ok=True)
-    rows, notes = _export_all(loaded.module, task, plan, name, echo)
+    head = None
+    if model_spec.split(":", 1)[0] == "hf":  # a transformer: token inputs at a fixed length (standalone_text)
+        from .standalone_text import export_text_model
+
+        head, rows, notes, feeds = export_text_model(model_spec, plan, task_spec, name, echo)
+    else:
+        task = load_task(task_spec, Path.cwd(), command="export", needs={ARRAYS},
+                         hint="workbench export converts models of array inputs (images, feature vectors); "
+                              "an hf: model takes a text: or corpus: task")
+        loaded = _load(model_spec, task)
+        plan.out.mkdir(parents=True, exist_ok=True)
+        rows, notes = _export_all(loaded.module, task, plan, name, echo)
+        feeds = {task.input_name: np.ascontiguousarray(task.x_test[:1])}
     if not rows:
         if not any(plan.out.iterdir()):
             plan.out.rmdir()
         raise ExportError(f"no format could convert {model_spec}: " + "; ".join(notes))
-    labels = getattr(task, "y_test", None) is not None and len(task.y_test) > 0
-    reference = None
-    if labels:
-        reference = _pytorch_accuracy(loaded.module, task)
-        _evaluate(rows, task, notes)
+    if head is None:
+        reference = None
+        if getattr(task, "y_test", None) is not None and len(task.y_test) > 0:
+            reference = _pytorch_accuracy(loaded.module, task)
+            _evaluate(rows, task, notes)
+        head = {"model_sha256": loaded.sha256, "task": task.name,
+                "input": {"name": task.input_name, "shape": list(task.input_shape)}, "pytorch_accuracy": reference}
     if measure:
-        _measure(rows, task, threads, rounds, max_s, notes, echo)
+        _measure(rows, feeds, threads, rounds, max_s, notes, echo)
     for r in rows:
         r["path"] = str(Path(r["path"]).relative_to(plan.out.resolve())) if Path(r["path"]).is_absolute() else r["path"]
-    doc = {"schema_version": SCHEMA_VERSION, "model": model_spec, "model_sha256": loaded.sha256, "task": task.name,
-           "input": {"name": task.input_name, "shape": list(task.input_shape)}, "formats": list(plan.formats),
-           "int8": [m.spec for m in plan.methods], "pytorch_accuracy": reference, "threads": threads,
-           "artifacts": rows, "notes": notes}
+    doc = {"schema_version": SCHEMA_VERSION, "model": model_spec, **head, "formats": list(plan.formats),
+           "int8": [m.spec for m in plan.methods], "threads": threads, "artifacts": rows, "notes": notes}
     path = plan.out / "export.json"
     write_json(path, doc)
     for line in table(doc):
@@ -207,15 +215,16 @@ def _protocol(max_s: float | None):
                     min_runs=min(p.min_runs, 10), warmup_runs=min(p.warmup_runs, 3))
 
 
-def _measure(rows: list[dict], task, threads: int, rounds: int, max_s, notes: list[str], echo) -> None:
-    """Latency of every artifact through the harness: each runtime's artifacts interleaved (A B A B in fresh
-    processes, ``rounds`` rounds), one at a time when a runtime has only one; ratios vs its fp32 artifact."""
+def _measure(rows: list[dict], feeds: dict, threads: int, rounds: int, max_s, notes: list[str], echo) -> None:
+    """Latency of every artifact through the harness on ``feeds`` (input name -> one example): each runtime's
+    artifacts interleaved (A B A B in fresh processes, ``rounds`` rounds), one at a time when a runtime has
+    only one; ratios vs its fp32 artifact."""
     from .. import measure
 
     protocol = _protocol(max_s)
     with tempfile.TemporaryDirectory(prefix="workbench-export-") as tmp:
         inputs = str(Path(tmp) / "inputs.npz")
-        np.savez(inputs, **{task.input_name: np.ascontiguousarray(task.x_test[:1])})
+        np.savez(inputs, **{k: np.ascontiguousarray(v) for k, v in feeds.items()})
         for rt in dict.fromkeys(r["runtime"] for r in rows):
             group = [r for r in rows if r["runtime"] == rt]
             echo(f"measuring {len(group)} artifact(s) on {rt} with {threads} thread(s) ...")

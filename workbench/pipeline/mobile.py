@@ -21,9 +21,13 @@ recipe's tolerance, checked; int8: max |diff| and top-1 agreement, recorded).
 
 Models with several inputs (a transformer's input_ids and attention_mask): the exporters that convert the
 .onnx (ort-mobile) take them, with the task family's token feeds for parity (the .ort files against the .onnx,
-the artifact against PyTorch through ``family.parity``); a runtime whose exporter converts the PyTorch model
-from one input tensor (executorch, litert) is skipped at preflight with a note (:func:`runtime_fits`). A
-conversion the converter refuses (its ExportError) is skipped by the convert unit with a note; the run goes on.
+the artifact against PyTorch through ``family.parity``); the exporters that convert the PyTorch model
+(executorch, litert) take the family's exported form (``family.wrap``) at one fixed shape, the family's
+``fixed_inputs(ctx)`` (a text padded to the recipe's max length; the runtime adapters pad shorter inputs,
+the artifact's notes say so), their parity checked on the family's parity inputs. A multi-input family without
+``fixed_inputs`` (nothing to export at a fixed shape) has those runtimes skipped at preflight with a note
+(:func:`runtime_fits`). A conversion the converter refuses (its ExportError) is skipped by the convert unit
+with a note; the run goes on.
 
 The unit: :func:`convert` (one artifact, a module-level function of a RunContext: it reloads the model with
 ``family.load_ref`` and the calibration inputs through the task family); what each runtime gets is planned
@@ -71,38 +75,57 @@ def plan_runtimes(recipe) -> tuple[list[str], list[dict]]:
     return use, skipped
 
 
-def fitting_runtimes(inputs) -> list[str]:
-    """The runtimes whose exporter converts a model with these inputs (names; several: multi-input models)."""
+def _fits(exp, inputs, family: str | None) -> bool:
+    """Whether exporter ``exp`` converts the models of ``family`` (a registered family name, or None: any
+    family that can give fixed inputs) taking ``inputs``: single-input models always; multi-input ones when
+    the exporter takes several inputs and, for an exporter of the PyTorch model, the family gives the fixed
+    example it is exported with (``fixed_inputs``)."""
+    if len(inputs) <= 1:
+        return True
+    if not exp.multi_input:
+        return False
+    if exp.source != "pytorch" or family is None:
+        return True
+    from .families import FAMILIES  # the package registers every family
+
+    return family in FAMILIES and callable(getattr(FAMILIES.get(family), "fixed_inputs", None))
+
+
+def fitting_runtimes(inputs, family: str | None = None) -> list[str]:
+    """The runtimes whose exporter converts a model with these inputs (names; several: multi-input models)
+    of ``family`` (see :func:`_fits`)."""
     from ..export import EXPORTERS
     from ..runtimes import RUNTIMES
     from .compare import BASELINE_RUNTIME  # the run exports every model to ONNX itself (the family's export)
 
     exps = [EXPORTERS.get(n) for n in EXPORTERS.names()]
-    ok = {e.runtime for e in exps if len(inputs) <= 1 or e.multi_input} | {BASELINE_RUNTIME}
+    ok = {e.runtime for e in exps if _fits(e, inputs, family)} | {BASELINE_RUNTIME}
     return [rt for rt in RUNTIMES.names() if rt in ok]
 
 
 def runtime_fits(runtimes: list[str], skipped: list[dict], family: str, inputs) -> tuple[list[str], list[dict]]:
     """(runtimes to run, skipped) once the task family and its model inputs are known (preflight, before any
-    work): a runtime whose exporter cannot convert a model with ``inputs`` (several: a transformer's
-    input_ids and attention_mask; ExecuTorch's and LiteRT's exporters take one input tensor) is skipped with
-    a one-line reason; the run goes on with the others. (Checked by hand: torch.export of a tiny BERT at a
-    fixed sequence length lowers to ExecuTorch/XNNPACK with parity 2e-7, and litert_torch converts it with int32
-    token inputs; those exporters would need dict examples, fixed-length feeds and int32 ids to take it.)"""
+    work): a runtime whose exporter cannot convert a model of ``family`` with ``inputs`` (several: e.g. a
+    transformer's input_ids and attention_mask) is skipped with a one-line reason; the run goes on with the
+    others. Every exporter takes several inputs now (ExecuTorch and LiteRT at the fixed shape of the family's
+    ``fixed_inputs``: the text families give one); what is left skipped is a multi-input family with no fixed
+    example to export the PyTorch model at."""
     from ..export import exporter_for_runtime
     from .compare import BASELINE_RUNTIME
 
     use, skipped = [], list(skipped)
+    fitting = fitting_runtimes(inputs, family)
     for rt in runtimes:
-        if rt == BASELINE_RUNTIME or len(inputs) <= 1 or exporter_for_runtime(rt).multi_input:
+        if rt == BASELINE_RUNTIME or _fits(exporter_for_runtime(rt), inputs, family):
             use.append(rt)
         else:
             skipped.append({"runtime": rt, "reason": (
                 f"the {family} models take {len(inputs)} inputs ({', '.join(inputs)}) and the {rt} exporter "
-                f"converts single-input models; measured on {', '.join(r for r in runtimes if r in fitting_runtimes(inputs))}")})
+                f"converts them only at a fixed shape, which the {family} family does not give; measured on "
+                f"{', '.join(r for r in runtimes if r in fitting)}")})
     if not use:
         raise RecipeError(f"no runtime of [measure] runtimes converts the {family} models (inputs "
-                          f"{', '.join(inputs)}); add one of: {', '.join(fitting_runtimes(inputs))}")
+                          f"{', '.join(inputs)}); add one of: {', '.join(fitting)}")
     return use, skipped
 
 
@@ -142,6 +165,8 @@ class _World:
     load: object  # (ModelRef) -> nn.Module
     progress: object = None
     parity: object = None  # (module) -> (path, atol | None) -> max |diff|, for multi-input models
+    fixed: object = None  # the family's batch-1 example at the fixed shape (multi-input models to executorch/litert)
+    wrap: object = None  # (module) -> the family's exported form of it (forward(input_ids, attention_mask))
 
     @property
     def multi_input(self) -> bool:
@@ -159,9 +184,11 @@ def _world_of(ctx, progress) -> _World:
     parity = fam.parity_inputs(ctx)
     name = next(iter(one))
     if len(one) > 1:
+        fixed = getattr(fam, "fixed_inputs", None)
         return _World(rundir_of(ctx), recipe_of(ctx), ctx.task_fp, name, dict(one), dict(parity),
                       lambda: fam.calibration(ctx, None), lambda ref: load_ref(ref, ctx), progress,
-                      lambda module: lambda path, atol: fam.parity(module, path, ctx, atol))
+                      lambda module: lambda path, atol: fam.parity(module, path, ctx, atol),
+                      None if fixed is None else fixed(ctx), lambda module: fam.wrap(module).eval())
 
     def calibration():
         got = fam.calibration(ctx, None)
@@ -189,8 +216,10 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
     from ..quantize import parse_method
 
     exp = exporter_for_runtime(runtime)
-    if w.multi_input and not exp.multi_input:  # the plan never asks this (see runtime_fits); a direct call may
-        raise ExportError(f"{runtime} converts single-input models; this model takes inputs {', '.join(w.sample)}; "
+    fixed = w.multi_input and exp.source == "pytorch"  # exported at the family's fixed shape (executorch, litert)
+    if w.multi_input and (not exp.multi_input or (fixed and w.fixed is None)):  # the plan never asks this (see
+        # runtime_fits); a direct call may
+        raise ExportError(f"{runtime} cannot convert this model (inputs {', '.join(w.sample)}) of this task family; "
                           f"measure it on {', '.join(fitting_runtimes(w.sample))}")
     ex, q = w.recipe.export, w.recipe.quantize
     model = model_of(src)
@@ -205,14 +234,17 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
             calib_n = meth.options.get("calib_samples") or q.calib_samples
         art_id = variant_id(model, meth)
         key = content_key(f"export-{runtime}", ref.key, meth.key if meth else "fp32", _version(runtime),
-                          ex.parity_atol, ex.parity_rtol, w.fp, calib_n)
+                          ex.parity_atol, ex.parity_rtol, w.fp, calib_n,
+                          *([{k: list(v.shape) for k, v in w.fixed.items()}] if fixed else []))
     path = w.rd.path("artifacts", runtime, f"{art_id}{exp.suffix}")  # names from the recipe: checked to stay inside
     meta = w.rd.unit("artifacts", f"{runtime}.{art_id}", key)
     art = w.rd.reused_artifact(meta, path)  # a damaged record or file: one line, then remade
     if art is not None:
         return art
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = w.load(ref)
+    module, sample = w.load(ref), w.sample
+    if fixed:
+        module, sample = w.wrap(module), w.fixed
     calib = None
     if meth is not None and meth.needs_calibration and exp.source != "onnx":
         calib = evenly_spaced(w.calibration(), calib_n)
@@ -223,9 +255,9 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
     t0 = time.perf_counter()
     if calib is not None and w.progress is not None:
         with w.progress.bar(f"exporting {art_id} to {runtime} (calibrating on {len(calib)} training inputs)", 1):
-            made = exp.export(module, w.sample, path, opts)
+            made = exp.export(module, sample, path, opts)
     else:
-        made = exp.export(module, w.sample, path, opts)
+        made = exp.export(module, sample, path, opts)
     took = time.perf_counter() - t0
     art = _record(w, exp, runtime, src, meth, made, art_id, key, took)
     write_json(meta, art.to_json())

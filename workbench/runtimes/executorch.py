@@ -9,6 +9,12 @@ harness does: every measurement runs in its own worker).
 Input names: a ``.pte`` stores none. The workbench's exporter adds a constant method
 ``workbench_input_names`` (a comma-separated string); programs without it get ``input`` (one
 input) or ``input_0``, ``input_1`` ...
+
+Token inputs (a transformer exported at a fixed sequence length, e.g. 128: ``input_ids``,
+``attention_mask``, ``token_type_ids`` of a program that takes ``attention_mask``): the session reports
+their sequence axis as ``"seq"`` and right-pads shorter feeds with 0 up to the program's length, as an
+app on a phone pads its tokens (any id is fine under a zero attention mask); longer feeds are refused
+in one line. :func:`token_length` and :func:`pad_tokens` are shared with the LiteRT adapter.
 """
 from __future__ import annotations
 
@@ -42,6 +48,45 @@ def default_input_names(n: int) -> list[str]:
     return ["input"] if n == 1 else [f"input_{i}" for i in range(n)]
 
 
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # padded with 0 under a zero attention mask
+
+
+def token_length(specs: list[InputSpec]) -> int | None:
+    """The fixed sequence length of a program with token inputs (``attention_mask`` among them, all token
+    inputs of one fixed 2-D shape); None for any other program (nothing is padded)."""
+    tok = [s for s in specs if s.name in TOKEN_INPUTS]
+    if "attention_mask" not in {s.name for s in tok}:
+        return None
+    lengths = {s.shape[1] for s in tok if len(s.shape) == 2 and isinstance(s.shape[1], int)}
+    return lengths.pop() if len(lengths) == 1 and all(len(s.shape) == 2 for s in tok) else None
+
+
+def reported_specs(specs: list[InputSpec], length: int | None) -> list[InputSpec]:
+    """``specs`` as a session reports them: token inputs with a symbolic ``"seq"`` axis when padded."""
+    if length is None:
+        return list(specs)
+    return [InputSpec(s.name, (s.shape[0], "seq"), s.dtype) if s.name in TOKEN_INPUTS else s for s in specs]
+
+
+def pad_tokens(feeds: dict, length: int | None, what: str) -> dict:
+    """``feeds`` with every token input right-padded with 0 to ``length`` tokens (unchanged when None);
+    an ArtifactError when one is longer than the program takes."""
+    if length is None:
+        return feeds
+    import numpy as np
+
+    out = dict(feeds)
+    for name in TOKEN_INPUTS:
+        x = feeds.get(name)
+        if x is None or np.ndim(x) != 2 or x.shape[1] == length:
+            continue
+        if x.shape[1] > length:
+            raise ArtifactError(f"{what} takes at most {length} tokens (its fixed sequence length) but {name!r} has "
+                                f"{x.shape[1]}; truncate the texts to {length} tokens or re-export at a longer length")
+        out[name] = np.pad(np.asarray(x), ((0, 0), (0, length - x.shape[1])))
+    return out
+
+
 def run_split(run_one, specs: list[InputSpec], feeds: dict) -> list | None:
     """Outputs of a batch-1 artifact on a larger batch, run example by example and concatenated.
 
@@ -72,17 +117,23 @@ class ExecutorchSession(Session):
             t = meta.input_tensor_meta(i)
             self._specs.append(InputSpec(name, tuple(int(d) for d in t.sizes()),
                                          _SCALAR_TYPES.get(int(t.dtype()), str(t.dtype()))))
-        self._options = options
+        self._length = token_length(self._specs)
+        self._options = dict(options)
+        if self._length is not None:
+            self._options["sequence"] = (f"fixed {self._length} tokens; shorter token inputs right-padded with 0 "
+                                         "(zero attention mask) in run()")
 
     def input_specs(self) -> list[InputSpec]:
-        return list(self._specs)
+        return reported_specs(self._specs, self._length)
 
     def _run_one(self, feeds):
         import numpy as np
         import torch
 
+        feeds = pad_tokens(feeds, self._length, "this ExecuTorch program")
         try:
-            args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in self._specs]
+            args = [torch.from_numpy(np.ascontiguousarray(
+                feeds[s.name], dtype=s.dtype if s.dtype in _SCALAR_TYPES.values() else None)) for s in self._specs]
         except KeyError as e:
             raise ArtifactError(f"ExecuTorch program needs input {e.args[0]!r}; feed "
                                 f"{', '.join(s.name for s in self._specs)}") from None

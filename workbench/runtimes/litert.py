@@ -5,7 +5,10 @@ delegate. Inputs are matched by the model's first signature (the workbench's exp
 after the task's input, e.g. ``input``). A full-integer model has int8 inputs and outputs; its
 session quantizes float feeds with the input's scale and zero point and dequantizes the outputs,
 as an app would, so it takes the same float inputs as the fp32 model (``input_specs`` reports
-float32 and ``options()["io"]`` says so).
+float32 and ``options()["io"]`` says so). Token ids: litert-torch downcasts 64-bit model inputs to int32, so a
+transformer's ``input_ids`` / ``attention_mask`` are int32 in the model; the session casts int64 feeds to
+the model's dtype, and pads token inputs to the model's fixed sequence length as the ExecuTorch adapter
+does (workbench.runtimes.executorch.pad_tokens).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import re
 
 from ..errors import ArtifactError
 from .base import InputSpec, Runtime, Session
-from .executorch import run_split
+from .executorch import pad_tokens, reported_specs, run_split, token_length
 
 
 def _one_line(text, limit: int = 300) -> str:
@@ -63,14 +66,20 @@ class LiteRTSession(Session):
             self._out.append((d["index"], q))
         self._options = dict(options, io="int8 in the model; float feeds quantized and outputs dequantized in run()"
                              if quantized_io else "as in the model")
+        self._length = token_length(self._specs)
+        if self._length is not None:
+            self._options["sequence"] = (f"fixed {self._length} tokens; shorter token inputs right-padded with 0 "
+                                         "(zero attention mask) in run(); int64 ids cast to the model's "
+                                         + "/".join(sorted({s.dtype for s in self._specs})))
 
     def input_specs(self) -> list[InputSpec]:
-        return list(self._specs)
+        return reported_specs(self._specs, self._length)
 
     def _run_one(self, feeds):
         import numpy as np
 
         interp = self._interp
+        feeds = pad_tokens(feeds, self._length, "this LiteRT model")
         for name, index, dtype, q in self._in:
             if name not in feeds:
                 raise ArtifactError(f"LiteRT model needs input {name!r}; feed {', '.join(n for n, *_ in self._in)}")

@@ -305,6 +305,15 @@ class TextFamily(abc.ABC):
             return self._feeds(task, [ids[pick]], ctx)
         return self._feeds(task, ids[:n], ctx)
 
+    def fixed_inputs(self, ctx: RunContext) -> dict[str, np.ndarray]:
+        """The batch-1 example of the exporters that convert the PyTorch model at one fixed shape (ExecuTorch,
+        LiteRT): one test text's token feeds right-padded with 0 to the fixed sequence length, the recipe's max
+        length (capped at the teacher's position embeddings); every text fits (ids are truncated to it) and the
+        runtime adapters pad shorter inputs to it (workbench.runtimes.executorch.pad_tokens)."""
+        length = min(max_len_of(recipe_of(ctx)), int(getattr(self.hf(ctx).config, "max_position_embeddings", 10**9)))
+        one = self.inputs(task_of(ctx), "test", 1, ctx)
+        return {k: np.pad(v, ((0, 0), (0, max(0, length - v.shape[1])))) for k, v in one.items()}
+
     def parity_inputs(self, ctx: RunContext) -> dict[str, np.ndarray]:
         """The test texts every artifact's parity with its PyTorch source is checked on (padded batch)."""
         n = min(recipe_of(ctx).export.parity_samples, PARITY_TEXTS)
