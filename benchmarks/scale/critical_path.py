@@ -1,26 +1,29 @@
 """Critical-path model: measured unit times -> predicted wall time of the demo and of a generated 50-student
 sweep on 1, 4, 16 and 64 worker nodes (with 1 and 4 bench nodes), and the serial fraction that bounds it.
 
-Inputs: the time of every unit of a real demo run, either a JSON written by unit_times.py (default: the
-committed ``results/demo-quick-unit-times.json``) or the ``units.json`` an executor writes into a run
-directory (its ``recipe.toml`` beside it gives the recipe). The demo's graph is re-planned with
-``workbench.pipeline.runner.preflight`` / ``graph_of`` (pure: nothing trains); the sweep is the same recipe
-with 50 generated CNN students (widths 6..30, depths 1 and 2; every student also on the mobile runtimes),
-planned the same way. Each sweep unit takes the measured time of the demo unit of the same kind and the
-same role (regime, method, seed, variant, runtime, threads) whose student is nearest in parameter count;
-an interleaved measurement group takes the demo group's time per artifact times its number of artifacts.
+Input: the ``units.json`` an executor writes into a run directory (every unit's seconds), with the run's
+``recipe.toml`` beside it (default: the committed copy of a demo --quick run, results/demo-quick-steps10/).
+The run's graph is re-planned with ``workbench.pipeline.runner.preflight`` / ``graph_of`` (pure: nothing
+trains); the sweep is the same recipe with 50 generated CNN students (widths 6..30, depths 1 and 2; every
+student also on the mobile runtimes the recipe measures), planned the same way. Each sweep unit takes the
+measured time of the run's unit of the same kind and role (regime, method, seed, variant, runtime, threads)
+whose student is nearest in parameter count; an interleaved measurement group takes the run's group time
+per artifact times its number of artifacts. The teacher-output cache fill (inside the first KD training
+unit) is split out as one unit that every KD training waits for. ``--quick-steps``: a what-if that scales a
+step-capped run's training units to the demo --quick budget.
 
 Model (schedule.py): a worker node runs one unit at a time; a bench node runs one measurement unit at a
 time and nothing else; list scheduling by longest remaining path. Speed-up is against the serial sum of
 the unit times (what the local executor does).
 
-    .venv/bin/python benchmarks/scale/critical_path.py [--units FILE] [--students 50]
+    .venv/bin/python benchmarks/scale/critical_path.py [--units RUN_DIR/units.json] [--students 50] [--quick-steps]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import re
 import shlex
 import statistics
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from schedule import critical_path, list_schedule  # noqa: E402  (this folder's own module)
 
 HERE = Path(__file__).resolve().parent
+CACHE_NODE = "teacher-cache"  # the teacher-output cache fill, modelled as one unit before every KD training
 WORKERS = (1, 4, 16, 64)
 BENCH_NODES = (1, 4)
 # The units the Ray executor sends only to bench nodes (they time things: an interleaved group, the memory
@@ -46,6 +50,8 @@ NEXT_STEP = {
     "train_student": "the longest training chain: fewer steps for the sweep, GPUs (`--device cuda`) or "
                      "`--nproc-per-node` for the biggest students",
     "export_fp32": "the teacher's export heads every chain: cache it across runs (its key does not change)",
+    "teacher_cache_fill": "the teacher-output cache fill: make it a unit of its own (once, before the KD units) "
+                          "or share it across runs; today concurrent KD units would each compute it",
 }
 
 
@@ -59,22 +65,25 @@ def bench_units() -> tuple:
 
 
 def load_times(path: Path) -> tuple[dict, dict, object]:
-    """(node id -> seconds, what the file says about where and how it was measured, the recipe of that run)."""
+    """(node id -> seconds, what the run says about its command, machine and duration, the run's recipe) from
+    an executor's units.json; recipe.toml and results.json (or a copy of its "run" part, run.json) lie beside it."""
     from workbench.recipe import load_recipe
 
-    doc = json.loads(path.read_text())
-    if isinstance(doc, list):  # an executor's units.json: the recipe lies beside it
-        rows, meta = doc, {"source": f"{path} (executor's units.json)"}
-        recipe_path = path.parent / "recipe.toml"
-        if not recipe_path.is_file():
-            sys.exit(f"error: {recipe_path} not found; give the units.json of a run directory (it keeps recipe.toml)")
-        recipe = replace(load_recipe(recipe_path), builtin=True)
-    else:
-        rows, meta = doc["units"], {k: v for k, v in doc.items() if k != "units"}
-        meta["source"] = str(path)
-        recipe = load_recipe(None)
-        if doc.get("quick", doc.get("recipe") == "demo --quick"):
-            recipe = recipe.quick()
+    if not path.is_file():
+        sys.exit(f"error: {path} not found; give the units.json of a run directory (workbench run writes one)")
+    rows = json.loads(path.read_text())
+    recipe_path = path.parent / "recipe.toml"
+    if not isinstance(rows, list) or not recipe_path.is_file():
+        sys.exit(f"error: {path} is not a run directory's units.json with its recipe.toml beside it")
+    recipe = replace(load_recipe(recipe_path), builtin=True)
+    meta = {"source": os.path.relpath(path)}
+    for name in ("results.json", "run.json"):  # the run's own record of its command, machine and duration
+        if (path.parent / name).is_file():
+            run = json.loads((path.parent / name).read_text())["run"]
+            env = run.get("environment") or {}
+            meta.update(command=run.get("command"), machine=env.get("description"), wall_s=run.get("duration_s"),
+                        loadavg=env.get("loadavg"))
+            break
     cached = [r["id"] for r in rows if r.get("cached")]
     if cached:
         sys.exit(f"error: {len(cached)} units in {path} were reused from an earlier run (e.g. {cached[0]}); "
@@ -167,11 +176,55 @@ def by_kind(ids, seconds: dict, kinds: dict) -> str:
     return ", ".join(f"{k} {v:.1f} s" for k, v in sorted(acc.items(), key=lambda kv: -kv[1]))
 
 
-def report(title: str, graph, seconds: dict, bench_kinds: tuple, measured_wall: float | None = None) -> None:
-    """Print the model of one graph: work, serial fraction, the table over node counts, what dominates."""
-    kinds = kind_of(graph)
+def cache_fill(graph, times: dict) -> tuple[str | None, float]:
+    """(the demo's first KD training unit, the seconds of it that filled the run's teacher-output cache):
+    its time minus the mean of the same student's KD units of the same regime with other seeds (which read
+    the cache); (None, 0) when there is nothing to compare with."""
+    kd = [n for n in graph.of_unit("train_student") if n.job.job.method == "kd" and n.id in times]
+    if not kd:
+        return None, 0.0
+    first = kd[0].job.job
+    twins = [times[n.id] for n in kd[1:] if n.job.job.student == first.student and n.job.job.regime == first.regime]
+    if not twins:
+        return None, 0.0
+    return kd[0].id, max(0.0, times[kd[0].id] - statistics.fmean(twins))
+
+
+def scaled_to_quick_steps(demo, graph, times: dict) -> tuple[dict, str]:
+    """Training units' times scaled to the built-in demo's --quick step budget from the steps ``demo`` (the
+    timed run's recipe) used, regime by regime (time taken as proportional to steps); and a line saying so."""
+    from workbench.recipe import load_recipe
+
+    target = load_recipe(None).quick().distill
+    factor = {"full": target.steps / demo.distill.steps, "few": target.few_steps / demo.distill.few_steps}
+    out = dict(times)
+    for n in graph.of_unit("train_student"):
+        if n.id in out:
+            out[n.id] *= factor["full" if n.job.job.regime == "full" else "few"]
+    return out, (f"what-if: training units scaled to the demo --quick budget ({target.steps} full-data, "
+                 f"{target.few_steps} few-label steps) from the timed run's ({demo.distill.steps}, "
+                 f"{demo.distill.few_steps}): x{factor['full']:g} and x{factor['few']:g}, training time taken as "
+                 "proportional to steps (the cache fill is not scaled)")
+
+
+def model_of(graph, seconds: dict, fill: float) -> tuple[list, dict, dict, dict]:
+    """(order, deps, kinds, seconds) of a graph for the scheduler; with ``fill`` > 0 the teacher-output cache
+    fill is a unit of its own (CACHE_NODE, ``fill`` seconds) that every KD training unit waits for."""
     order = [n.id for n in graph.nodes]
     deps = {n.id: tuple(n.deps) for n in graph.nodes}
+    kinds, secs = kind_of(graph), dict(seconds)
+    if fill > 0:
+        order.insert(0, CACHE_NODE)
+        deps[CACHE_NODE], kinds[CACHE_NODE], secs[CACHE_NODE] = (), "teacher_cache_fill", fill
+        for n in graph.of_unit("train_student"):
+            if n.job.job.method == "kd":
+                deps[n.id] = deps[n.id] + (CACHE_NODE,)
+    return order, deps, kinds, secs
+
+
+def report(title: str, model: tuple, bench_kinds: tuple, measured_wall: float | None = None) -> None:
+    """Print the model of one graph: work, serial fraction, the table over node counts, what dominates."""
+    order, deps, kinds, seconds = model
     bench = {i for i in order if kinds[i] in bench_kinds}
     total = sum(seconds[i] for i in order)
     bench_work = sum(seconds[i] for i in bench)
@@ -227,9 +280,12 @@ def _schedule_chain(s, seconds: dict, deps: dict, order: list, bench: set) -> li
 def main() -> int:
     """Command line: load the measured unit times, plan the demo and the sweep, print the model."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--units", default=str(HERE / "results" / "demo-quick-unit-times.json"),
-                    help="unit_times.py's JSON, or a run directory's units.json")
+    ap.add_argument("--units", default=str(HERE / "results" / "demo-quick-steps10" / "units.json"),
+                    help="a run directory's units.json (recipe.toml beside it)")
     ap.add_argument("--students", type=int, default=50, help="students in the generated sweep")
+    ap.add_argument("--quick-steps", action="store_true",
+                    help="what-if for a run timed with capped training steps: scale each training unit's time (the "
+                         "cache fill excluded) to the built-in demo's --quick step budget, proportionally to steps")
     args = ap.parse_args()
     if args.students < 1:
         sys.exit("error: --students must be at least 1")
@@ -240,10 +296,10 @@ def main() -> int:
     env = collect_environment()
     print(f"# command: {' '.join(shlex.quote(a) for a in ['.venv/bin/python', *sys.argv])}")
     print(f"# machine (this model ran on): {env['description']}")
-    print(f"# unit times: {meta['source']}: {meta.get('recipe', demo.name)}, timed by "
-          f"`{meta.get('command', 'the executor')}` on {meta.get('machine', 'the machine in its records')}"
-          + (f"; load average {meta['load_before'][0]:.1f} at its start, {meta['load_after'][0]:.1f} at its end "
-             "(2 cores shared with other jobs: timings taken under load)" if "load_before" in meta else ""))
+    print(f"# unit times: {meta['source']}: recipe {demo.name} (training steps: {demo.distill.steps} full-data, "
+          f"{demo.distill.few_steps} few-label), run by `{meta.get('command', '?')}` on {meta.get('machine', '?')}"
+          + (f"; load average {meta['loadavg'][0]:.1f} when it began (the 2 cores were shared with other jobs: "
+             "timings taken under load)" if meta.get("loadavg") else ""))
     pre = preflight(demo)
     bench_kinds = bench_units()
     print("== critical-path model of the unit graph on a cluster")
@@ -254,11 +310,22 @@ def main() -> int:
           "time; dependencies respected; no transfer or scheduling overhead (see local_vs_ray.py for Ray's)")
     demo_graph = graph_of(demo, pre, env.get("isa", {}))
     missing = [n.id for n in demo_graph.nodes if n.id not in times]
-    seconds = {n.id: times.get(n.id, 0.0) for n in demo_graph.nodes}
     if missing:
         print(f"note: {len(missing)} planned demo units have no measured time (skipped in that run), taken as 0 s: "
               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-    report(f"demo ({meta.get('recipe', demo.name)})", demo_graph, seconds, bench_kinds, meta.get("wall_s"))
+    first_kd, fill = cache_fill(demo_graph, times)
+    if fill > 0:
+        times = {**times, first_kd: times[first_kd] - fill}
+        print(f"teacher-output cache: the first KD unit ({first_kd}) took {fill:.0f} s more than its other seeds: "
+              f"the teacher pass that fills the run's cache. Modelled as one unit ({CACHE_NODE}, {fill:.0f} s) that "
+              "every KD training waits for. Today each KD unit that starts before the cache file exists computes "
+              "it too (no lock): on a cluster the first wave of KD units would each pay it")
+    if args.quick_steps:
+        times, line = scaled_to_quick_steps(demo, demo_graph, times)
+        print(line)
+    seconds = {n.id: times.get(n.id, 0.0) for n in demo_graph.nodes}
+    report(f"demo ({demo.name})", model_of(demo_graph, seconds, fill), bench_kinds,
+           meta.get("wall_s"))
 
     sweep = sweep_recipe(demo, args.students)
     sweep_graph = graph_of(sweep, pre, env.get("isa", {}))
@@ -274,14 +341,14 @@ def main() -> int:
           "its number of artifacts")
     if unmatched:
         print(f"note: {len(unmatched)} sweep units match no measured demo unit, taken as 0 s: {', '.join(unmatched[:4])}")
-    report(f"generated {args.students}-student sweep", sweep_graph, s_times, bench_kinds)
+    report(f"generated {args.students}-student sweep", model_of(sweep_graph, s_times, fill), bench_kinds)
     if "group_size" in {f.name for f in fields(sweep.measure)}:
-        what_if_group_size(sweep, pre, env, demo_graph, dp, sp, times, bench_kinds)
+        what_if_group_size(sweep, pre, env, demo_graph, dp, sp, times, fill, bench_kinds)
     return 0
 
 
-def what_if_group_size(sweep, pre, env, demo_graph, dp: dict, sp: dict, times: dict, bench_kinds: tuple,
-                       sizes=(None, 40, 20)) -> None:
+def what_if_group_size(sweep, pre, env, demo_graph, dp: dict, sp: dict, times: dict, fill: float,
+                       bench_kinds: tuple, sizes=(None, 40, 20)) -> None:
     """The sweep at 64 workers with 1, 4 and 16 bench nodes when ``[measure] group_size`` splits its
     measurement groups (each sub-group holds the reference artifacts again: more bench work, spread wider)."""
     from workbench.pipeline.runner import graph_of
@@ -292,10 +359,8 @@ def what_if_group_size(sweep, pre, env, demo_graph, dp: dict, sp: dict, times: d
     for g in sizes:
         r = replace(sweep, measure=replace(sweep.measure, group_size=g))
         graph = graph_of(r, pre, env.get("isa", {}))
-        t, _ = sweep_times(graph, sp, demo_graph, dp, times)
-        order = [n.id for n in graph.nodes]
-        deps = {n.id: tuple(n.deps) for n in graph.nodes}
-        bench = {n.id for n in graph.nodes if n.unit in bench_kinds}
+        order, deps, kinds, t = model_of(graph, sweep_times(graph, sp, demo_graph, dp, times)[0], fill)
+        bench = {i for i in order if kinds[i] in bench_kinds}
         walls = [list_schedule(t, deps, order, bench, WORKERS[-1], b).wall for b in (1, 4, 16)]
         print(f"{g or 'none':>11}{len(graph.of_unit('measure_group')):>8}{sum(t[i] for i in bench):>14.0f}"
               + "".join(f"{w:>16.0f}" for w in walls))
