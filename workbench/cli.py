@@ -37,14 +37,18 @@ def cli():
               "ray needs the cluster extra: pip install -e '.[cluster]'.")
 @click.option("--address", metavar="auto|HOST:PORT", help="With --backend ray: the Ray cluster to use (default: start "
               "a local Ray instance whose one node also measures). The run directory must be on storage all nodes share.")
-def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend, address):
+@click.option("--device", metavar="auto|cpu|cuda[:N]", help="Where the students train and the teacher's cached "
+              "pass runs (overrides the recipe's [train] device; auto = cuda when torch sees a GPU). "
+              "Never part of a content key. [recipe's, else auto]")
+def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend, address, device):
     """Run a recipe (default: the built-in digits demo) and write results.json, report.md, report.html.
 
     Example: workbench run --quick --out runs/first
     """
     from .commands.run import run_command
 
-    run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend, address)
+    run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend, address,
+                device=device)
 
 
 @cli.command()
@@ -61,7 +65,9 @@ def run(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment,
 @click.option("--shift", default=2, show_default=True, type=click.IntRange(0, 4),
               help="Image augmentation: random integer shifts up to +-N px (flat features: none).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file (a .card.json is written beside it).")
-def train(task, arch, seed, steps, batch_size, lr, shift, out):
+@click.option("--device", metavar="auto|cpu|cuda[:N]", help="Where training and the teacher's cached pass run: "
+              "auto = cuda when torch sees a GPU, else cpu. [auto]")
+def train(task, arch, seed, steps, batch_size, lr, shift, out, device):
     """Train a teacher from labels on your data (how models/digits-resnet.safetensors was made); writes
     safetensors + a card with the test accuracy and the teacher spec for `workbench distill` and recipes.
 
@@ -71,7 +77,7 @@ def train(task, arch, seed, steps, batch_size, lr, shift, out):
     """
     from .commands.train import train_command
 
-    train_command(task, arch, seed, steps, batch_size, lr, shift, out)
+    train_command(task, arch, seed, steps, batch_size, lr, shift, out, device=device)
 
 
 @cli.command()
@@ -93,12 +99,15 @@ def train(task, arch, seed, steps, batch_size, lr, shift, out):
 @click.option("--embedding-cosine", type=float, help="Sentence embeddings: weight of the cosine loss. [1]")
 @click.option("--hidden-mse", type=float, help="Transformers: weight of the hidden-state MSE. [1]")
 @click.option("--max-len", type=int, help="Transformers: max tokens per text. [128]")
-@click.option("--epochs", type=click.IntRange(1), help="[20]")
+@click.option("--epochs", type=click.IntRange(1), help="Budget in passes over the training data (or --steps). [20]")
+@click.option("--steps", type=click.IntRange(1), help="Budget in optimiser steps instead of --epochs (the last pass may "
+              "be partial; validation then runs about 20 times in all).")
 @click.option("--batch-size", type=click.IntRange(1), help="[64]")
 @click.option("--lr", type=float, help="[3e-3]")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="[adamw]")
 @click.option("--schedule", type=click.Choice(["cosine", "linear", "constant"]), help="[cosine]")
-@click.option("--patience", type=click.IntRange(0), help="Early stopping: epochs without validation gain; 0 = off. [5]")
+@click.option("--patience", type=click.IntRange(0), help="Early stopping after this many validations without gain: "
+              "epochs with --epochs (one validation per epoch); with --steps, of the about 20 validations; 0 = off. [5]")
 @click.option("--seed", type=int, help="[0]")
 @click.option("--shift", type=click.IntRange(0), help="Image augmentation: random integer shifts up to +-N px. [1]")
 @click.option("--few", type=click.IntRange(0), help="Use only N labelled examples per class. [all]")
@@ -111,6 +120,12 @@ def train(task, arch, seed, steps, batch_size, lr, shift, out):
               "~/.cache/workbench/teacher-outputs).")
 @click.option("--list-layers", "list_layers", metavar="SPEC", help="Print a model's layer names (for --hint-layers) "
               "and exit; needs --task for the input size.")
+@click.option("--device", metavar="auto|cpu|cuda[:N]", help="Where the student trains and the teacher's cached "
+              "pass runs (autocast bf16/fp16 on CUDA; outputs stored fp32): auto = cuda when torch sees a GPU. [auto]")
+@click.option("--nproc-per-node", "nproc_per_node", type=click.IntRange(1), metavar="N",
+              help="Train in N processes under torchrun (DDP: gloo on cpu, nccl on cuda, one GPU each): every rank "
+                   "takes its share of each batch, rank 0 validates, checkpoints and writes. N > 1: image "
+                   "classifiers.")
 @click.option("--quiet", is_flag=True)
 def distill(config, list_layers, quiet, **options):
     """Distil a teacher into a student on a task; writes student weights, student.onnx (parity-checked)
@@ -123,7 +138,8 @@ def distill(config, list_layers, quiet, **options):
     """
     from .commands.distill import distill_command
 
-    distill_command(config, list_layers, quiet, options)
+    root = click.get_current_context().find_root()
+    distill_command(config, list_layers, quiet, options, argv=(root.obj or {}).get("argv"))  # torchrun re-runs it
 
 
 @cli.command()
@@ -162,7 +178,8 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     try:
-        cli.main(args=argv, prog_name="workbench", standalone_mode=False)
+        cli.main(args=argv, prog_name="workbench", standalone_mode=False,
+                 obj={"argv": list(argv) if argv is not None else sys.argv[1:]})  # torchrun re-runs the command
     except WorkbenchError as e:
         click.echo(f"error: {e}", err=True)
         return e.exit_code

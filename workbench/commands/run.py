@@ -9,7 +9,7 @@ import click
 
 
 def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_experiment, backend="local",
-                address=None) -> None:
+                address=None, device=None) -> None:
     """The body of `workbench run`: load the recipe, then print the plan (--dry-run) or run it and summarise.
     ``backend`` (a name in workbench.pipeline.executors.EXECUTORS) and ``address`` choose the executor."""
     from ..pipeline.executors import executor_for
@@ -19,6 +19,7 @@ def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_exp
     r = load_recipe(recipe)
     if quick:
         r = r.quick()
+    r = with_device(r, device, backend)
     out = Path(out) if out else Path("runs") / (r.name + ("-quick" if quick else ""))  # the name is a checked slug
     if dry_run:
         print_plan(r, out)
@@ -37,6 +38,22 @@ def run_command(recipe, out, quick, dry_run, wait, quiet, mlflow_uri, mlflow_exp
         from .report import log_mlflow
 
         log_mlflow(results_path, mlflow_uri, mlflow_experiment, results_path.parent)
+
+
+def with_device(r, device: str | None, backend: str = "local"):
+    """The recipe with --device (when given) as its [train] device; on the local backend the device is
+    resolved here (cuda asked on a machine without one: one line, exit 2), elsewhere where each unit runs."""
+    from dataclasses import replace
+
+    from ..recipe.train import parse_device
+
+    if device is not None:
+        r = replace(r, train=replace(r.train, device=parse_device(device)))
+    if backend == "local":
+        from ..distill.device import resolve
+
+        resolve(r.train.device, "--device" if device is not None else "[train] device")
+    return r
 
 
 def print_plan(r, out: Path) -> None:

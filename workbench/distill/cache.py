@@ -1,6 +1,8 @@
 """Teacher-output cache: teacher logits for every (view, training example), computed once.
 
-Keyed by (teacher weights sha256, task fingerprint, shift views, cache format version); stored as
+Keyed by (teacher weights sha256, task fingerprint, shift views, cache format version, and the teacher
+pass's reduced precision when it ran under autocast on a GPU: a bf16 entry is never read by an fp32 run
+nor the other way round; fp32 keys are what they always were); stored as
 a .npy file read memory-mapped, so every epoch, student, seed and later run reuses it. Any change
 of a key component gives a different file name: a stale cache is never read. A damaged file (a
 truncated .npy, a broken meta.json) is reported in one line and recomputed (workbench.fileio.cachefile).
@@ -18,17 +20,40 @@ from ..fileio import atomic_path
 CACHE_VERSION = 1
 
 
+def precision_parts() -> dict:
+    """What the teacher pass's precision on the context's device adds to a cache key: nothing in fp32 (the
+    CPU), {"teacher_autocast": "bfloat16"} (or float16) on CUDA (workbench.distill.device)."""
+    from .device import autocast_dtype, current
+
+    half = autocast_dtype(current())
+    return {} if half is None else {"teacher_autocast": str(half).replace("torch.", "")}
+
+
 def cache_key(teacher_sha256: str, task_fingerprint: str, shift: int) -> str:
-    """The key of a teacher-logits file: teacher weights, task content and shift augmentation (any change, a new file)."""
+    """The key of a teacher-logits file: teacher weights, task content and shift augmentation, and the teacher
+    pass's precision on a GPU (any change, a new file)."""
     raw = f"v{CACHE_VERSION}|{teacher_sha256}|{task_fingerprint}|shift={shift}"
+    raw += "".join(f"|{k}={v}" for k, v in precision_parts().items())
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
 def teacher_logits(teacher, views, cache_dir: Path, key: str, progress=None, batch_size: int = 512,
                    notify=None, root: Path | None = None) -> np.ndarray:
     """Return logits of shape (n_views, n_examples, n_classes), computing and storing them if absent or
-    damaged (``notify(line)`` hears about a damaged file; its path is shown relative to ``root``)."""
+    damaged (``notify(line)`` hears about a damaged file; its path is shown relative to ``root``).
+
+    The teacher runs on the context's device (workbench.distill.device), under autocast on CUDA; the
+    stored logits are fp32. Under torchrun rank 0 computes and writes, the other ranks then read."""
+    from .ddp import main_first
+
+    with main_first():
+        return _teacher_logits(teacher, views, cache_dir, key, progress, batch_size, notify, root)
+
+
+def _teacher_logits(teacher, views, cache_dir, key, progress, batch_size, notify, root) -> np.ndarray:
     import torch
+
+    from .device import placed
 
     path = Path(cache_dir) / f"teacher-logits-{key}.npy"
     n = views.padded.shape[0]
@@ -41,7 +66,7 @@ def teacher_logits(teacher, views, cache_dir: Path, key: str, progress=None, bat
     teacher.eval()
     total = views.n_views * n
     done = 0
-    with torch.inference_mode():
+    with placed(teacher, autocast=True), torch.inference_mode():
         for v in range(views.n_views):
             for start in range(0, n, batch_size):
                 idx = torch.arange(start, min(start + batch_size, n))
@@ -72,10 +97,11 @@ class OutputCache:
         self.root = Path(root)
 
     def key(self, **parts) -> str:
-        """The entry key of ``parts`` (everything that changes the outputs), with the cache version."""
+        """The entry key of ``parts`` (everything that changes the outputs), with the cache version and the
+        teacher pass's precision on a GPU (:func:`precision_parts`; nothing on the CPU)."""
         import json
 
-        raw = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+        raw = json.dumps({"v": CACHE_VERSION, **parts, **precision_parts()}, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     def path(self, key: str) -> Path:

@@ -86,14 +86,17 @@ def classifier_step(model, views, labels, pool, losses: LossConfig, targets, see
 
     gen, gen_epoch = torch.Generator(), [None]
 
-    def step(idx, epoch):
-        """The loss of batch ``pool[idx]`` in pass ``epoch``."""
+    def step(idx, epoch, share=None):
+        """The loss of batch ``pool[idx]`` in pass ``epoch`` (under torchrun: of the ``share`` of it that is
+        this process's, the views drawn for the whole batch first, so every rank draws what one process would)."""
         if gen_epoch[0] != epoch:
             gen.manual_seed(seed * 1_000_003 + 17 + epoch)
             gen_epoch[0] = epoch
         ex = pool[idx]
         view = (torch.randint(0, views.n_views, (len(ex),), generator=gen) if views.n_views > 1
                 else torch.full((len(ex),), views.identity_view))
+        if share is not None:
+            ex, view = ex[share], view[share]
         xb = views.get(ex, view)
         if tap:
             tap.clear()
@@ -109,11 +112,12 @@ def classifier_step(model, views, labels, pool, losses: LossConfig, targets, see
                     teacher_module(xb)
             for i, (s, t) in enumerate(losses.hint_layers):
                 tf = teacher_tap.outputs[t] if targets.online_hint else targets.get(f"hint:{t}", vn, en)
-                loss = loss + losses.hint * L.hint_loss(tap.outputs[s], tf, adapters[str(i)])
+                feat = tap.outputs[s]  # recorded inside the student: on its device (workbench.distill.device)
+                loss = loss + losses.hint * L.hint_loss(feat, tf.to(feat.device), adapters[str(i)])
         if losses.attention > 0:
             for s, t in losses.attention_layers:
                 sm = attention_map(tap.outputs[s], losses.attention_p)
-                loss = loss + losses.attention * at_map_loss(sm, targets.get(f"at:{t}", vn, en))
+                loss = loss + losses.attention * at_map_loss(sm, targets.get(f"at:{t}", vn, en).to(sm.device))
         return loss
 
     return step

@@ -147,6 +147,7 @@ class TeacherTargets(ArrayTargets):
 
         import torch
 
+        from .device import placed
         from .features import FeatureTap
 
         views, n = self.data.views, len(self.data.task.y_train)
@@ -171,6 +172,8 @@ class TeacherTargets(ArrayTargets):
             update = stack.enter_context(bar)
             module = self.teacher.module
             tap = stack.enter_context(FeatureTap(module, layers)) if (module is not None and layers) else None
+            if module is not None:  # on the job's device, autocast on CUDA; taps read back as fp32 on the host
+                stack.enter_context(placed(module, autocast=True))
             for v in range(views.n_views):
                 for s in range(0, n, batch):
                     idx = torch.arange(s, min(s + batch, n))
@@ -186,9 +189,10 @@ class TeacherTargets(ArrayTargets):
                         if layer is None:
                             outs[name][v, s:s + len(idx)] = logits
                         elif name.startswith("at:"):
-                            outs[name][v, s:s + len(idx)] = attention_map(tap.outputs[layer], self.losses.attention_p).numpy()
+                            feat = tap.outputs[layer].float()
+                            outs[name][v, s:s + len(idx)] = attention_map(feat, self.losses.attention_p).cpu().numpy()
                         else:
-                            outs[name][v, s:s + len(idx)] = tap.outputs[layer].numpy().astype(np.float16)
+                            outs[name][v, s:s + len(idx)] = tap.outputs[layer].float().cpu().numpy().astype(np.float16)
                     done += len(idx)
                     update(done)
             del outs
@@ -225,7 +229,10 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
     data = ClassifierData(task, shift, subset)
     targets = TeacherTargets(teacher, data, losses, cache, progress, feature_cache_mb)
     t0 = time.perf_counter()
-    status = targets.prepare() if losses.uses_teacher else {}
+    from .ddp import is_main, main_first
+
+    with main_first():  # under torchrun rank 0 fills the cache, the other ranks then read it
+        status = targets.prepare() if losses.uses_teacher else {}
     cache_s = time.perf_counter() - t0
 
     model = student.module
@@ -252,7 +259,8 @@ def distil_classifier(teacher, student, task, losses: LossConfig, cfg: FitConfig
 
     key = "|".join([student.spec.text, student.sha256, teacher.sha256 if teacher is not None else "no-teacher", task.fingerprint(), str(shift),
                     str(losses.to_json()), str(None if subset is None else subset.tolist()), key_extra])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if is_main():  # other ranks write nothing
+        out_dir.mkdir(parents=True, exist_ok=True)
     try:
         if tap:
             tap.__enter__()

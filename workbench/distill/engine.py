@@ -6,6 +6,12 @@ the step count), optimiser and schedule from the recipe, early stopping on a val
 checkpoint after every pass over the data and resume after a kill, deterministic shuffling, and a
 progress bar with loss and metric.
 
+Where: on the device of the job's context (workbench.distill.device: ``--device``; the modules move
+there for the run and back to the CPU after it), and, under torchrun, in several processes
+(workbench.distill.ddp): every rank trains on its share of every globally shuffled batch, gradients
+are summed over the ranks before each step, rank 0 alone validates (the others get its metric, so
+every rank keeps the same best pass and stops at the same time), checkpoints and shows progress.
+
 The engine knows nothing about models or losses: callers give it the trainable modules (student
 plus any adapters), a ``step(idx, epoch) -> loss`` function and an ``evaluate() -> float``
 (higher is better).
@@ -30,7 +36,9 @@ MAX_EVALS = 20  # with a budget in steps: validation runs at most about this man
 @dataclass(frozen=True)
 class FitConfig:
     """How to train: the budget (``epochs`` passes over the data, or ``steps`` optimiser steps; give
-    one, epochs=20 when neither), batch, optimiser, schedule, early stopping and seed."""
+    one, epochs=20 when neither), batch, optimiser, schedule, early stopping (``patience`` in
+    validations: epochs for a budget in epochs) and seed. Where it runs (device, processes) is no part
+    of it: the same config gives the same content keys and checkpoint fingerprint on any device."""
 
     epochs: int | None = None  # passes over the training examples (20 when steps is not given either)
     steps: int | None = None  # optimiser steps instead: the last pass over the data may be partial
@@ -40,7 +48,10 @@ class FitConfig:
     optimizer: str = "adamw"  # "adamw" | "sgd" (momentum 0.9, nesterov)
     schedule: str = "cosine"  # after a linear warm-up: "cosine" | "linear" | "constant"
     warmup_frac: float = 0.05
-    patience: int = 0  # early stopping after this many validations without improvement; 0 = off
+    # early stopping after this many validations without improvement (0 = off): with a budget in epochs a
+    # validation follows every epoch, so it counts epochs; with a budget in steps validation runs about
+    # MAX_EVALS times in all, so it counts those validations
+    patience: int = 0
     min_delta: float = 0.0
     seed: int = 0
     max_grad_norm: float | None = None
@@ -64,6 +75,10 @@ class FitConfig:
     def to_json(self) -> dict:
         """The config as JSON-ready data (cards, content keys, checkpoint fingerprints)."""
         return asdict(self)
+
+    def patience_unit(self) -> str:
+        """What ``patience`` counts: "epochs" (budget in epochs) or "validations" (budget in steps)."""
+        return "epochs" if self.steps is None else "validations"
 
     def schedule_for(self, n_train: int) -> "Budget":
         """The budget over ``n_train`` examples: batch, steps per pass, total steps and passes."""
@@ -142,7 +157,7 @@ def _fingerprint(cfg: FitConfig, key: str, n_train: int) -> str:
 
 def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoint: Path | None = None,
         key: str = "", progress=None, metric_name: str = "val", describe: str = "training",
-        on_step=None) -> FitResult:
+        on_step=None, device: str | None = None) -> FitResult:
     """Train all parameters of ``modules`` for ``cfg.epochs`` passes or ``cfg.steps`` optimiser steps
     over ``n_train`` example indices.
 
@@ -155,8 +170,28 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
     with the same ``key`` and config resumes from it; a checkpoint made for another key or config is
     ignored (and overwritten). ``progress`` is a :class:`~workbench.progress.Progress` (bar and
     notes); ``on_step(steps_done, mean_loss)`` hears about the loss about 20 times per run.
+
+    ``device`` (default: the context's, workbench.distill.device.current) is where the modules train;
+    they are back on the CPU when fit returns. Under torchrun (workbench.distill.ddp) a ``step`` that
+    takes a ``share`` keyword gets the global batch and the slice that is this rank's (it draws any
+    per-example randomness over the whole batch, then keeps its share); any other ``step`` gets its share
+    of the indices. Each rank's loss is the mean over its share.
     """
+    from .device import current, placed
+
+    device = device or current()
+    with placed(modules, device):
+        return _fit(modules, step, n_train, evaluate, cfg, checkpoint, key, progress, metric_name, describe,
+                    on_step, device)
+
+
+def _fit(modules, step, n_train, evaluate, cfg, checkpoint, key, progress, metric_name, describe, on_step,
+         device) -> FitResult:
+    import inspect
+
     import torch
+
+    from . import ddp
 
     if n_train < 1:
         raise RecipeError("nothing to train on: the training split is empty")
@@ -172,6 +207,11 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
     warmup = int(round(cfg.warmup_frac * total))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     fp = _fingerprint(cfg, key, n_train)
+    rank, ranks = ddp.world()
+    main = rank == 0
+    if not main:
+        progress = None  # progress and notes from rank 0 only
+    sharded = "share" in inspect.signature(step).parameters
     budget = f"{total} steps" if cfg.steps is not None else f"{plan.epochs} epochs x {per_epoch} steps"
 
     state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_epoch": 0, "best_state": None, "bad_epochs": 0}
@@ -189,6 +229,9 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
             state = ck["state"]
             resumed_from = state["epoch"]
             torch.set_rng_state(ck["torch_rng"])
+            # best weights and checkpointed tensors onto the training device (they were loaded to the CPU)
+            if state.get("best_state") is not None:
+                state["best_state"] = {n: {k: v.to(device) for k, v in sd.items()} for n, sd in state["best_state"].items()}
             if progress is not None:
                 progress.info(f"  resuming {describe} after epoch {resumed_from}/{plan.epochs} ({checkpoint})")
         elif progress is not None:
@@ -198,6 +241,8 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
         """A copy of every module's weights (the best pass's, kept in memory and in the checkpoint)."""
         return {name: copy.deepcopy({k: v.detach().clone() for k, v in m.state_dict().items()})
                 for name, m in modules.items()}
+
+    ddp.broadcast_modules(modules)  # every rank starts from rank 0's weights (fresh or resumed)
 
     def save_checkpoint():
         """Write the full training state atomically (weights, optimiser, schedule, RNG, history)."""
@@ -210,12 +255,38 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
             torch.save(ck, str(tmp))
 
     def run_eval() -> float:
-        """The validation metric with every module in eval mode and no gradients."""
-        for m in modules.values():
-            m.eval()
-        with torch.no_grad():
-            value = float(evaluate())
-        return value
+        """The validation metric with every module in eval mode and no gradients (rank 0 validates; every
+        rank gets its value)."""
+        value = None
+        if main:
+            for m in modules.values():
+                m.eval()
+            with torch.no_grad():
+                value = float(evaluate())
+        return ddp.broadcast_value(value)
+
+    def one_step(idx, epoch):
+        """The loss of one global batch ``idx``: this process's share (the whole batch in one process),
+        backward, and under torchrun the gradients and loss summed over the ranks. Returns the loss tensor
+        (one process) or the global mean loss as a float."""
+        if ranks == 1:
+            loss = step(idx, epoch)
+            if not torch.isfinite(loss):
+                raise RecipeError(f"{describe}: the loss became {loss.item()} at epoch {epoch + 1}; "
+                                  "lower the learning rate (lr) or the loss weights")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss
+        part = ddp.share(len(idx))
+        loss = step(idx, epoch, share=part) if sharded else step(idx[part], epoch)
+        loss = loss * ((part.stop - part.start) / len(idx))  # this rank's mean, weighted by its share of the batch
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        total = ddp.all_reduce_(params, loss)
+        if not math.isfinite(total):
+            raise RecipeError(f"{describe}: the loss became {total} at epoch {epoch + 1}; "
+                              "lower the learning rate (lr) or the loss weights")
+        return torch.tensor(total)
 
     start = time.perf_counter()
     stopped_early = state.get("stopped_early", False)
@@ -235,12 +306,7 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
                 running, count, since, n_since = 0.0, 0, 0.0, 0
                 for s in range(plan.steps_in(epoch)):
                     idx = order[s * batch:(s + 1) * batch]
-                    loss = step(idx, epoch)
-                    if not torch.isfinite(loss):
-                        raise RecipeError(f"{describe}: the loss became {loss.item()} at epoch {epoch + 1}; "
-                                          "lower the learning rate (lr) or the loss weights")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss = one_step(idx, epoch)
                     if cfg.max_grad_norm:
                         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                     opt.step()
@@ -248,6 +314,7 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
                     value = float(loss.item())
                     running, count, since, n_since = running + value, count + 1, since + value, n_since + 1
                     done = epoch * per_epoch + s + 1
+                    ddp.maybe_die(done)
                     if on_step is not None and (done % report_every == 0 or done == total):
                         on_step(done, since / n_since)
                         since, n_since = 0.0, 0
@@ -272,12 +339,13 @@ def fit(modules: dict, step, n_train: int, evaluate, cfg: FitConfig, *, checkpoi
                                                        f" @ {state['best_epoch']})")
                     update(epoch * per_epoch + count, f"epoch {epoch + 1}/{plan.epochs} loss "
                                                       f"{running / max(1, count):.4f}{shown}")
-                if checkpoint is not None:
+                if checkpoint is not None and main:
                     save_checkpoint()
                 if stop:
                     if progress is not None:
                         progress.info(f"  early stop after epoch {epoch + 1}: no {metric_name} improvement in "
-                                      f"{cfg.patience} epochs (best {state['best_metric']:.4f} at epoch {state['best_epoch']})")
+                                      f"{cfg.patience} {cfg.patience_unit()} (patience; best {state['best_metric']:.4f} "
+                                      f"at epoch {state['best_epoch']})")
                     break
         finally:
             if bar is not None:

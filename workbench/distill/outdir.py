@@ -21,9 +21,11 @@ def default_out(job) -> Path:
 def prepare_out(job) -> Path:
     """The job's output folder, created (a one-line error when it cannot be written)."""
     from ..fileio import ensure_writable_dir
+    from .ddp import is_main
 
     out = Path(job.out) if job.out else default_out(job)
-    ensure_writable_dir(out)
+    if is_main():  # under torchrun only rank 0 writes (the other ranks only read the checkpoint there)
+        ensure_writable_dir(out)
     return out
 
 

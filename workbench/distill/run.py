@@ -251,6 +251,10 @@ def _run_image(job: DistillJob, task, base, progress) -> dict:
                             subset=subset, progress=progress, feature_cache_mb=job.feature_cache_mb,
                             key_extra=str(job.seed))
     train_s = time.perf_counter() - t0
+    from .ddp import is_main
+
+    if not is_main():  # under torchrun rank 0 writes the weights, the export and the card
+        return {}
     model = student.module
     save_weights(unwrap(model), out / "student.safetensors", metadata={"student": job.student, "teacher": job.teacher,
                                                                "task": job.task})

@@ -61,8 +61,10 @@ def cached_teacher_pass(teacher, texts: dict, max_len: int, layers: list[int], c
     total = sum(len(v) for v in ids.values())
     bar = progress.bar("teacher outputs (cached for later runs)", total) if progress else None
     update = bar.__enter__() if bar else None
-    try:
-        with cache.writer(key, arrays, parts=parts) as out:
+    from .device import placed
+
+    try:  # the teacher on the job's device (autocast on CUDA; outputs stored fp32 / fp16 as on the CPU)
+        with placed(teacher.module, autocast=True), cache.writer(key, arrays, parts=parts) as out:
             out["train_offsets"][:] = offsets
             done = 0
             for s in ids:

@@ -104,7 +104,8 @@ def train_reference(spec: TrainSpec, out: str | Path, on_step=None, base_dir: Pa
 
 def fit(job: Prepared, on_step=None) -> dict:
     """Train the prepared job with the engine and write its weights and card; returns the card.
-    ``on_step(step, loss)`` hears the training loss about 20 times."""
+    ``on_step(step, loss)`` hears the training loss about 20 times. It trains on the context's device
+    (workbench.distill.device.using; the card names it) and saves the weights from the CPU."""
     return _fit(job.spec, job.task, job.arch, job.options, job.out, on_step)
 
 
@@ -112,6 +113,7 @@ def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, on_step) ->
     import torch
 
     from ..distill.classifier_train import accuracy, train_classifier
+    from ..distill.device import current
     from ..distill.views import ShiftViews
     from ..zoo import build_arch
     from ..zoo.models import count_params
@@ -154,7 +156,8 @@ def _fit(spec: TrainSpec, task, arch: str, options: dict, out: Path, on_step) ->
         "train_seconds": round(time.perf_counter() - t0, 1),
         "reproducibility": "seeded, but re-running gives close, not bit-identical, weights: multi-threaded CPU "
                            "kernels sum in varying order",
-        "trained_on": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__},
+        "trained_on": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
+                       "device": current()},
     }
     write_json(out.with_suffix(".card.json"), card)
     return card

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import RecipeError
 from ..fileio import check_name
 from .budget import BudgetSection, parse_budget_section
+from .train import TrainSection, parse_train_section
 from .distill_keys import RECIPE, check_distill, default
 from .rules import check_arch_options, check_elements, check_group_size, check_section, check_threads
 
@@ -158,6 +159,7 @@ class Recipe:
     measure: MeasureSection = field(default_factory=MeasureSection)
     mobile: MobileSection = field(default_factory=MobileSection)
     budget: BudgetSection = field(default_factory=BudgetSection)  # the report's recommendation
+    train: TrainSection = field(default_factory=TrainSection)  # where students train (no content key sees it)
     base_dir: str | None = field(default=None, compare=False)  # folder of the recipe file (resolves relative paths)
     builtin: bool = field(default=False, compare=False)  # the built-in demo: missing runtimes are skipped, not errors
     quick_mode: bool = field(default=False, compare=False)  # made by quick()
@@ -180,6 +182,8 @@ class Recipe:
             d[sec] = {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in dataclasses.asdict(getattr(self, sec)).items() if v is not None}
         d["students"] = [s.to_toml() for s in self.students]
+        if self.train != TrainSection():  # written only when set: a default recipe's files stay as they were
+            d["train"] = dataclasses.asdict(self.train)
         return d
 
     def to_toml(self) -> str:
@@ -208,7 +212,7 @@ class Recipe:
 
 SECTIONS = {"task": TaskSection, "teacher": TeacherSection, "distill": DistillSection,
             "quantize": QuantizeSection, "export": ExportSection, "measure": MeasureSection,
-            "mobile": MobileSection, "budget": BudgetSection}
+            "mobile": MobileSection, "budget": BudgetSection, "train": TrainSection}
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
@@ -298,7 +302,8 @@ def _measure_section(name: str, cls, values: dict) -> MeasureSection:
     return replace(_section(name, cls, rest), group_size=check_group_size(values.get("group_size")))
 
 
-_PARSERS = {"distill": _distill_section, "budget": parse_budget_section, "measure": _measure_section}  # sections with their own schema; the others: _section
+_PARSERS = {"distill": _distill_section, "budget": parse_budget_section, "measure": _measure_section,
+            "train": parse_train_section}  # sections with their own schema; the others: _section
 
 
 def _student(i: int, s) -> StudentSpec:

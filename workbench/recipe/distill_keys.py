@@ -124,7 +124,8 @@ KEYS: tuple[DistillKey, ...] = (
     DistillKey("warmup_frac", "float", 0.05, frozenset({COMMAND}),
                Num(0, 1, hi_open=True, hint="share of the steps spent warming up"),
                instead="recipes train with the engine's default warm-up"),
-    DistillKey("patience", "int", 5, frozenset({COMMAND}), Num(0, integer=True, hint="epochs; 0 = no early stopping"),
+    DistillKey("patience", "int", 5, frozenset({COMMAND}),
+               Num(0, integer=True, hint="validations without gain (epochs with an epoch budget); 0 = no early stopping"),
                instead="recipes train for their full step budget"),
     # the command's files and extras
     DistillKey("cache", "str", "", frozenset({COMMAND}), instead="a run keeps its teacher cache in its run directory"),

@@ -54,7 +54,10 @@ def train_student(ctx: RunContext, job: TrainJob, inputs: dict, progress=None) -
     if row is not MISSING and rd.read_entry(weights) is not MISSING:
         return TrainResult(row, job.weights, True)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(weights, suffix=weights.suffix) as tmp:
+    from ...distill.device import using
+
+    # on the recipe's [train] device, resolved on the machine running the unit (never part of the key)
+    with using(recipe_of(ctx).train.device), atomic_path(weights, suffix=weights.suffix) as tmp:
         row = FAMILIES.get(ctx.family).train(job.job, ctx, Path(tmp), _progress(progress))
     write_json(row_path, row)
     return TrainResult(row, job.weights, False)
