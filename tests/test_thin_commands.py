@@ -56,8 +56,9 @@ def test_quantize_command_writes_the_bytes_of_the_quantize_unit(tmp_path, monkey
     assert static.read_bytes() != dynamic.read_bytes()  # and the methods really differ
 
 
-def test_quantize_file_is_the_step_of_the_unit_and_the_command(tmp_path, monkeypatch):
-    """Both callers reach the one function (patched here to record its calls), with their own progress."""
+def test_quantize_command_calls_the_units_step(tmp_path, monkeypatch):
+    """`workbench quantize` reaches the quantize unit's own step (patched here to record its call and fail):
+    calibration data and terminal progress passed in, exit 2 and nothing written when the step fails."""
     import workbench.pipeline.units.make as make
     from workbench.errors import QuantizationError
 
