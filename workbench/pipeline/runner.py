@@ -125,7 +125,7 @@ def _run(recipe: Recipe, out, command: str, progress, wait: bool, hold: contextl
     notes += dropped
 
     recs = records(recipe, rd, graph, results, env.get("isa", {}), env.get("description"),
-                   f"{task.name} test split (first example, batch 1)")
+                   f"{task.name} " + getattr(pre.family, "measure_input", "test split (first example, batch 1)"))
     trained = {n.job.job.name: results[n.id].row for n in graph.of_unit("train_student")}
     studies = {"distillation": _study(recipe, trained, pre.family),  # reverse / self mode: + their studies
                **mode_studies(recipe, trained, pre.family, sum(p.numel() for p in pre.teacher.module.parameters()))}

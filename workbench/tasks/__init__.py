@@ -6,6 +6,7 @@
     text:FILE.csv|.jsonl|DIR      text classification (CSV/JSONL, or a datasets.load_from_disk folder);
                                   options text=COLUMN&label=COLUMN
     corpus:pydoc | corpus:FILE    unlabelled text for sentence-embedding distillation
+    graph:csbm | graph:FILE.npz  one labelled graph for node classification (workbench.tasks.graph)
 
 Every command turns a spec into a task with ONE function, :func:`load_task`. Built-in tasks are
 registered by name in ``TASKS``; spec kinds (``KIND:TARGET``) in ``SPEC_KINDS``, each declaring
@@ -30,7 +31,8 @@ from .base import Task
 ARRAYS = "arrays"  # a Task: fixed-shape float32 inputs (images or feature vectors), split into train/val/test
 LABELS = "labels"  # integer class labels, accuracy as the metric
 TEXT = "text"  # raw texts: a tokenizer (an hf: model) turns them into inputs
-_NEEDS_WORDS = {ARRAYS: "array inputs", LABELS: "class labels", TEXT: "texts"}
+GRAPH = "graph"  # one graph: node features + edges (node classification; workbench.tasks.graph)
+_NEEDS_WORDS = {ARRAYS: "array inputs", LABELS: "class labels", TEXT: "texts", GRAPH: "a graph"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ def _load_text(target: str, base_dir, **options):
     return load_text_classification(_resolve(target, base_dir), **options)
 
 
+def _load_graph(target: str, base_dir, **options):
+    from .graph import GRAPHS, load_graph
+
+    return load_graph(target if target in GRAPHS else _resolve(target, base_dir), **options)
+
+
 def _pydoc_corpus(**options):
     from .text import pydoc_corpus
 
@@ -128,7 +136,9 @@ def _register_builtins() -> None:
               TaskType("text-classification", "workbench.tasks.text_classification:TextClassificationTask",
                        frozenset({TEXT, LABELS}), "labelled texts"),
               TaskType("sentence-embedding", "workbench.tasks.text:TextCorpus", frozenset({TEXT}),
-                       "unlabelled text for sentence embeddings")):
+                       "unlabelled text for sentence embeddings"),
+              TaskType("node-classification", "workbench.tasks.graph:GraphTask", frozenset({GRAPH, LABELS}),
+                       "a labelled graph (node classification)")):
         TASK_TYPES.register(t.name, t)
     for kind in (
         TaskKind("images", _load_images, frozenset({ARRAYS, LABELS}), frozenset({"size", "grey"}),
@@ -144,6 +154,12 @@ def _register_builtins() -> None:
                  use_with="use it for sentence-embedding distillation: workbench distill --teacher hf:DIR "
                           "--student drop:every-other --task '{spec}'",
                  example="corpus:pydoc or corpus:FILE.txt"),
+        TaskKind("graph", _load_graph, frozenset({GRAPH, LABELS}),
+                 frozenset({"nodes", "classes", "features", "signal", "degree", "homophily", "train_per_class",
+                            "val_per_class", "seed"}),
+                 "a labelled graph (node classification)",
+                 use_with="distil a GNN into an MLP with a recipe: workbench run workbench/recipes/graph.toml",
+                 example="graph:csbm or graph:FILE.npz"),
     ):
         SPEC_KINDS.register(kind.name, kind)
 
@@ -242,5 +258,5 @@ def _call(loader, spec: Spec, options: dict, *args):
         raise RecipeError(f"task {spec}: {str(e).split(') ')[-1]}; valid options: {', '.join(valid) or '(none)'}") from None
 
 
-__all__ = ["ARRAYS", "LABELS", "SPEC_KINDS", "TASKS", "TASK_TYPES", "TEXT", "Task", "TaskKind", "TaskType",
+__all__ = ["ARRAYS", "GRAPH", "LABELS", "SPEC_KINDS", "TASKS", "TASK_TYPES", "TEXT", "Task", "TaskKind", "TaskType",
            "check_task_spec", "get_task", "load_task", "spec_help", "task_type"]

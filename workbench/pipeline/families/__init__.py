@@ -7,5 +7,6 @@ from __future__ import annotations
 from ..family import FAMILIES, family_of
 from . import images  # noqa: F401  (registers image-classification)
 from . import text_kinds  # noqa: F401  (registers text-classification, sentence-embedding)
+from . import graphs  # noqa: F401  (registers node-classification)
 
 __all__ = ["FAMILIES", "family_of"]
