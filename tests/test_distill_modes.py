@@ -182,7 +182,7 @@ def test_reverse_recipe_runs_quick(tmp_path):
     assert {r["variant"] for r in doc["results"]} == {"teacher.fp32", "teacher.int8-static", "cnn-m.labels.fp32",
                                                       "cnn-m.kd.fp32", "cnn-m.kd.int8-static"}
     assert all(r["status"] == "ok" for r in doc["results"])
-    note = "reverse distillation: teacher 6,274 params -> student 72,666 params (cnn-m, 11.6x the teacher)"
+    note = "reverse distillation: teacher 6,274 params -> student 41,110 params (cnn-m, 6.6x the teacher)"
     assert doc["studies"]["mode"]["notes"] == [note] and "generations" not in doc["studies"]
     assert len(doc["studies"]["distillation"][0]["kd_acc"]) == 2  # --quick: 2 seeds, paired
     assert note in (out / "report.md").read_text()
