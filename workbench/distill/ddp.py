@@ -92,7 +92,9 @@ def all_reduce_(params, loss) -> float:
 
     dist = _dist()
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1).to(grads[0].dtype)])
+    # the loss may live on the host (workbench.distill.device returns outputs there): onto the gradients' device
+    flat = torch.cat([g.reshape(-1) for g in grads]
+                     + [loss.detach().reshape(1).to(device=grads[0].device, dtype=grads[0].dtype)])
     dist.all_reduce(flat)
     offset = 0
     for p, g in zip(params, grads):
@@ -115,7 +117,8 @@ def broadcast_modules(modules: dict) -> None:
 
 
 def broadcast_value(value: float | None, device: str = "cpu") -> float | None:
-    """Rank 0's ``value`` (a validation metric, or None) on every rank."""
+    """Rank 0's ``value`` (a validation metric, or None) on every rank; ``device``: this rank's training
+    device (nccl moves CUDA tensors only)."""
     import math
 
     import torch

@@ -119,7 +119,7 @@ def placed(modules, device: str | None = None, *, autocast: bool = False):
 
     mods = list(modules.values()) if isinstance(modules, dict) else [modules]
     half = autocast_dtype(device) if autocast else None
-    wrapped = []
+    wrapped = []  # (module, the instance forward it had, if any)
     for m in mods:
         m.to(device)
         for sub in _entry_points(m):
@@ -134,12 +134,15 @@ def placed(modules, device: str | None = None, *, autocast: bool = False):
                     return move(out, "cpu", torch.float32)
                 return move(_original(*args, **kwargs), "cpu")
 
+            wrapped.append((sub, vars(sub).get("forward")))
             sub.forward = forward
-            wrapped.append(sub)
     try:
         yield device
     finally:
-        for sub in wrapped:
-            del sub.forward  # the instance attribute: the class's forward is back
+        for sub, had in wrapped:
+            if had is None:
+                del sub.forward  # the instance attribute: the class's forward is back
+            else:
+                sub.forward = had
         for m in mods:
             m.to("cpu")

@@ -263,7 +263,7 @@ def _fit(modules, step, n_train, evaluate, cfg, checkpoint, key, progress, metri
                 m.eval()
             with torch.no_grad():
                 value = float(evaluate())
-        return ddp.broadcast_value(value)
+        return ddp.broadcast_value(value, device)
 
     def one_step(idx, epoch):
         """The loss of one global batch ``idx``: this process's share (the whole batch in one process),
