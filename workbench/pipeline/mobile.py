@@ -254,7 +254,8 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
                          parity_check=w.parity(module) if w.parity is not None else None)
     t0 = time.perf_counter()
     if calib is not None and w.progress is not None:
-        with w.progress.bar(f"exporting {art_id} to {runtime} (calibrating on {len(calib)} training inputs)", 1):
+        n = len(next(iter(calib.values()))) if isinstance(calib, dict) else len(calib)  # examples, not input names
+        with w.progress.bar(f"exporting {art_id} to {runtime} (calibrating on {n} training examples)", 1):
             made = exp.export(module, sample, path, opts)
     else:
         made = exp.export(module, sample, path, opts)
