@@ -187,3 +187,65 @@ def test_teacher_card_says_which_trainer_made_the_weights():
     target = make[make.index("\nteacher:"):]
     cmd = re.search(r"\$\(VENV\)/bin/(workbench train [^\n]+)", target).group(1)
     assert cmd == card["recipe"]["reproduce"]["command"]
+
+
+# ---------------------------------------------------------------- 1: stderr keeps what the user can act on
+def test_torchao_enum_notes_are_dropped_and_nothing_else():
+    import logging
+
+    from workbench.zoo.hf import quiet_torchao_import_notes
+
+    log = logging.getLogger("torch.utils._pytree")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    h = Keep(level=logging.WARNING)
+    log.addHandler(h)
+    try:
+        with quiet_torchao_import_notes():
+            log.warning("%s is an Enum subclass and is now natively supported by torch.compile as an opaque value "
+                        "type. Calling register_constant() on Enum subclasses is deprecated", "<enum 'KernelPreference'>")
+            log.warning("<class 'Foo'> is already registered as pytree node.")  # a real problem: kept
+        log.warning("%s is an Enum subclass and is now natively supported by torch.compile ...", "<enum 'X'>")
+    finally:
+        log.removeHandler(h)
+    assert seen == ["<class 'Foo'> is already registered as pytree node.",
+                    "<enum 'X'> is an Enum subclass and is now natively supported by torch.compile ..."]
+
+
+LOAD_TINY_BERT = r"""
+import sys, tempfile
+from pathlib import Path
+from transformers import BertConfig, BertTokenizerFast
+d = Path(tempfile.mkdtemp())
+(d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]) + "\n")
+BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(str(d))
+assert "transformers.modeling_utils" not in sys.modules  # BertModel is not resolved yet
+BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+           max_position_embeddings=16).to_json_file(str(d / "config.json"))
+import torch, safetensors.torch as st
+st.save_file({"embeddings.word_embeddings.weight": torch.zeros(7, 8)}, str(d / "model.safetensors"))
+from workbench.zoo.hf import load_hf
+load_hf(d)
+print("torchao imported:", "torchao" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_loading_an_hf_model_keeps_stderr_free_of_torchao_notes():
+    """A fresh process loads a tiny BERT through load_hf: transformers imports torchao on the way (so torch logs
+    its Enum notes unless they are dropped), and stderr holds none of them."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("torchao") is None:
+        pytest.skip("torchao is not installed: nothing logs the notes")
+    p = subprocess.run([sys.executable, "-c", LOAD_TINY_BERT], capture_output=True, text=True, timeout=600,
+                       cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "torchao imported: True" in p.stdout
+    assert "Enum subclass" not in p.stderr and "W12" not in p.stderr, p.stderr[-2000:]

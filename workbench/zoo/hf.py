@@ -10,6 +10,7 @@ transformers and torch are imported lazily (inside functions).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -111,6 +112,31 @@ def check_directory(directory: str | Path) -> tuple[Path, list[Path], list[Path]
     return d, weights, tok
 
 
+TORCHAO_ENUM_NOTE = "is an Enum subclass and is now natively supported by torch.compile"
+
+
+def _not_torchao_enum_note(record) -> bool:
+    """Logging filter: False for torch's note on torchao registering an Enum as a pytree constant."""
+    return TORCHAO_ENUM_NOTE not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_torchao_import_notes():
+    """Resolving the first model class imports transformers.modeling_utils, which imports torchao when it is
+    installed (executorch brings it); torchao's import registers two Enums as pytree constants and torch logs a
+    deprecation note for each ("W1204 ... torch/utils/_pytree.py:630] <enum 'KernelPreference'> is an Enum
+    subclass ..."): torchao's business, nothing a workbench user can act on. Drops exactly those records of
+    the torch.utils._pytree logger for the block; every other log line and warning stays visible."""
+    import logging
+
+    log = logging.getLogger("torch.utils._pytree")
+    log.addFilter(_not_torchao_enum_note)
+    try:
+        yield
+    finally:
+        log.removeFilter(_not_torchao_enum_note)
+
+
 def load_hf(directory: str | Path, weights: str | Path | None = None, task: str = "embedding",
             num_labels: int | None = None) -> HFModel:
     """Load a local transformers model (offline) and its tokenizer.
@@ -163,12 +189,13 @@ def load_hf(directory: str | Path, weights: str | Path | None = None, task: str 
         cls = transformers.AutoModel if task == "embedding" else transformers.AutoModelForSequenceClassification
         new_weights: list[str] = []
         try:
-            if wpath is None:
-                module, info = cls.from_pretrained(str(d), config=config, local_files_only=True,
-                                                   output_loading_info=True)
-                new_weights = sorted(info.get("missing_keys", []))
-            else:
-                module = cls.from_config(config)
+            with quiet_torchao_import_notes():  # the first model class imports modeling_utils -> torchao
+                if wpath is None:
+                    module, info = cls.from_pretrained(str(d), config=config, local_files_only=True,
+                                                       output_loading_info=True)
+                    new_weights = sorted(info.get("missing_keys", []))
+                else:
+                    module = cls.from_config(config)
         except Exception as e:
             what = ", ".join(w.name for w in weight_files) or "the weights"
             raise SourceError(f"hf:{directory}: cannot load {what} ({_first_line(e)}); the file is unreadable or "
