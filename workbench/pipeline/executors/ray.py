@@ -38,16 +38,21 @@ def import_ray():
     return ray
 
 
-def run_on_node(name: str, ctx: RunContext, job, inputs: dict):
+def run_on_node(name: str, ctx: RunContext, job, inputs: dict, torch_threads: int | None = None):
     """The body of every Ray task: run unit ``name`` on this node; returns (result or Failed, node id,
     start, end). The node id is exported to the unit (``WORKBENCH_NODE``) so a measurement records where it
-    was taken."""
+    was taken. ``torch_threads``: PyTorch's intra-op threads as in the driver (Ray workers start at 1), so
+    training does the same arithmetic as the local executor and makes the same weights on the same machine."""
     import ray
 
     from ..units import run_unit
 
     node = ray.get_runtime_context().get_node_id()
     os.environ[NODE_ENV] = node
+    if torch_threads and kind_of(name) == "cpu":
+        import torch
+
+        torch.set_num_threads(torch_threads)
     start = now()
     try:
         result = run_unit(name, ctx, job, inputs, None)
@@ -136,13 +141,21 @@ class RayExecutor:
         ctx = replace(ctx, root=str(Path(ctx.root).resolve()))  # workers do not share the driver's cwd
         own = self.connect(ray, progress)
         try:
-            return _schedule(ray, graph, ctx, progress)
+            return _schedule(ray, graph, ctx, progress, _torch_threads())
         finally:
             if own:
                 ray.shutdown()
 
 
-def _schedule(ray, graph: Graph, ctx: RunContext, progress) -> dict:
+def _torch_threads() -> int | None:
+    """The driver's PyTorch intra-op thread count (None when torch is not imported here)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _schedule(ray, graph: Graph, ctx: RunContext, progress, torch_threads: int | None = None) -> dict:
     """Ready-set scheduling: submit every node whose dependencies are done, wait for any task, repeat."""
     from ..units.convert import Skipped
 
@@ -186,7 +199,8 @@ def _schedule(ray, graph: Graph, ctx: RunContext, progress) -> dict:
                     results[node.id] = Skipped(f"skipped {node.id}", cause=next(iter(sorted(gone))))
                     continue
                 ref = task.options(**task_options(node.unit)).remote(node.unit, ctx, kept.job,
-                                                                     {d: results[d] for d in kept.deps})
+                                                                     {d: results[d] for d in kept.deps},
+                                                                     torch_threads)
                 inflight[ref] = node
 
     say(f"  ray: {total} units; cpu units on CPU workers, {sum(kind_of(n.unit) == 'bench' for n in graph.nodes)} "
