@@ -117,8 +117,8 @@ class MeasureSection:
     memory_runs: int = 20
     timeout_s: float = 120.0
     rounds: int = 3  # interleaved rounds: every artifact measured once per round, fresh process, shuffled order
-
     group_size: int | None = None  # split larger groups into sub-groups, each with the references (None: one group)
+
     def resolved_threads(self) -> tuple[int, ...]:
         """The thread counts as integers ("all" = this machine's cores), without repeats, in order."""
         out = []
