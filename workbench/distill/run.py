@@ -188,6 +188,18 @@ def _run_text_classifier(job: DistillJob, task, base, progress) -> dict:
     return run_text_classification_job(job, task, base, progress)
 
 
+def _run_graph(job: DistillJob, task, base, progress) -> dict:
+    from .graph_run import run_graph_job
+
+    return run_graph_job(job, task, base, progress)
+
+
+def _graph_lines(card: dict) -> list[str]:
+    from .graph_run import summary_lines as graph_lines
+
+    return graph_lines(card)
+
+
 def _transformer_lines(card: dict) -> list[str]:
     from .transformer_run import summary_lines as text_lines
 
@@ -314,7 +326,9 @@ def _image_lines(card: dict) -> list[str]:
 RUNNERS.register("image-classification", _run_image)
 RUNNERS.register("text-classification", _run_text_classifier)
 RUNNERS.register("sentence-embedding", _run_embeddings)
+RUNNERS.register("node-classification", _run_graph)
 SUMMARIES.register("workbench distill card", _image_lines)
 SUMMARIES.register("workbench qat card", _qat_lines)
 SUMMARIES.register("classifier-distillation", _transformer_lines)
 SUMMARIES.register("embedding-distillation", _transformer_lines)
+SUMMARIES.register("graph-distillation", _graph_lines)
