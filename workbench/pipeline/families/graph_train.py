@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -23,21 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...distill.device import torch_threads
+
 TEACHER_VERSION = 1  # bump when the teacher's training changes (part of its cache key)
 TRAIN_THREADS = 1  # PyTorch threads while training: small graphs and MLPs; a shared 2-core machine ran 10x slower at 2
-
-
-@contextlib.contextmanager
-def torch_threads(n: int = TRAIN_THREADS):
-    """PyTorch intra-op threads while a model trains (restored after)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def teacher_fit():
@@ -95,7 +83,7 @@ def train_gnn(model, task, cfg, on_step=None) -> dict:
         return F.cross_entropy(out[nodes], y[nodes])
 
     torch.manual_seed(cfg.seed)
-    with torch_threads():
+    with torch_threads(TRAIN_THREADS):
         res = fit({"model": model}, step, len(task.train_idx), lambda: node_accuracy(model, task, "val"), cfg,
                   describe="training the GNN teacher", metric_name="val accuracy", on_step=on_step)
     return {"fit": res.to_json(), "val_accuracy": node_accuracy(model, task, "val"),
@@ -161,5 +149,5 @@ def fit_student(model, task, cfg, *, labelled: np.ndarray, teacher_logits: np.nd
         n = task.num_nodes
     torch.manual_seed(cfg.seed)
     model.train()
-    with torch_threads():
+    with torch_threads(TRAIN_THREADS):
         return fit({"student": model}, step, n, None, cfg, describe="training", on_step=on_step)

@@ -12,13 +12,13 @@
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ...distill.device import torch_threads
 from ...errors import RecipeError
 from ..family import FAMILIES, RunContext, StudentJob, recipe_of, task_of
 from .text import DROPOUT, ConfigStudent, TextFamily, max_len_of, student_source
@@ -27,19 +27,6 @@ FREEZE = ("word_embeddings",)  # the word-embedding table stays as copied (see d
 # training threads: on a shared 2-core machine 2 threads ran ~8x slower per step than 1 (benchmarks/distill/minilm.toml)
 TRAIN_THREADS = 1
 _TEACHER_EMB: dict = {}  # per process: (teacher sha, task fp, max_len) -> teacher test embeddings
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int = TRAIN_THREADS):
-    """PyTorch intra-op threads while a student trains (restored after)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _work_dir(ctx: RunContext, job: StudentJob) -> Path:
@@ -152,7 +139,7 @@ class TextClassification(TextFamily):
         task = self.subset(task_of(ctx), job)
         cfg = self.fit_config(recipe, job)
         torch.manual_seed(job.seed)
-        with _torch_threads():
+        with torch_threads(TRAIN_THREADS):
             student, card, _ = train_text_classifier(
                 hf, self.student_keep(job, ctx), task, cfg, _work_dir(ctx, job), self.losses(recipe, job),
                 recipe.distill.temperature, max_len_of(recipe), progress, cache_root=Path(ctx.root) / "cache",
@@ -289,7 +276,7 @@ class SentenceEmbedding(TextFamily):
         recipe, hf, corpus = recipe_of(ctx), self.hf(ctx), task_of(ctx)
         cfg = self.fit_config(recipe, job)
         torch.manual_seed(job.seed)
-        with _torch_threads():
+        with torch_threads(TRAIN_THREADS):
             student, card, _ = train_embedding_student(
                 hf, self.student_keep(job, ctx), corpus, cfg, _work_dir(ctx, job), self.losses(recipe, job),
                 max_len_of(recipe), progress, cache_root=Path(ctx.root) / "cache", freeze=FREEZE,
