@@ -24,7 +24,7 @@ import numpy as np
 
 from ...distill.device import torch_threads
 
-TEACHER_VERSION = 1  # bump when the teacher's training changes (part of its cache key)
+TEACHER_VERSION = 2  # 2: initial weights seeded (1 took them from the process's RNG state); bump when the teacher's training changes (part of its cache key)
 TRAIN_THREADS = 1  # PyTorch threads while training: small graphs and MLPs; a shared 2-core machine ran 10x slower at 2
 
 
@@ -104,6 +104,9 @@ def trained_teacher(spec, task, base_dir, progress=None):
     path = teacher_cache_dir() / f"{spec.target.replace('/', '_').replace(':', '_')[-40:]}-{key}.safetensors"
     text = spec.text.split("?")[0] + "?" + "&".join(f"{k}={v}" for k, v in [*sorted(base.items()), ("weights", path)])
     if not path.is_file():
+        import torch
+
+        torch.manual_seed(cfg.seed)  # the GNN's initial weights too: the same teacher in every process
         module = load_model(spec.text, num_classes=task.num_classes, base_dir=base_dir, role="student",
                             task=task).module
         path.parent.mkdir(parents=True, exist_ok=True)
