@@ -43,7 +43,8 @@ def run_graph_job(job, task, base: Path | None, progress) -> dict:
     from ..export import export_onnx
     from ..fileio import write_json
     from ..pipeline.families.graph_train import fit_student, graph_logits, node_accuracy
-    from ..pipeline.families.graphs import MLP_INPUT, _takes_graph
+    from ..pipeline.families.graphs import MLP_INPUT
+    from ..zoo.graph import takes_graph
     from ..zoo.models import count_params
     from ..zoo.sources import load_model
     from ..zoo.weights import save_weights
@@ -55,11 +56,10 @@ def run_graph_job(job, task, base: Path | None, progress) -> dict:
                           "(an MLP has no layers matching a GNN's message passing)")
     torch.manual_seed(job.seed)  # the student first: a wrong student is refused before the teacher trains
     student = load_model(job.student, num_classes=task.num_classes, base_dir=base, role="student", task=task).module
-    if student is None or _takes_graph(student):
+    if student is None or takes_graph(student):
         raise RecipeError(f"student {job.student} must be a graph-free model of one node's features "
                           "(e.g. pyg:mlp?hidden=128&layers=2)")
-    teacher = load_graph_teacher(job.teacher, task, base, progress)
-    torch.manual_seed(job.seed)
+    teacher = load_graph_teacher(job.teacher, task, base, progress)  # fit_student seeds its own training
     labelled = task.labelled_subset(job.few, job.seed) if job.few else task.train_idx
     cfg = job.fit_config()
     out = prepare_out(job)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import RecipeError
+from ...zoo.graph import takes_graph
 from ..family import FAMILIES, RunContext, StudentJob, recipe_of, task_of, teacher_of
 from .graph_train import TEACHER_VERSION, fit_student, graph_logits, node_accuracy, trained_teacher
 
@@ -36,12 +37,6 @@ def _quiet(progress):
     from ...progress import Progress
 
     return Progress(quiet=True)
-
-
-def _takes_graph(module) -> bool:
-    from ...zoo.graph import takes_graph
-
-    return takes_graph(module)
 
 
 def _session(path, runtime: str, threads: int = 1):
@@ -212,7 +207,7 @@ class NodeClassification:
                               "arch = \"pyg:mlp?hidden=64&layers=2\" (or a py: factory of a features-only module)")
         module = load_model(job.student.arch, num_classes=task.num_classes, role="student",
                             base_dir=Path(ctx.base_dir) if ctx.base_dir else None, task=task).module
-        if _takes_graph(module):
+        if takes_graph(module):
             raise RecipeError(f"student {job.student.name} ({job.student.arch}) reads the graph; a graph-free student "
                               "takes one node's features: use pyg:mlp")
         return module
@@ -262,7 +257,7 @@ class NodeClassification:
 
         recipe, task = recipe_of(ctx), task_of(ctx)
         ex = recipe.export
-        if _takes_graph(module):
+        if takes_graph(module):
             return export_gnn(module, task, out, ex.parity_atol, ex.parity_rtol)
         feats = task.x[task.test_idx]
         return export_onnx(module, feats[:1], out, MLP_INPUT, feats[: max(2, ex.parity_samples)],
