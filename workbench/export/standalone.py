@@ -216,10 +216,13 @@ def _protocol(max_s: float | None):
 
 
 def _measure(rows: list[dict], feeds: dict, threads: int, rounds: int, max_s, notes: list[str], echo) -> None:
-    """Latency of every artifact through the harness on ``feeds`` (input name -> one example): each runtime's
-    artifacts interleaved (A B A B in fresh processes, ``rounds`` rounds), one at a time when a runtime has
-    only one; ratios vs its fp32 artifact."""
+    """Latency of every artifact through the harness on ``feeds`` (input name -> one example), by the
+    ``measure_group`` unit's own step (:func:`workbench.pipeline.units.measure.measure_together`, as `workbench
+    bench` and `workbench run` measure): each runtime's artifacts interleaved (A B A B in fresh processes,
+    ``rounds`` rounds), one at a time when a runtime has only one or when the interleaved run fails (then a
+    file that fails is a note and the others keep their latency); ratios vs the runtime's fp32 artifact."""
     from .. import measure
+    from ..pipeline.units.measure import measure_together
 
     protocol = _protocol(max_s)
     with tempfile.TemporaryDirectory(prefix="workbench-export-") as tmp:
@@ -227,24 +230,29 @@ def _measure(rows: list[dict], feeds: dict, threads: int, rounds: int, max_s, no
         np.savez(inputs, **{k: np.ascontiguousarray(v) for k, v in feeds.items()})
         for rt in dict.fromkeys(r["runtime"] for r in rows):
             group = [r for r in rows if r["runtime"] == rt]
+            together = len(group) > 1
             echo(f"measuring {len(group)} artifact(s) on {rt} with {threads} thread(s) ...")
-            try:
-                if len(group) > 1:
-                    lats = measure.measure_interleaved([r["path"] for r in group], rt, threads, inputs, protocol,
-                                                       rounds=rounds)
-                else:
-                    lats = [measure.measure_latency(group[0]["path"], rt, threads, inputs, protocol)]
-            except (MeasurementError, ArtifactError) as e:
-                notes.append(f"{rt}: latency not measured: {e}")
-                continue
+            fell_back = []
+
+            def fallback(e, rt=rt, fell_back=fell_back):
+                fell_back.append(e)
+                echo(f"  interleaved measurement on {rt} failed ({e}); measuring each artifact alone")
+
+            lats = measure_together([r["path"] for r in group], rt, threads, inputs, protocol, rounds=rounds,
+                                    interleave=together, on_fallback=fallback)
+            interleaved = together and not fell_back
             for r, lat in zip(group, lats):
+                if isinstance(lat, str):
+                    notes.append(f"{r['variant']} on {rt}: latency not measured: {lat}")
+                    continue
                 s = lat.stats
                 r["latency"] = {"median_ms": s.median, "ci95_median": list(s.ci95_median) if s.ci95_median else None,
-                                "p90_ms": s.p90, "n": s.n, "interleaved": len(group) > 1, "threads": threads}
-            base = group[0]
+                                "p90_ms": s.p90, "n": s.n, "interleaved": interleaved, "threads": threads}
+            base, first = group[0], lats[0]
             for r, lat in list(zip(group, lats))[1:]:
-                c = measure.compare(lats[0], lat, against=base["variant"])
-                r["latency"]["vs_fp32"] = c.to_json()
+                if not isinstance(first, str) and not isinstance(lat, str):
+                    c = measure.compare(first, lat, against=base["variant"])
+                    r["latency"]["vs_fp32"] = c.to_json()
 
 
 def table(doc: dict) -> list[str]:
