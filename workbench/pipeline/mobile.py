@@ -199,9 +199,11 @@ def _world_of(ctx, progress) -> _World:
                   lambda ref: load_ref(ref, ctx), progress)
 
 
-def convert(ctx, runtime: str, ref, src: Artifact, method: str | None = None, progress=None) -> Artifact:
+def convert(ctx, runtime: str, ref, src: Artifact, method: str | None = None,
+            progress=None) -> tuple[Artifact, bool]:
     """The unit: one artifact of mobile ``runtime`` (see :class:`Conversion`), made by the runtime's
-    registered exporter or reused from ``artifacts/<runtime>/`` when its content key and file are intact."""
+    registered exporter or reused from ``artifacts/<runtime>/`` when its content key and file are intact;
+    returns (artifact, reused)."""
     return _convert(_world_of(ctx, progress), runtime, ref, src, method)
 
 
@@ -211,7 +213,7 @@ def _version(runtime: str) -> str | None:
     return RUNTIMES.get(runtime).version()
 
 
-def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) -> Artifact:
+def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) -> tuple[Artifact, bool]:
     from ..export import ExportOptions, evenly_spaced, exporter_for_runtime
     from ..quantize import parse_method
 
@@ -240,7 +242,7 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
     meta = w.rd.unit("artifacts", f"{runtime}.{art_id}", key)
     art = w.rd.reused_artifact(meta, path)  # a damaged record or file: one line, then remade
     if art is not None:
-        return art
+        return art, True
     path.parent.mkdir(parents=True, exist_ok=True)
     module, sample = w.load(ref), w.sample
     if fixed:
@@ -262,7 +264,7 @@ def _convert(w: _World, runtime: str, ref, src: Artifact, method: str | None) ->
     took = time.perf_counter() - t0
     art = _record(w, exp, runtime, src, meth, made, art_id, key, took)
     write_json(meta, art.to_json())
-    return art
+    return art, False
 
 
 def _record(w: _World, exp, runtime: str, src: Artifact, meth, made: Artifact, art_id: str, key: str,

@@ -6,12 +6,13 @@ import time
 from ...errors import WorkbenchError
 from ..family import RunContext
 from ..plan import Graph
-from .timing import LOCAL_NODE, now, snapshot, unit_record, write_units
+from .timing import LOCAL_NODE, now, reused, unit_record, write_units
 
 
 class LocalExecutor:
     """Runs the units in this process, in the graph's order (every node after its dependencies), and
-    writes units.json (node "local"; ``cached``: the unit wrote nothing under the run directory)."""
+    writes units.json (node "local"; ``cached``: the unit's result says it was reused from the run's cache,
+    :func:`.timing.reused`, the rule of the Ray executor too)."""
 
     def run(self, graph: Graph, ctx: RunContext, progress=None) -> dict:
         """Run every node; a unit's inputs are its dependencies' results. A unit that raises stops the run
@@ -38,9 +39,9 @@ class LocalExecutor:
                 if kept is None:
                     results[node.id] = Skipped(f"skipped {node.id}", cause=next(iter(sorted(gone))))
                     continue
-                before, start = snapshot(ctx.root), now()
+                start = now()
                 results[node.id] = run_unit(node.unit, ctx, kept.job, {d: results[d] for d in kept.deps}, progress)
-                timings.append(unit_record(node.id, node.unit, LOCAL_NODE, start, now(), snapshot(ctx.root) == before))
+                timings.append(unit_record(node.id, node.unit, LOCAL_NODE, start, now(), reused(results[node.id])))
                 if isinstance(results[node.id], Skipped) and progress is not None:
                     progress.info(f"[yellow]note: {results[node.id].note}[/yellow]")
         finally:

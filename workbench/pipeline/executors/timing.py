@@ -5,12 +5,12 @@ a run that went on past them.
 ``units.json`` in the run directory is a list of ``{id, unit, node, start, end, seconds, cached}``: ``node``
 the machine that ran it ("local" for the in-process executor, the Ray node id on a cluster), ``start`` and
 ``end`` wall-clock seconds since the epoch (comparable across the nodes of one cluster as far as their
-clocks agree), ``cached`` True when the unit wrote nothing (its result was reused), None when the executor
-cannot tell.
+clocks agree), ``cached`` the unit's own result's word (:func:`reused`, one rule for every executor): True
+when it was read from the run's cache, False when the unit computed it, None for a result that does not
+tell (a Skipped conversion).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,25 +54,10 @@ def write_units(root: str | Path, records: list[UnitRecord]) -> Path:
     return write_json(Path(root) / "units.json", [asdict(r) for r in records])
 
 
-def snapshot(root: str | Path) -> dict:
-    """(size, mtime) of every file under the run directory's artifacts/, work/ and cache/: two snapshots
-    around a unit that ran alone tell whether it wrote anything (it did not: its result was cached)."""
-    out = {}
-    for sub in ("artifacts", "work", "cache"):
-        for dirpath, _, files in os.walk(Path(root) / sub):
-            for name in files:
-                p = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(p)
-                except OSError:  # removed meanwhile (a temp file renamed)
-                    continue
-                out[p] = (st.st_size, st.st_mtime_ns)
-    return out
-
-
 def reused(result) -> bool | None:
-    """Whether a unit's result says it was reused from the cache (trained and made artifacts say so; None
-    for results that do not tell)."""
+    """Whether a unit's result says it was reused from the run's cache (every unit's result says so: trained
+    students, made artifacts, evaluations, measurements; None for results that do not tell, e.g. Skipped):
+    units.json's ``cached`` under every executor."""
     value = getattr(result, "reused", None)
     return bool(value) if value is not None else None
 

@@ -31,11 +31,11 @@ def convert(ctx: RunContext, job: ConvertJob, inputs: dict, progress=None) -> Ar
     from ..mobile import convert as make
 
     try:
-        art = make(ctx, job.runtime, job.model, inputs[job.src].artifact, job.method, progress)
+        art, reused = make(ctx, job.runtime, job.model, inputs[job.src].artifact, job.method, progress)
     except ExportError as e:  # the converter's own failure, never a bug (those still stop the run)
         return Skipped(f"skipped {job.art_id} on {job.runtime}: {' '.join(str(e).split())}")
     if art.id != job.art_id:  # the plan and the exporter must agree on what is made
         from ...errors import WorkbenchError
 
         raise WorkbenchError(f"plan error: {job.runtime} conversion made {art.id}, the plan expected {job.art_id}")
-    return ArtifactResult(art, job.runtime, False)
+    return ArtifactResult(art, job.runtime, reused)

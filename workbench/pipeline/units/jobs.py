@@ -127,26 +127,30 @@ class ArtifactResult:
 
 @dataclass(frozen=True)
 class QualityResult:
-    """The metric of one artifact through one runtime (the evaluate module's Quality JSON)."""
+    """The metric of one artifact through one runtime (the evaluate module's Quality JSON); ``reused``: read
+    from the run's cache (nothing evaluated)."""
 
     art_id: str
     runtime: str
     quality: dict
+    reused: bool = False
 
 
 @dataclass(frozen=True)
 class MetricResult:
-    """The metric of one PyTorch model on the test split."""
+    """The metric of one PyTorch model on the test split; ``reused``: read from the run's cache."""
 
     value: float
     source: str
+    reused: bool = False
 
 
 @dataclass(frozen=True)
 class GroupResult:
     """An interleaved latency run of one group: artifact id -> {latency, error, comparison?,
     vs_quantized?, same_file_as?}; ``node``, ``environment`` and ``threads_all``: the machine that measured
-    it (units.where.measured_on; node None under the in-process executor)."""
+    it (units.where.measured_on; node None under the in-process executor); ``reused``: read from the run's
+    cache (nothing measured)."""
 
     runtime: str
     threads: int
@@ -154,12 +158,15 @@ class GroupResult:
     node: str | None = None
     environment: dict | None = None
     threads_all: int | None = None
+    reused: bool = False
 
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """Memory (and profile) of one artifact on one runtime and thread count; ``error`` when it failed."""
+    """Memory (and profile) of one artifact on one runtime and thread count; ``error`` when it failed;
+    ``reused``: read from the run's cache (nothing measured)."""
 
     memory: dict | None
     profile: list
     error: str | None
+    reused: bool = False

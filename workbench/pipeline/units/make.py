@@ -233,8 +233,8 @@ def pytorch_metric(ctx: RunContext, job: PyTorchMetricJob, inputs: dict, progres
     """The task's metric of the PyTorch model itself on the test split (cached per model)."""
     fam = FAMILIES.get(ctx.family)
     name = "teacher@pytorch" if job.model.job is None else f"{job.model.name}@pytorch"
-    value, _ = rundir_of(ctx).cached("eval", name, content_key("pytorch-accuracy", ctx.teacher_sha, ctx.task_fp)
-                                     if job.model.job is None else content_key("pytorch-accuracy", job.model.key),
-                                     lambda: {"value": fam.pytorch_metric(load_ref(job.model, ctx), ctx),
-                                              "source": f"PyTorch {job.model.name}, test split"})
-    return MetricResult(value["value"], value["source"])
+    value, hit = rundir_of(ctx).cached("eval", name, content_key("pytorch-accuracy", ctx.teacher_sha, ctx.task_fp)
+                                       if job.model.job is None else content_key("pytorch-accuracy", job.model.key),
+                                       lambda: {"value": fam.pytorch_metric(load_ref(job.model, ctx), ctx),
+                                                "source": f"PyTorch {job.model.name}, test split"})
+    return MetricResult(value["value"], value["source"], reused=hit)

@@ -44,10 +44,10 @@ def evaluate(ctx: RunContext, job: EvalJob, inputs: dict, progress=None) -> Qual
     rd, fam = rundir_of(ctx), FAMILIES.get(ctx.family)
     art = inputs[job.art].artifact
     key = content_key("evaluate", art.sha256, job.runtime, ctx.task_fp)
-    q, _ = rd.cached("eval", f"{art.id}@{job.runtime}", key,
-                     lambda: fam.evaluate(str(rd.abspath(art)), job.runtime, ctx),
-                     validate=lambda v: isinstance(v, dict) and "value" in v)
-    return QualityResult(art.id, job.runtime, q)
+    q, hit = rd.cached("eval", f"{art.id}@{job.runtime}", key,
+                       lambda: fam.evaluate(str(rd.abspath(art)), job.runtime, ctx),
+                       validate=lambda v: isinstance(v, dict) and "value" in v)
+    return QualityResult(art.id, job.runtime, q, reused=hit)
 
 
 def measure_together(paths, runtime: str, threads: int, inputs_path: str | None, protocol, *, rounds: int,
@@ -108,7 +108,7 @@ def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None)
                                                                                for a in arts))
     if stored is not MISSING:  # absent, or damaged (reported in one line and deleted): measured again
         where = stored.pop(MEASURED_ON, None) or measured_on([rt])  # entries before nodes: measured here
-        return GroupResult(rt, th, stored, **where)
+        return GroupResult(rt, th, stored, **where, reused=True)
     where = measured_on([rt])  # the machine measuring this group, stored with it (not the driver's)
     paths = [str(rd.abspath(a)) for a in arts]
     first = {}  # identical files (e.g. `auto` choosing a fixed method's file) are measured once and share it
@@ -142,7 +142,7 @@ def measure_group(ctx: RunContext, job: MeasureJob, inputs: dict, progress=None)
                                          for q in options]
     if not any(v["error"] for v in out.values()):  # a failure is retried next run, not cached as final
         write_json(path, {**out, MEASURED_ON: where})
-    return GroupResult(rt, th, out, **where)
+    return GroupResult(rt, th, out, **where, reused=False)
 
 
 def memory_profile(ctx: RunContext, job: MemoryJob, inputs: dict, progress=None) -> MemoryResult:
@@ -167,7 +167,7 @@ def memory_profile(ctx: RunContext, job: MemoryJob, inputs: dict, progress=None)
             return {"memory": None, "profile": [], "error": str(e)}
 
     name = f"{art.id}@{rt}.t{th}.memory"
-    res, _ = rd.cached("measure", name, key, compute, validate=lambda v: isinstance(v, dict) and "error" in v)
+    res, hit = rd.cached("measure", name, key, compute, validate=lambda v: isinstance(v, dict) and "error" in v)
     if res["error"]:  # a failure is retried next run
         rd.unit("measure", name, key).unlink(missing_ok=True)
-    return MemoryResult(res["memory"], res["profile"], res["error"])
+    return MemoryResult(res["memory"], res["profile"], res["error"], reused=hit)
