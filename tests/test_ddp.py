@@ -1,6 +1,10 @@
 """`workbench distill --nproc-per-node 2` under torchrun (gloo, CPU): the same weights as one process,
 only rank 0 writes and prints, and a run whose rank 0 is SIGKILLed mid-way resumes from its checkpoint
-to those same weights."""
+to those same weights.
+
+The crash comes from the test's own student (``nets.py``, user code to the workbench): with $DIE_AT_FORWARD = k
+in its environment, rank 0 (torchrun's $RANK) SIGKILLs itself in its k-th training-mode forward, as a crash
+or an OOM kill would, mid-step; the workbench has no test hook of its own."""
 from __future__ import annotations
 
 import json
@@ -14,19 +18,36 @@ import torch
 from conftest import tiny_digits
 
 from workbench.cli import main
-from workbench.distill.ddp import KILL_AFTER_STEP
 from workbench.zoo.models import SmallCNN
 from workbench.zoo.weights import load_weights, save_weights
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
+DIE_AT_FORWARD = "DIE_AT_FORWARD"  # read by the test's student below, never by the workbench
+
 NETS = '''
+import os
+import signal
+
 from torch import nn
+
+CALLS = [0]
+
+
+class Net(nn.Sequential):
+    """An MLP whose rank 0 SIGKILLs itself in its $DIE_AT_FORWARD-th training forward (eval and export untouched)."""
+
+    def forward(self, x):
+        if self.training and os.environ.get("DIE_AT_FORWARD") and os.environ.get("RANK") == "0":
+            CALLS[0] += 1
+            if CALLS[0] == int(os.environ["DIE_AT_FORWARD"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
 
 
 def mlp(num_classes, in_channels=1, side=16):
     """No BatchNorm: under DDP a BatchNorm layer normalises each rank's share, not the global batch."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * side * side, 24), nn.ReLU(), nn.Linear(24, num_classes))
+    return Net(nn.Flatten(), nn.Linear(in_channels * side * side, 24), nn.ReLU(), nn.Linear(24, num_classes))
 '''
 
 
@@ -54,7 +75,7 @@ def _args(root, out) -> list[str]:
 
 def _torchrun(args, env_extra=None, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop(KILL_AFTER_STEP, None)
+    env.pop(DIE_AT_FORWARD, None)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args, "--nproc-per-node", "2"], env=env,
                           cwd=cwd, capture_output=True, text=True, timeout=300)
@@ -73,7 +94,7 @@ def test_two_processes_match_one_and_a_killed_run_resumes(files, tmp_path, capsy
     entries = sorted(p.name for p in (files / "cache").iterdir())
 
     out = tmp_path / "two"
-    killed = _torchrun(_args(files, out), {KILL_AFTER_STEP: "7"}, cwd=tmp_path)  # rank 0 dies in pass 2
+    killed = _torchrun(_args(files, out), {DIE_AT_FORWARD: "8"}, cwd=tmp_path)  # rank 0 dies in step 8 (pass 2)
     assert killed.returncode != 0, killed.stdout + killed.stderr
     assert "torchrun exited with code" in killed.stderr
     assert (out / "work" / "checkpoint.pt").is_file() and not (out / "card.json").exists()

@@ -20,8 +20,6 @@ import sys
 
 from ..errors import RecipeError
 
-KILL_AFTER_STEP = "WORKBENCH_TEST_KILL_AFTER_STEP"  # test hook: rank 0 dies (SIGKILL) after this global step
-
 
 def _dist():
     import torch.distributed as dist
@@ -150,16 +148,6 @@ def main_first():
     finally:
         if size > 1 and rank == 0:
             barrier()
-
-
-def maybe_die(step: int) -> None:
-    """Test hook: with $WORKBENCH_TEST_KILL_AFTER_STEP = k, rank 0 kills itself (SIGKILL, no clean-up)
-    right after global step k, as a crash or an OOM kill would."""
-    at = os.environ.get(KILL_AFTER_STEP)
-    if at and step == int(at) and is_main():
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def strip_option(argv: list[str], name: str) -> list[str]:

@@ -314,7 +314,6 @@ def _fit(modules, step, n_train, evaluate, cfg, checkpoint, key, progress, metri
                     value = float(loss.item())
                     running, count, since, n_since = running + value, count + 1, since + value, n_since + 1
                     done = epoch * per_epoch + s + 1
-                    ddp.maybe_die(done)
                     if on_step is not None and (done % report_every == 0 or done == total):
                         on_step(done, since / n_since)
                         since, n_since = 0.0, 0
