@@ -40,7 +40,13 @@ def run_artifact(path: str, runtime: str, x: np.ndarray, input_name: str, thread
     """Outputs (logits) of the artifact on ``x``, through the named runtime adapter."""
     from ..runtimes import get_runtime
 
-    session = get_runtime(runtime).load(str(path), threads)
+    return run_session(get_runtime(runtime).load(str(path), threads), x, input_name, batch_size)
+
+
+def run_session(session, x: np.ndarray, input_name: str, batch_size: int = 64) -> np.ndarray:
+    """Outputs (the first output) of an already loaded runtime session on ``x`` fed as ``input_name``, in
+    batches of ``batch_size``: :func:`run_artifact`'s loop, for a caller that loaded the session first (to
+    read its input names)."""
     outs = []
     for s in range(0, len(x), batch_size):
         outs.append(np.asarray(session.run({input_name: np.ascontiguousarray(x[s:s + batch_size])})[0]))

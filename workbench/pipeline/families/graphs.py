@@ -55,11 +55,15 @@ def _feeds(names, task, nodes: np.ndarray) -> dict:
 
 
 def _outputs(session, names, task, nodes: np.ndarray) -> np.ndarray:
-    """Logits of ``nodes`` from an artifact's session (a GNN's rows of the nodes, an MLP's in batches of 512)."""
+    """Logits of ``nodes`` from an artifact's session. An MLP (one input, one node per row) goes through the
+    one evaluation path (workbench.evaluate.run_session, run_artifact's batching) in batches of 512 nodes. A GNN
+    does not fit it: its two inputs (``x``, ``edge_index``) are the WHOLE graph, which cannot be cut into
+    batches of rows (a node's logits need its neighbours), so it is run once and the nodes' rows taken."""
     if "edge_index" in names:
         return np.asarray(session.run(_feeds(names, task, nodes))[0])[nodes]
-    return np.concatenate([np.asarray(session.run(_feeds(names, task, nodes[s:s + 512]))[0])
-                           for s in range(0, len(nodes), 512)])
+    from ...evaluate import run_session
+
+    return run_session(session, task.x[nodes], names[0], batch_size=512)
 
 
 def export_gnn(module, task, out: Path, atol: float, rtol: float) -> float:
