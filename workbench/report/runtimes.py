@@ -50,7 +50,38 @@ def tolerance_text(points: float, style: MetricStyle = ACCURACY) -> str:
 RUNTIME_COLUMNS = runtime_columns(ACCURACY)
 RATIO_NOTE = ratio_note(ACCURACY)
 GAP_MARK = "⚠"
+PAD_MARK = "‡"  # a latency of a fixed-length (padded) token artifact, not comparable with real-length rows
 ORDER = ("ort", "ort-mobile", "executorch", "litert")
+
+
+def _tokens(shape) -> int | None:
+    """The sequence length of a [1, L] token input's shape (a list, or {"shape": [...]} as LiteRT records it)."""
+    shape = mapping(shape).get("shape", shape)
+    if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int):
+        return shape[1]
+    return None
+
+
+def padded(rec: Result) -> tuple[int, int] | None:
+    """(fixed tokens the artifact runs, real tokens of the measured text) when the artifact was exported at a
+    fixed sequence length (ExecuTorch / LiteRT text artifacts: ``export.fixed_inputs``) longer than the
+    measured input, which its runtime adapter right-pads; None otherwise (ORT runs the real length)."""
+    fixed = _tokens(mapping(mapping(rec.artifact.export).get("fixed_inputs")).get("attention_mask"))
+    real = _tokens(mapping(mapping(rec.input).get("shapes")).get("attention_mask"))
+    return (fixed, real) if fixed is not None and real is not None and fixed > real else None
+
+
+def padding_note(rows) -> str | None:
+    """The note on rows marked ``PAD_MARK``: their runtime ran a padded fixed-length sequence, ORT the real
+    length, so their latencies and ratios to ort fp32 measure different work; None when no row is padded."""
+    pads = sorted({(r.runtime, r.padded) for r in rows if r.padded}, key=lambda p: _rt_key(p[0]))
+    if not pads:
+        return None
+    lengths = "; ".join(f"{rt}: {fixed} tokens for a {real}-token text" for rt, (fixed, real) in pads)
+    return (f"{PAD_MARK} these text artifacts were exported at a fixed sequence length and ran the measured text "
+            f"right-padded to it ({lengths}), while ort and ort-mobile ran the text's real length: their latencies "
+            "and ratios to ort fp32 include the padding's work (an app on that runtime pays it too, unless it "
+            "exports at a shorter length) and do not compare the runtimes on equal work.")
 
 
 @dataclass(frozen=True)
@@ -74,6 +105,7 @@ class RuntimeRow:
     size_bytes: float | None
     top1: float | None  # parity: share of check inputs keeping PyTorch's top-1 class
     pareto: bool = False
+    padded: tuple | None = None  # (fixed tokens run, real tokens measured): see padded()
 
     def cells(self, style: MetricStyle = ACCURACY) -> list[str]:
         """The row's table cells, its metric and gap to PyTorch in ``style``'s words and units."""
@@ -87,8 +119,9 @@ class RuntimeRow:
         gap = DASH if self.gap_points is None else (f"{GAP_MARK} " if self.within is False else "") + \
             gap_text(self.gap_points, style) + (f" (tol {tolerance_text(self.tolerance_points, style)})"
                                                 if self.tolerance_points is not None else "")
-        return [self.model, self.variant, self.runtime, self.precision or DASH, fmt_ms(self.median, self.median_ci),
-                ratio, verdict, style.fmt(self.accuracy, self.accuracy_ci), gap, fmt_mb(self.size_bytes),
+        median = fmt_ms(self.median, self.median_ci) + (f" {PAD_MARK}" if self.padded and self.median else "")
+        return [self.model, self.variant, self.runtime, self.precision or DASH, median,
+                ratio + (f" {PAD_MARK}" if self.padded and self.ratio is not None else ""), verdict, style.fmt(self.accuracy, self.accuracy_ci), gap, fmt_mb(self.size_bytes),
                 "★" if self.pareto else ""]
 
 
@@ -146,7 +179,7 @@ def _row(rec: Result) -> RuntimeRow:
         accuracy=finite(q.value) if q else None, accuracy_ci=finite_pair(q.ci95) if q else None,
         gap_points=finite(vp.get("gap_points")), tolerance_points=finite(vp.get("tolerance_points")),
         within=vp.get("within") if isinstance(vp.get("within"), bool) else None, size_bytes=finite(art.size_bytes),
-        top1=finite(mapping(exp.get("parity")).get("top1_agreement")))
+        top1=finite(mapping(exp.get("parity")).get("top1_agreement")), padded=padded(rec))
 
 
 def build_runtime_view(results: ResultSet, threads: int, machine: str,
@@ -194,9 +227,11 @@ def build_runtime_view(results: ResultSet, threads: int, machine: str,
     machine_line = (f"All numbers are from this machine's CPU ({machine}) running the mobile runtimes' CPU kernels "
                     "(ORT's CPU execution provider for ort-mobile, XNNPACK for ExecuTorch and LiteRT), not a phone: "
                     "they rank runtimes and variants on this CPU; re-measure on the target device.")
-    notes = info.get("notes") if isinstance(info.get("notes"), list) else []
+    notes = [str(n) for n in (info.get("notes") if isinstance(info.get("notes"), list) else [])
+             if not str(n).startswith("skipped runtime")]
+    pad = padding_note(rows)
     return RuntimeView(threads=threads, runtimes=tuple(measured), skipped=skipped,
-                       notes=tuple(str(n) for n in notes if not str(n).startswith("skipped runtime")),
+                       notes=tuple(notes + ([pad] if pad else [])),
                        rows=tuple(rows), fronts=tuple(fronts), ort_mobile=tuple(ort_mobile), executorch=tuple(et),
                        gaps=gaps, machine_line=machine_line, metric=style or metric_of(results))
 
