@@ -237,7 +237,7 @@ def auto_quantize(onnx_path, out_path, *, calib, eval_fn: Callable, inputs, thre
                 measure_error = str(e)
                 rows = [r if r.error else _replace(r, error=f"measurement failed: {e}") for r in rows]
         chosen, message, loud = choose(rows, max_drop, lambda a, b: _compare(lats[a.spec], lats[b.spec]) != "slower",
-                                       budget=budget_text, skipped=skipped)
+                                       budget=budget_text, skipped=skipped, metric=metric_name)
         if measure_error:
             message = f"KEEPING FP32: the interleaved measurement failed ({measure_error})"
 

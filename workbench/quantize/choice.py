@@ -12,6 +12,16 @@ from typing import Callable
 AUTO_VERSION = 1
 
 
+def drop_words(fraction: float, metric: str = "accuracy", sign: bool = False, budget: bool = False) -> str:
+    """A metric drop (a fraction of the metric, as ``max_drop`` and ``drop`` are stored) in the metric's words:
+    accuracy in points ("0.35 points"; one point = 0.01 of the fraction), any other metric as a plain
+    difference ("0.0035 cosine to fp32 outputs"); ``budget``: shortest form ("0.5 points", "0.005 cosine").
+    The recipe's [quantize] max_drop is 100 x this fraction for every metric, so max_drop = 0.5 is half an
+    accuracy point, or a cosine drop of 0.005."""
+    value, unit = (100 * fraction, " points") if metric == "accuracy" else (fraction, f" {metric}")
+    return f"{value:{'+' if sign else ''}{'g' if budget else '.2f' if metric == 'accuracy' else '.4g'}}{unit}"
+
+
 @dataclass(frozen=True)
 class CandidateResult:
     """One candidate of ``auto`` (or the fp32 reference) with how it fared: quality, drop, latency ratio, verdict and
@@ -56,16 +66,17 @@ class CandidateResult:
         verdict = "SLOWER" if self.verdict == "slower" else self.verdict
         return f"{self.spec} {self.ratio:.2f}{ci} {verdict}"
 
-    def stopped_by(self, max_drop: float) -> str:
-        """Why this candidate was not chosen: speed (ratio + CI + verdict), quality (value vs budget), or the
-        one-line failure it carries."""
+    def stopped_by(self, max_drop: float, metric: str = "accuracy") -> str:
+        """Why this candidate was not chosen: speed (ratio + CI + verdict), quality (value vs budget, in the
+        words of ``metric``: see :func:`drop_words`), or the one-line failure it carries."""
         if self.error and self.ratio is None:
             return f"{self.spec}: FAILED ({self.error})"
         parts = [self.speed_text()]
         if self.verdict is not None and self.verdict != "faster":
             parts.append(f"not 'faster' ({self.verdict_reason})" if self.verdict_reason else "not faster than fp32")
         if self.metric is not None and not self.within_budget:
-            parts.append(self.judged or f"loses {100 * (self.drop or 0):.2f} points (budget {100 * max_drop:g})")
+            parts.append(self.judged or f"loses {drop_words(self.drop or 0, metric)} "
+                                        f"(budget {drop_words(max_drop, metric, budget=True)})")
         return ", ".join(parts)
 
 
@@ -81,7 +92,7 @@ class AutoResult:
     skipped: tuple  # (what, why)
     metric: str
     reference_metric: float
-    max_drop: float  # fraction of the metric
+    max_drop: float  # fraction of the metric ([quantize] max_drop / 100: accuracy points, or cosine / 100)
     threads: int
     rounds: int
     out_path: str
@@ -103,7 +114,8 @@ class AutoResult:
                 "message": self.message, "loud": self.loud, "metric": self.metric,
                 "reference_metric": self.reference_metric, "max_drop": self.max_drop,
                 "max_drop_points": 100 * self.max_drop, "budget": self.budget or
-                f"metric drop <= {100 * self.max_drop:g} points (point estimate)", "evaluation": self.evaluation,
+                f"metric drop <= {drop_words(self.max_drop, self.metric, budget=True)} (point estimate)",
+                "evaluation": self.evaluation,
                 "threads": self.threads, "rounds": self.rounds,
                 "out_path": self.out_path, "elapsed_s": round(self.elapsed_s, 2), "mix": self.mix,
                 "candidates": [c.to_json() for c in self.candidates],
@@ -120,14 +132,16 @@ RULE = ("the fastest candidate within the budget (accuracy: drop vs fp32 <= max_
 
 
 def choose(rows, max_drop: float, not_slower: Callable | None = None, budget: str | None = None,
-           skipped=()) -> tuple[CandidateResult | None, str, bool]:
+           skipped=(), metric: str = "accuracy") -> tuple[CandidateResult | None, str, bool]:
     """(chosen row or None for fp32, message, loud) from measured candidate rows (fp32 row excluded).
 
     ``not_slower(a, b)``: True when b is not clearly slower than a (their paired comparison in the same
     interleaved run is not 'slower'); candidates that tie with the fastest that way are ranked by metric.
     ``budget``: the fidelity budget's text (rows then carry ``judged``); ``skipped``: (what, why) of methods
-    never tried, named when there is no candidate. When fp32 is kept, the message names what stopped EACH
-    candidate: too slow (ratio + CI), outside the budget (value vs budget), or its one-line failure."""
+    never tried, named when there is no candidate; ``metric``: the metric's name, which words the drops
+    (:func:`drop_words`: points for accuracy, plain differences otherwise). When fp32 is kept, the message
+    names what stopped EACH candidate: too slow (ratio + CI), outside the budget (value vs budget), or its
+    one-line failure."""
     cands = [r for r in rows if r.spec != "fp32"]
     good = [r for r in cands if r.within_budget and r.verdict == "faster" and r.ratio is not None]
     if good:
@@ -137,11 +151,11 @@ def choose(rows, max_drop: float, not_slower: Callable | None = None, budget: st
         lo, hi = best.ci95 or (best.ratio, best.ratio)
         tie = (f"; as fast as {fastest.spec} within the measurement's resolution and more accurate"
                if best is not fastest else "")
-        quality = best.judged or (f"metric drop {100 * best.drop:+.2f} points within the {100 * max_drop:g}-point "
-                                  "budget")
+        quality = best.judged or (f"metric drop {drop_words(best.drop, metric, sign=True)} within the "
+                                  f"{drop_words(max_drop, metric, budget=True)} budget")
         return best, (f"chose {best.spec}: {1 / best.ratio:.2f}x faster than fp32 (ratio {best.ratio:.2f} "
                       f"[{lo:.2f}, {hi:.2f}]), {quality}{tie}"), False
-    parts = [r.stopped_by(max_drop) for r in cands]
+    parts = [r.stopped_by(max_drop, metric) for r in cands]
     what = f"the budget ({budget})" if budget else "the accuracy budget"
     if not cands:
         why = "no candidate to try for this graph" + (": " + "; ".join(f"{w} skipped ({y})" for w, y in skipped)

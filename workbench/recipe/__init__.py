@@ -79,13 +79,14 @@ class DistillSection:
 @dataclass(frozen=True)
 class QuantizeSection:
     """A recipe's ``[quantize]``: the methods applied to the teacher and to every KD student (or "auto"),
-    the calibration sample count and auto's accuracy budget."""
+    the calibration sample count and ``max_drop``: 100 x the largest metric drop vs the fp32 source that ``auto``
+    keeps and the report tolerates (accuracy: points; cosine: max_drop / 100, so 0.5 = 0.005; [budget] differs)."""
 
     # method specs ("static", "static?calibration=entropy", ...) or "auto" (measure candidates, keep the best)
     teacher: tuple = ("static", "dynamic", "fp16")
     students: tuple = ("static",)  # applied to the KD student of every size
     calib_samples: int = 256
-    max_drop: float = 0.5  # auto: accuracy budget vs the unquantized model, in percentage POINTS
+    max_drop: float = 0.5  # 100 x the allowed metric drop vs fp32: accuracy POINTS; cosine: max_drop/100
 
 
 @dataclass(frozen=True)
@@ -372,8 +373,9 @@ def _check_values(r: Recipe) -> None:
     for rt in r.measure.runtimes:
         RUNTIMES.get(rt)
     checks = [(r.quantize.calib_samples > 0, "[quantize] calib_samples must be > 0"),
-              (0 <= r.quantize.max_drop <= 100, "[quantize] max_drop is in accuracy points, between 0 and 100 "
-                                                 "(0.5 = half a point)"),
+              (0 <= r.quantize.max_drop <= 100, "[quantize] max_drop is 100 x the allowed metric drop, between 0 "
+                                                 "and 100 (accuracy: points, 0.5 = half a point; cosine: 0.5 = a "
+                                                 "cosine drop of 0.005)"),
               (r.measure.min_runs > 0 and r.measure.min_s >= 0 and r.measure.max_s >= r.measure.min_s,
                "[measure] needs min_runs > 0 and 0 <= min_s <= max_s"),
               (0 < r.measure.target_ci < 1, "[measure] target_ci must be a fraction such as 0.02"),

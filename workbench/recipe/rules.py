@@ -64,7 +64,8 @@ POSITIVE_INT = Num(1, integer=True)
 RULES: dict[str, dict[str, Num]] = {
     "task": {"image_size": Num(8, 1024, integer=True, hint="pixels")},
     "quantize": {"calib_samples": POSITIVE_INT,
-                 "max_drop": Num(0, 100, hint="accuracy points: 0.5 = half a point")},
+                 "max_drop": Num(0, 100, hint="accuracy points, 0.5 = half a point; for a cosine metric 100 x "
+                                                   "the allowed cosine drop, 0.5 = 0.005")},
     "export": {"parity_atol": Num(0), "parity_rtol": Num(0), "parity_samples": POSITIVE_INT,
                "accuracy_tolerance": Num(0, hint="accuracy points: 0.5 = half a point")},
     "measure": {"warmup_runs": Num(0, integer=True), "warmup_s": Num(0, hint="seconds"), "min_runs": POSITIVE_INT,
