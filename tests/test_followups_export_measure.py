@@ -57,6 +57,7 @@ def test_export_measures_through_measure_together(user, monkeypatch):
     assert "vs_fp32" not in rows["net.fp32"]["latency"]
 
 
+@pytest.mark.slow  # an ONNX export and one real measurement: ~9-30 s on the loaded 2-core machine
 def test_a_file_that_fails_to_measure_is_a_note(user, monkeypatch):
     from workbench.export.standalone import export_model
     from workbench.pipeline.units import measure as unit_measure
