@@ -259,6 +259,12 @@ def test_ray_run_equals_local_run_measures_only_on_the_bench_node(cluster, tmp_p
     assert {u["node"] for u in units if u not in meas} == cpu  # everything else on the CPU node
     spans = sorted((u["start"], u["end"]) for u in meas)
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # never two at once
+    # the teacher-output cache is a unit of its own: filled once, before the KD training, which only reads it
+    (fill,) = [u for u in units if u["unit"] == "teacher_outputs"]
+    kd = next(u for u in units if u["id"] == "train:a.full.kd.s0")
+    (npy,) = (tmp_path / "ray").glob("cache/teacher-logits-*.npy")
+    assert fill["cached"] is False
+    assert fill["start"] - 0.05 <= npy.stat().st_mtime_ns / 1e9 <= fill["end"] <= kd["start"]
     # each record names the node and machine that measured it
     node = next(iter(bench))
     assert all(r["node"] == node and r["environment"]["cpu_model"] for r in doc_r["results"])

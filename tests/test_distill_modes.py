@@ -66,9 +66,11 @@ def test_self_mode_plans_born_again_generations():
     for regime in ("full", "few-3"):
         for s in (0, 1):
             g1, g2, g3 = (train[f"train:a.{regime}.kd{x}.s{s}"] for x in ("", ".g2", ".g3"))
-            assert g1.deps == () and g1.job.job.teacher is None
+            assert g1.deps == ("teacher_outputs:teacher.logits",) and g1.job.job.teacher is None
             # generation k: after generation k-1 of the same seed, taught by its weights file, keyed by its key
-            assert g2.deps == (g1.id,) and g3.deps == (g2.id,)
+            # (and after the teacher_outputs unit that caches generation k-1's logits)
+            assert g2.deps == (g1.id, f"teacher_outputs:{g1.job.job.name}.logits")
+            assert g3.deps == (g2.id, f"teacher_outputs:{g2.job.job.name}.logits")
             assert g2.job.job.teacher.weights == g1.job.weights and g2.job.job.teacher.key == g1.key
             assert g3.job.job.teacher.weights == g2.job.weights and len({g1.key, g2.key, g3.key}) == 3
     ids = [n.id for n in g.nodes]

@@ -10,6 +10,7 @@ truncated .npy, a broken meta.json) is reported in one line and recomputed (work
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,37 @@ from ..fileio.cachefile import MISSING, read_entry
 from ..fileio import atomic_path
 
 CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OutputsSpec:
+    """What one training job reads of the run's teacher-output cache, as the plan sees it (pure: nothing
+    loaded): ``label`` names the entry in node ids (``teacher_outputs:<teacher>.<label>``) and ``parts`` (JSON-able)
+    is everything besides the teacher and the task that makes its key; equal specs of one teacher = one entry,
+    filled by one ``teacher_outputs`` unit (workbench.pipeline.units.teacher_outputs)."""
+
+    label: str
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One filled teacher-output cache entry: its cache key, its files (run-relative paths) and whether it
+    was already there (``hit``) or computed by this call."""
+
+    key: str
+    paths: tuple[str, ...]
+    hit: bool
+
+
+def files_sha256(root: Path, paths) -> str:
+    """One sha256 over the files ``paths`` (relative to ``root``): each file's name and sha256, in order."""
+    from ..artifact import sha256_file
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{p}\0{sha256_file(Path(root) / p)}\n".encode())
+    return h.hexdigest()
 
 
 def precision_parts() -> dict:

@@ -73,6 +73,31 @@ def distill_text_classifier(teacher, keep_layers, task, cfg, out_dir, losses: di
 
 
 
+def classifier_cache(teacher, task, t_layers: list[int], max_len: int, cache_root,
+                     progress=None) -> tuple[dict, str, bool]:
+    """(arrays, key, hit): the teacher-output cache entry of a classifier distillation on ``task``: the teacher's
+    logits of every split and the hidden states of teacher layers ``t_layers`` (the layer map's, when a
+    hidden-state loss applies), computed in one pass when missing (THE entry training reads; the pipeline's
+    teacher_outputs unit fills it before)."""
+    texts = {s: task.split(s)[0] for s in ("train", "val", "test")}
+    n_out = int(getattr(teacher.config, "num_labels", 0) or 0)
+    return cached_teacher_pass(teacher, texts, max_len, t_layers, cache_root,
+                               {"kind": "classifier-logits", "task": task.fingerprint()}, n_out,
+                               lambda out, mask: out.logits, progress, 32)
+
+
+def classifier_cache_layers(teacher, keep_layers, losses: dict | None, layer_map=None) -> list[int]:
+    """The teacher layers a classifier distillation's cache entry holds: the layer map's (student layer i ->
+    teacher layer keep[i] by default) when the hidden-state loss is on, none otherwise."""
+    from ..zoo.hf import parse_keep
+
+    w = check_losses(losses, DEFAULT_CLS_LOSSES)
+    if not w["hidden_mse"] > 0:
+        return []
+    keep = parse_keep(keep_layers, teacher.num_layers)
+    return sorted(set(parse_layer_map(layer_map, keep, teacher.num_layers).values()))
+
+
 def train_text_classifier(teacher, keep_layers, task, cfg, work_dir, losses: dict | None = None,
                           temperature: float = 4.0, max_len: int = 128, progress=None, *, cache_root=None,
                           layer_map=None, micro_batch: int = MICRO_BATCH,
@@ -106,9 +131,8 @@ def train_text_classifier(teacher, keep_layers, task, cfg, work_dir, losses: dic
     lmap = parse_layer_map(layer_map, keep, teacher.num_layers) if w["hidden_mse"] > 0 else {}
     t_layers = sorted(set(lmap.values()))
     texts = {s: task.split(s)[0] for s in ("train", "val", "test")}
-    arrays, cache_key, hit = cached_teacher_pass(
-        teacher, texts, max_len, t_layers, cache_root_of(cache_root, work_dir),
-        {"kind": "classifier-logits", "task": task.fingerprint()}, n_out, lambda out, mask: out.logits, progress, 32)
+    arrays, cache_key, hit = classifier_cache(teacher, task, t_layers, max_len, cache_root_of(cache_root, work_dir),
+                                              progress)
     student = drop_layers(teacher.module, keep) if student is None else student
     frozen = _freeze(student, freeze)
     _set_dropout(student, dropout)

@@ -99,6 +99,12 @@ class Family(Protocol):
                                             pure: the plan computes it without loading anything)
       parity_inputs(ctx)                    the test inputs every artifact's parity is checked on
       eval_fn(ctx)                          the metric function ``auto`` judges its candidates with
+    Optional, for a family with a teacher-output cache on disk (images, text; see units.teacher_outputs):
+      teacher_outputs(recipe, job) -> distill.cache.OutputsSpec | None
+                                            the cache entry a training job reads (pure); None: none
+      fill_teacher_outputs(ctx, job, progress) -> distill.cache.CacheEntry
+                                            that entry, computed when absent (the teacher_outputs unit,
+                                            and a training unit that finds it missing)
     """
 
     name: str

@@ -4,7 +4,8 @@ can be computed before anything runs, its content key. Pure: it loads, trains an
 
 Node ids name what a node makes: ``train:<student>.<regime>.<method>.s<seed>``, ``export:<artifact id>``,
 ``quantize:<artifact id>``, ``auto:<artifact id>``, ``convert:<runtime>:<artifact id>``,
-``pytorch:<model>``, ``evaluate:<artifact id>@<runtime>``, ``measure:<runtime>/t<threads>`` (with ``[measure]
+``pytorch:<model>``, ``teacher_outputs:<teacher>.<entry>`` (a teacher-output cache entry, before the training
+units reading it), ``evaluate:<artifact id>@<runtime>``, ``measure:<runtime>/t<threads>`` (with ``[measure]
 group_size``: ``measure:<runtime>/t<threads>/g<i>``, sub-groups that each hold the reference artifacts),
 ``memory:<artifact id>@<runtime>/t<threads>``. Keys of units made from a file that does not exist yet
 (quantize, convert, evaluate, measure) are known only once their inputs exist (``key`` None).
@@ -20,6 +21,7 @@ from .generations import lineage, train_methods
 from .rundir import content_key
 from .units.jobs import (AutoJob, ConvertJob, EvalJob, ExportJob, MeasureJob, MemoryJob, PyTorchMetricJob,
                          QuantizeJob, TrainJob)
+from .units.teacher_outputs import TeacherOutputsJob, reads_teacher_outputs
 
 REFERENCE = "teacher.fp32"  # every variant is compared with the fp32 teacher on the same runtime and threads
 
@@ -76,8 +78,10 @@ class Graph:
                      tuple((rt, tuple(i for i in ids if i not in gone)) for rt, ids in self.artifacts)), notes
 
     def summary(self) -> dict:
-        """Counts for ``--dry-run``: training runs, artifacts per runtime, measurements, units by kind."""
+        """Counts for ``--dry-run``: training runs, teacher-output cache entries filled (each its own unit),
+        artifacts per runtime, measurements, units by kind."""
         return {"training_runs": len(self.of_unit("train_student")),
+                "teacher_output_caches": len(self.of_unit("teacher_outputs")),
                 "artifacts": {rt: len(ids) for rt, ids in self.artifacts},
                 "measurements": len(self.of_unit("memory_profile")),
                 "units": dict(Counter(n.unit for n in self.nodes))}
@@ -142,6 +146,25 @@ def measure_groups(arts: list[str], nodes: dict, group_size: int | None) -> list
     return [tuple(refs + rest[i:i + room]) for i in range(0, len(rest), room)]
 
 
+def teacher_outputs_node(fam, recipe, sj: StudentJob, teacher_sha: str, task_fp: str, caches: dict) -> Node | None:
+    """The ``teacher_outputs`` node filling the cache entry training job ``sj`` reads (None when its family
+    has no teacher-output cache or the job reads none: see units.teacher_outputs). One node per distinct
+    entry (``caches``: plan key -> node id, updated): ``teacher_outputs:<teacher>.<label>``, the teacher being
+    the run's (``teacher``) or the born-again generation whose trained student teaches (its node depends on
+    that training)."""
+    spec = reads_teacher_outputs(fam, recipe, sj)
+    if spec is None:
+        return None
+    who, signal = ("teacher", teacher_sha) if sj.teacher is None else (sj.teacher.job.name, sj.teacher.key)
+    key = content_key("teacher-outputs", spec.label, spec.parts, signal, task_fp)
+    node_id = caches.get(key) or f"teacher_outputs:{who}.{spec.label}"
+    if node_id in caches.values() and caches.get(key) != node_id:  # one label, two entries: the key tells them apart
+        node_id += f".{key[:8]}"
+    caches[key] = node_id
+    deps = () if sj.teacher is None else (f"train:{sj.teacher.job.name}",)
+    return Node(node_id, "teacher_outputs", TeacherOutputsJob(sj, key, spec.label), deps, key=key)
+
+
 def plan(recipe, runtimes: list[str], *, teacher_sha: str, task_fp: str, family: str,
          isa: dict | None = None, profiled: frozenset = frozenset()) -> Graph:
     """The graph of a run of ``recipe`` on ``runtimes`` (those installed; see mobile.plan_runtimes) for the
@@ -164,8 +187,12 @@ def plan(recipe, runtimes: list[str], *, teacher_sha: str, task_fp: str, family:
              key=content_key("pytorch-accuracy", teacher_sha, task_fp)))
     refs: dict[str, ModelRef] = {"teacher": teacher}
     taught: dict[str, ModelRef] = {}  # every trained student by job name (born-again generations learn from them)
+    caches: dict[str, str] = {}  # teacher-output cache entries: plan key -> node id
     for sj in student_jobs(recipe):
         sj, deps, signal = lineage(sj, taught, teacher_sha)  # standard mode: (sj, (), teacher sha for KD)
+        cache = teacher_outputs_node(fam, recipe, sj, teacher_sha, task_fp, caches)
+        if cache is not None:  # the job reads the teacher-output cache: after the unit that fills its entry
+            deps = (*deps, add(cache))
         key = content_key("train", sj.student.to_toml(), sj.regime, fam.job_config(recipe, sj), task_fp, signal)
         weights = f"work/train/{sj.name}.{key}.safetensors"
         add(Node(f"train:{sj.name}", "train_student", TrainJob(sj, key, weights), deps, key=key))

@@ -7,6 +7,14 @@ features (``pyg:mlp?hidden=..&layers=..``): no neighbour fetching on the device.
 teacher's soft labels of every node plus cross-entropy on the labelled training nodes; the twin: the same
 MLP on the labelled nodes only. Metric: accuracy on the test nodes with a bootstrap CI.
 
+No teacher-output cache on disk, so no ``teacher_outputs`` unit (workbench.pipeline.units.teacher_outputs; the
+family defines no ``teacher_outputs`` / ``fill_teacher_outputs``): the soft labels are ONE forward pass of the
+GNN over the whole graph, kept in memory per process (``soft_labels``), and each KD unit's process makes them
+(0.45 s for pyg:gcn on a 3000-node, 24k-edge csbm graph on the loaded 2-core dev machine: small beside a KD
+unit's training). A unit pays off where one teacher pass costs what a training unit does (image families: every
+shifted view of the training images; text: every text through a transformer); define those two methods here
+if graphs grow that large.
+
 Models by their inputs (what the artifacts take and what the harness feeds them):
   GNN  ``x`` [N, F] float32 and ``edge_index`` [2, E] int64 of the WHOLE graph -> ``logits`` [N, C]
   MLP  ``features`` [B, F] float32 of B nodes                                     -> ``logits`` [B, C]

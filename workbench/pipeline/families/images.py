@@ -109,10 +109,32 @@ class ImageClassification:
             _VIEWS[k] = ShiftViews(torch.from_numpy(task.x_train), recipe.distill.augment_shift)
         return _VIEWS[k]
 
+    def teacher_outputs(self, recipe, job: StudentJob):
+        """What ``job`` reads of the run's teacher-output cache (plan time, pure): a KD job reads its teacher's
+        logits of every shifted view of the training images; the labels-only twin reads nothing (None)."""
+        from ...distill.cache import CACHE_VERSION, OutputsSpec
+
+        if job.method != "kd":
+            return None
+        return OutputsSpec("logits", (("kind", "teacher-logits"), ("shift", recipe.distill.augment_shift),
+                                      ("version", CACHE_VERSION)))
+
+    def fill_teacher_outputs(self, ctx: RunContext, job: StudentJob, progress=None):
+        """The cache entry ``job`` reads (see teacher_outputs), computed when it is absent: a CacheEntry."""
+        from ...distill.cache import CacheEntry
+
+        key, path, _, hit = self._logits(ctx, progress, job.teacher)
+        return CacheEntry(key, (str(path.relative_to(ctx.root)),), hit)
+
     def teacher_logits(self, ctx: RunContext, progress=None, teacher=None):
         """The teacher's logits of every view of every training image, from the run's teacher-output cache
         (computed and stored there once). ``teacher``: the ModelRef of a trained student that teaches
         instead (a born-again generation): its logits are cached under its weights file's sha256."""
+        return self._logits(ctx, progress, teacher)[2]
+
+    def _logits(self, ctx: RunContext, progress, teacher):
+        """(cache key, file, logits, hit) of the teacher's (or ``teacher``'s) logits; read when the file is there
+        (kept per process while it is unchanged), computed and stored otherwise."""
         from ...artifact import sha256_file
         from ...distill.cache import cache_key, teacher_logits
 
@@ -123,16 +145,25 @@ class ImageClassification:
         path = Path(ctx.root) / "cache" / f"teacher-logits-{key}.npy"
         stat = path.stat() if path.exists() else None
         held = _LOGITS.get((ctx.root, key))
+        hit = True
         if held is None or stat is None or held[0] != (stat.st_size, stat.st_mtime_ns):  # file changed: read again
+            from ...fileio.cachefile import MISSING, read_entry
+
             views = self.views(ctx)
             n = views.n_views * len(task.y_train)
-            who = "teacher-output" if teacher is None else f"{teacher.job.name} (next generation's teacher) output"
-            with progress.bar(f"{who} cache ({views.n_views} views x {len(task.y_train)} images)", n) as update:
-                logits = teacher_logits(teacher_of(ctx) if teacher is None else load_ref(teacher, ctx), views, Path(ctx.root) / "cache", key,
-                                        progress=lambda f: update(round(f * n)), notify=rd.notify, root=rd.root)
-            stat = path.stat()
-            held = _LOGITS[(ctx.root, key)] = ((stat.st_size, stat.st_mtime_ns), logits)
-        return held[1]
+            logits = MISSING if stat is None else read_entry(  # the teacher is loaded only when it must run
+                path, validate=lambda a: a.ndim == 3 and a.shape[:2] == (views.n_views, views.padded.shape[0]),
+                notify=rd.notify, root=rd.root)
+            hit = logits is not MISSING
+            if not hit:
+                who = "teacher-output" if teacher is None else f"{teacher.job.name} (next generation's teacher) output"
+                with progress.bar(f"{who} cache ({views.n_views} views x {len(task.y_train)} images)", n) as update:
+                    logits = teacher_logits(teacher_of(ctx) if teacher is None else load_ref(teacher, ctx), views,
+                                            Path(ctx.root) / "cache", key, progress=lambda f: update(round(f * n)),
+                                            notify=rd.notify, root=rd.root)
+            after = path.stat()
+            held = _LOGITS[(ctx.root, key)] = ((after.st_size, after.st_mtime_ns), logits)
+        return key, path, held[1], hit
 
     def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress=None) -> dict:
         """Train ``job`` (fixed seed), write its weights (safetensors) to ``weights_out``; the result row."""

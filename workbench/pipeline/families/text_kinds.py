@@ -46,6 +46,14 @@ def _budget(recipe, job: StudentJob, losses: dict, **extra) -> dict:
             "dropout": DROPOUT, "freeze": list(FREEZE), "warmup_frac": 0.1, **extra}
 
 
+def _entry(ctx: RunContext, key: str, hit: bool):
+    """The CacheEntry of the run's teacher-output cache folder ``key`` (its arrays and meta.json, run-relative)."""
+    from ...distill.cache import CacheEntry
+
+    folder = Path(ctx.root) / "cache" / key
+    return CacheEntry(key, tuple(str(p.relative_to(ctx.root)) for p in sorted(folder.iterdir()) if p.is_file()), hit)
+
+
 def _row(job: StudentJob, student, n_train: int, cfg, card: dict, seconds: float, metric: str, test: float) -> dict:
     fit = card["fit"]
     hist = fit.get("history") or [{}]
@@ -126,6 +134,29 @@ class TextClassification(TextFamily):
         idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n] for c in range(task.num_classes)]))
         return replace(task, name=f"{task.name}[{job.regime}]", train_texts=tuple(task.train_texts[i] for i in idx),
                        train_labels=y[idx], options={**task.options, "regime": job.regime, "seed": job.seed})
+
+    def teacher_outputs(self, recipe, job: StudentJob):
+        """The teacher-output cache entry ``job`` reads (plan time, pure): the teacher's logits of every split
+        of its training data (a few-N regime: the seed's subset), plus the hidden states of the layers the
+        student maps to when a hidden-state loss applies. The twin reads it too (its card's teacher accuracy)."""
+        from ...distill.cache import OutputsSpec
+
+        few = () if job.regime == "full" else (job.regime, job.seed)
+        layers = job.student.arch if self.losses(recipe, job)["hidden_mse"] > 0 else None
+        label = "logits" + (f".{job.regime}.s{job.seed}" if few else "") + (f".{job.student.name}" if layers else "")
+        return OutputsSpec(label, (("kind", "classifier-logits"), ("data", few), ("layers_of", layers),
+                                   ("max_len", max_len_of(recipe))))
+
+    def fill_teacher_outputs(self, ctx: RunContext, job: StudentJob, progress=None):
+        """The cache entry ``job`` reads, computed in one teacher pass when absent (as training would): a CacheEntry."""
+        from ...distill.text_classifier import classifier_cache, classifier_cache_layers
+
+        recipe, hf = recipe_of(ctx), self.hf(ctx)
+        layers = classifier_cache_layers(hf, self.student_keep(job, ctx), self.losses(recipe, job))
+        with torch_threads(TRAIN_THREADS):
+            _, key, hit = classifier_cache(hf, self.subset(task_of(ctx), job), layers, max_len_of(recipe),
+                                           Path(ctx.root) / "cache", progress)
+        return _entry(ctx, key, hit)
 
     def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress=None) -> dict:
         """Train ``job`` through the engine; the student's weights (safetensors) go to ``weights_out``."""
@@ -264,6 +295,25 @@ class SentenceEmbedding(TextFamily):
             src, spec = student_source(st.arch)
             layers.update(src.keep(spec, hf.num_layers))
         return sorted(layers)
+
+    def teacher_outputs(self, recipe, job: StudentJob):
+        """The teacher-output cache entry every job reads (plan time, pure): ONE entry per run, the teacher's
+        embeddings of every split and the hidden states of every student's mapped layers (cache_layers); the
+        twin reads it too (its loss is the cosine to the teacher's embeddings)."""
+        from ...distill.cache import OutputsSpec
+
+        return OutputsSpec("embeddings", (("kind", "sentence-embeddings"), ("layers_of", tuple(st.arch for st in
+                                          recipe.students)), ("max_len", max_len_of(recipe))))
+
+    def fill_teacher_outputs(self, ctx: RunContext, job: StudentJob, progress=None):
+        """The run's cache entry, computed in one teacher pass when absent (as training would): a CacheEntry."""
+        from ...distill.transformer_data import teacher_outputs
+
+        recipe, hf = recipe_of(ctx), self.hf(ctx)
+        with torch_threads(TRAIN_THREADS):
+            _, key, hit = teacher_outputs(hf, task_of(ctx), max_len_of(recipe), self.cache_layers(recipe, hf),
+                                          Path(ctx.root) / "cache", progress)
+        return _entry(ctx, key, hit)
 
     def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress=None) -> dict:
         """Train ``job`` through the engine; the student's weights (safetensors) go to ``weights_out``."""

@@ -2,6 +2,7 @@
 serialisable arguments (see .jobs), registered by name in :data:`UNITS` so a plan names them and any
 executor (in process, another process, another machine) can run them.
 
+    teacher_outputs  one entry of the run's teacher-output cache filled (before the training units reading it)
     train_student    one student trained (labels-only twin or KD), weights + result row
     export_fp32      the teacher or a trained student exported to ONNX fp32 (parity checked)
     quantize         one artifact quantized with one method spec
@@ -19,10 +20,11 @@ from .. import families  # noqa: F401  (registers the task families the units lo
 from .convert import convert
 from .make import auto_quantize, export_fp32, pytorch_metric, quantize, train_student
 from .measure import evaluate, measure_group, memory_profile
+from .teacher_outputs import teacher_outputs
 
 UNITS: Registry = Registry("pipeline unit")
-for _fn in (train_student, export_fp32, quantize, auto_quantize, convert, pytorch_metric, evaluate, measure_group,
-            memory_profile):
+for _fn in (teacher_outputs, train_student, export_fp32, quantize, auto_quantize, convert, pytorch_metric, evaluate,
+            measure_group, memory_profile):
     UNITS.register(_fn.__name__, _fn)
 
 

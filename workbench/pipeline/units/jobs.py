@@ -109,11 +109,14 @@ class MemoryJob:
 # -- results ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainResult:
-    """A trained student: its result row (params, steps, seconds, test_accuracy, ...) and weights path."""
+    """A trained student: its result row (params, steps, seconds, test_accuracy, ...) and weights path;
+    ``teacher_outputs``: "read" (the cache entry its teacher_outputs unit filled), "made" (it was missing, so
+    this unit computed it), None (reads none, or the training itself was reused)."""
 
     row: dict
     weights: str
     reused: bool
+    teacher_outputs: str | None = None
 
 
 @dataclass(frozen=True)

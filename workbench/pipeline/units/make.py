@@ -55,12 +55,22 @@ def train_student(ctx: RunContext, job: TrainJob, inputs: dict, progress=None) -
         return TrainResult(row, job.weights, True)
     weights.parent.mkdir(parents=True, exist_ok=True)
     from ...distill.device import using
+    from .teacher_outputs import reads_teacher_outputs
 
+    fam, recipe = FAMILIES.get(ctx.family), recipe_of(ctx)
+    cache = None
     # on the recipe's [train] device, resolved on the machine running the unit (never part of the key)
-    with using(recipe_of(ctx).train.device), atomic_path(weights, suffix=weights.suffix) as tmp:
-        row = FAMILIES.get(ctx.family).train(job.job, ctx, Path(tmp), _progress(progress))
+    with using(recipe.train.device), atomic_path(weights, suffix=weights.suffix) as tmp:
+        if reads_teacher_outputs(fam, recipe, job.job) is not None:  # filled by its teacher_outputs unit: read it
+            entry = fam.fill_teacher_outputs(ctx, job.job, _progress(progress))
+            cache = "read" if entry.hit else "made"
+            if not entry.hit:  # deleted by hand, or filled on a machine of another precision: made here, said so
+                rd.notify(f"teacher-output cache entry {entry.key} was missing when train:{job.job.name} began "
+                          "(deleted, or its teacher_outputs unit ran on another device); computing it in this "
+                          "training unit")
+        row = fam.train(job.job, ctx, Path(tmp), _progress(progress))
     write_json(row_path, row)
-    return TrainResult(row, job.weights, False)
+    return TrainResult(row, job.weights, False, cache)
 
 
 def export_fp32(ctx: RunContext, job: ExportJob, inputs: dict, progress=None) -> ArtifactResult:
