@@ -163,8 +163,13 @@ def run_distill(job: DistillJob, progress) -> dict:
     task = load_task(job.task, base, command="distill")
     kind = task_type(task)
     if kind.name not in RUNNERS:
+        from ..specs import parse_spec
+        from ..tasks import SPEC_KINDS
+
+        spec_kind = parse_spec(job.task, "task").kind  # its kind's advice (e.g. dense: use workbench run)
+        use = SPEC_KINDS.get(spec_kind).use_with.format(spec=job.task) if spec_kind in SPEC_KINDS else ""
         raise TaskError(f"workbench distill cannot train on {job.task!r} ({kind.what}); it distils: "
-                        f"{', '.join(RUNNERS.names())}")
+                        f"{', '.join(RUNNERS.names())}" + (f"; {use}" if use else ""))
     if job.mode not in MODES_OF.get(kind.name, ("standard",)):
         raise RecipeError(f'[distill] mode = "{job.mode}" is available for {", ".join(MODES_OF)} tasks; '
                           f'{job.task} is {kind.what}: use mode = "standard"')

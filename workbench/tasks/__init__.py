@@ -7,6 +7,7 @@
                                   options text=COLUMN&label=COLUMN
     corpus:pydoc | corpus:FILE    unlabelled text for sentence-embedding distillation
     graph:csbm | graph:FILE.npz  one labelled graph for node classification (workbench.tasks.graph)
+    dense:pages | dense:FILE.npz|DIR  images with per-pixel text masks (text detection; workbench.tasks.dense)
 
 Every command turns a spec into a task with ONE function, :func:`load_task`. Built-in tasks are
 registered by name in ``TASKS``; spec kinds (``KIND:TARGET``) in ``SPEC_KINDS``, each declaring
@@ -32,7 +33,8 @@ ARRAYS = "arrays"  # a Task: fixed-shape float32 inputs (images or feature vecto
 LABELS = "labels"  # integer class labels, accuracy as the metric
 TEXT = "text"  # raw texts: a tokenizer (an hf: model) turns them into inputs
 GRAPH = "graph"  # one graph: node features + edges (node classification; workbench.tasks.graph)
-_NEEDS_WORDS = {ARRAYS: "array inputs", LABELS: "class labels", TEXT: "texts", GRAPH: "a graph"}
+DENSE = "dense"  # images with per-pixel targets (text masks; workbench.tasks.dense)
+_NEEDS_WORDS = {ARRAYS: "array inputs", LABELS: "class labels", TEXT: "texts", GRAPH: "a graph", DENSE: "pixel masks"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,12 @@ def _load_graph(target: str, base_dir, **options):
     return load_graph(target if target in GRAPHS else _resolve(target, base_dir), **options)
 
 
+def _load_dense(target: str, base_dir, **options):
+    from .dense import BUILTIN, load_dense
+
+    return load_dense(target if target in BUILTIN else _resolve(target, base_dir), **options)
+
+
 def _pydoc_corpus(**options):
     from .text import pydoc_corpus
 
@@ -138,7 +146,9 @@ def _register_builtins() -> None:
               TaskType("sentence-embedding", "workbench.tasks.text:TextCorpus", frozenset({TEXT}),
                        "unlabelled text for sentence embeddings"),
               TaskType("node-classification", "workbench.tasks.graph:GraphTask", frozenset({GRAPH, LABELS}),
-                       "a labelled graph (node classification)")):
+                       "a labelled graph (node classification)"),
+              TaskType("dense-text", "workbench.tasks.dense:DenseTask", frozenset({DENSE}),
+                       "images with per-pixel text masks (dense prediction)")):
         TASK_TYPES.register(t.name, t)
     for kind in (
         TaskKind("images", _load_images, frozenset({ARRAYS, LABELS}), frozenset({"size", "grey"}),
@@ -160,6 +170,10 @@ def _register_builtins() -> None:
                  "a labelled graph (node classification)",
                  use_with="distil a GNN into an MLP with a recipe: workbench run workbench/recipes/graph.toml",
                  example="graph:csbm or graph:FILE.npz"),
+        TaskKind("dense", _load_dense, frozenset({DENSE}), frozenset({"size", "n_train", "n_val", "n_test", "seed"}),
+                 "images with per-pixel text masks (dense prediction)",
+                 use_with="distil a segmentation net with a recipe: workbench run workbench/recipes/dense.toml",
+                 example="dense:pages or dense:FILE.npz|DIR"),
     ):
         SPEC_KINDS.register(kind.name, kind)
 
@@ -258,5 +272,5 @@ def _call(loader, spec: Spec, options: dict, *args):
         raise RecipeError(f"task {spec}: {str(e).split(') ')[-1]}; valid options: {', '.join(valid) or '(none)'}") from None
 
 
-__all__ = ["ARRAYS", "GRAPH", "LABELS", "SPEC_KINDS", "TASKS", "TASK_TYPES", "TEXT", "Task", "TaskKind", "TaskType",
+__all__ = ["ARRAYS", "DENSE", "GRAPH", "LABELS", "SPEC_KINDS", "TASKS", "TASK_TYPES", "TEXT", "Task", "TaskKind", "TaskType",
            "check_task_spec", "get_task", "load_task", "spec_help", "task_type"]

@@ -8,5 +8,6 @@ from ..family import FAMILIES, family_of
 from . import images  # noqa: F401  (registers image-classification)
 from . import text_kinds  # noqa: F401  (registers text-classification, sentence-embedding)
 from . import graphs  # noqa: F401  (registers node-classification)
+from . import dense  # noqa: F401  (registers dense-text)
 
 __all__ = ["FAMILIES", "family_of"]
