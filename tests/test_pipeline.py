@@ -119,8 +119,20 @@ def test_cli_quick_run_killed_half_way_resumes(tmp_path):
 
     import tomli_w
 
+    import torch
+
+    from workbench.zoo.models import SmallCNN
+    from workbench.zoo.weights import save_weights
+
+    # resuming is under test, not the variants (test_results_json_has_every_variant_with_numbers has them all):
+    # a tiny untrained teacher, one student, two seeds (4 training units), one quantized teacher
+    torch.manual_seed(0)
+    save_weights(SmallCNN(width=8, depth=1), tmp_path / "teacher.safetensors")
     recipe = tmp_path / "tiny.toml"
-    recipe.write_text(tomli_w.dumps({**TINY, "distill": {**TINY["distill"], "steps": 60}}))
+    recipe.write_text(tomli_w.dumps({
+        **TINY, "teacher": {"source": "zoo:cnn?width=8&depth=1", "weights": str(tmp_path / "teacher.safetensors")},
+        "students": TINY["students"][:1], "distill": {**TINY["distill"], "regimes": ["full"], "steps": 60},
+        "quantize": {"teacher": ["static"], "students": [], "calib_samples": 16}}))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "workbench.cli", "run", str(recipe), "--quick", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
