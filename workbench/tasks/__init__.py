@@ -8,6 +8,8 @@
     corpus:pydoc | corpus:FILE    unlabelled text for sentence-embedding distillation
     graph:csbm | graph:FILE.npz  one labelled graph for node classification (workbench.tasks.graph)
     dense:pages | dense:FILE.npz|DIR  images with per-pixel text masks (text detection; workbench.tasks.dense)
+    audio:kws | audio:DIR        keyword spotting on 16 kHz clips: the built-in espeak-ng set, or one
+                                  sub-folder of .wav files per label (workbench.tasks.audio)
 
 Every command turns a spec into a task with ONE function, :func:`load_task`. Built-in tasks are
 registered by name in ``TASKS``; spec kinds (``KIND:TARGET``) in ``SPEC_KINDS``, each declaring
@@ -112,6 +114,13 @@ def _load_dense(target: str, base_dir, **options):
     return load_dense(target if target in BUILTIN else _resolve(target, base_dir), **options)
 
 
+def _load_audio(target: str, base_dir, **options):
+    from .audio import load_audio_task
+    from .audio_kws import BUILTIN, load_kws_task
+
+    return load_kws_task(**options) if target == BUILTIN else load_audio_task(_resolve(target, base_dir), **options)
+
+
 def _pydoc_corpus(**options):
     from .text import pydoc_corpus
 
@@ -148,7 +157,9 @@ def _register_builtins() -> None:
               TaskType("node-classification", "workbench.tasks.graph:GraphTask", frozenset({GRAPH, LABELS}),
                        "a labelled graph (node classification)"),
               TaskType("dense-text", "workbench.tasks.dense:DenseTask", frozenset({DENSE}),
-                       "images with per-pixel text masks (dense prediction)")):
+                       "images with per-pixel text masks (dense prediction)"),
+              TaskType("audio-classification", "workbench.tasks.audio:AudioTask", frozenset({ARRAYS, LABELS}),
+                       "labelled 16 kHz audio clips (keyword spotting)")):
         TASK_TYPES.register(t.name, t)
     for kind in (
         TaskKind("images", _load_images, frozenset({ARRAYS, LABELS}), frozenset({"size", "grey"}),
@@ -174,6 +185,11 @@ def _register_builtins() -> None:
                  "images with per-pixel text masks (dense prediction)",
                  use_with="distil a segmentation net with a recipe: workbench run workbench/recipes/dense.toml",
                  example="dense:pages or dense:FILE.npz|DIR"),
+        TaskKind("audio", _load_audio, frozenset({ARRAYS, LABELS}),
+                 frozenset({"words", "voices", "clips", "seed", "seconds", "resample"}),
+                 "labelled 16 kHz audio clips (keyword spotting)",
+                 use_with="train a keyword spotter with a recipe: workbench run workbench/recipes/kws.toml",
+                 example="audio:kws or audio:DIR"),
     ):
         SPEC_KINDS.register(kind.name, kind)
 

@@ -374,10 +374,9 @@ def _load_outputs(spec: Spec, *, in_channels, num_classes, base_dir, role, task)
                        description=f"precomputed teacher outputs {path.name}")
 
 
-def _load_pyg(spec: Spec, *, base_dir, role, task, **kw) -> LoadedModel:
-    from .graph import build_for_task  # pyg:gcn|sage|mlp for graph: tasks (workbench.zoo.graph)
-
-    model, what = build_for_task(spec, task, **kw)
+def _load_built(spec: Spec, *, base_dir, role, task, **kw) -> LoadedModel:
+    module = {"pyg": ".graph", "kws": ".audio"}[spec.kind]  # pyg:gcn|sage|mlp for graph: tasks, kws:dscnn|... for audio:
+    model, what = importlib.import_module(module, __package__).build_for_task(spec, task, **kw)
     return _finish_torch(spec, model, base_dir, role, what)
 
 
@@ -393,7 +392,7 @@ class SourceKind:
 
 _BUILTINS = (SourceKind("zoo", _load_zoo), SourceKind("torchvision", _load_torchvision), SourceKind("hf", _load_hf),
              SourceKind("py", _load_py), SourceKind("onnx", _load_onnx, black_box=True),
-             SourceKind("outputs", _load_outputs, black_box=True), SourceKind("pyg", _load_pyg))
+             SourceKind("outputs", _load_outputs, black_box=True), SourceKind("pyg", _load_built), SourceKind("kws", _load_built))
 for _kind in _BUILTINS:
     SOURCES.register(_kind.name, _kind)
 KINDS = tuple(k.name for k in _BUILTINS)  # the built-in kinds, in the order messages list them
