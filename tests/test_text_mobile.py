@@ -140,10 +140,11 @@ def test_tiny_text_classifier_to_pte_and_tflite_keeps_the_onnx_accuracy(tiny):
 @pytest.mark.executorch
 @pytest.mark.litert
 def test_workbench_export_of_an_hf_classifier_to_executorch_and_litert(tiny, tmp_path):
-    """`workbench export hf:DIR --to executorch,litert --int8 litert-dynamic --task text:CSV`: fp32 .pte and
-    .tflite and the dynamic-range int8 .tflite, each with parity, accuracy through its runtime (the fp32 ones
-    equal to PyTorch's) and a latency through the harness on one test text; ONNX of an hf: model is refused
-    in one line (workbench run makes it)."""
+    """`workbench export hf:DIR --to executorch,litert --int8 pt2e,litert-dynamic --task text:CSV`: fp32 .pte
+    and .tflite, the PT2E int8 .pte and the dynamic-range int8 .tflite, each with parity, accuracy through its
+    runtime (the fp32 ones equal to PyTorch's) and a latency through the harness on one test text; ONNX of an
+    hf: model is refused in one line (workbench run makes it). The only int8 .pte / .tflite of a token model in
+    the suite (tests/test_run_text.py's mobile run is fp32 on those runtimes)."""
     pytest.importorskip("executorch")
     pytest.importorskip("litert_torch")
     from workbench.cli import main
@@ -153,12 +154,12 @@ def test_workbench_export_of_an_hf_classifier_to_executorch_and_litert(tiny, tmp
     assert main(["export", model, "--to", "onnx,litert", "--task", task, "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
     out = tmp_path / "x"
-    assert main(["export", model, "--to", "executorch,litert", "--int8", "litert-dynamic", "--task", task,
+    assert main(["export", model, "--to", "executorch,litert", "--int8", "pt2e,litert-dynamic", "--task", task,
                  "--out", str(out), "--rounds", "1", "--max-s", "0.2"]) == 0
     doc = json.loads((out / "export.json").read_text())
     rows = {(r["format"], r["variant"]): r for r in doc["artifacts"]}
-    assert set(rows) == {("executorch", "tiny-cls.fp32"), ("litert", "tiny-cls.fp32"),
-                         ("litert", "tiny-cls.int8-litert-dynamic")}, doc["notes"]
+    assert set(rows) == {("executorch", "tiny-cls.fp32"), ("executorch", "tiny-cls.int8-pt2e"),
+                         ("litert", "tiny-cls.fp32"), ("litert", "tiny-cls.int8-litert-dynamic")}, doc["notes"]
     assert doc["input"]["fixed_sequence_length"] == 48
     for (fmt, variant), r in rows.items():
         assert r["notes"].startswith("fixed sequence length 48 tokens") and r["latency"]["median_ms"] > 0
