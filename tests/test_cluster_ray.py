@@ -91,6 +91,31 @@ def test_a_cluster_without_a_bench_node_says_how_to_start_one():
         check_cluster([{"NodeID": "b", "Alive": True, "Resources": {"bench": 1.0}}], "h:1")
 
 
+def test_token_auth_cluster_hints_carry_the_auth_mode_and_a_missing_token_is_one_line(monkeypatch):
+    """Ray 2.60: a head started where ~/.ray/auth_token exists uses token auth, and `ray start --address`
+    joins it only with RAY_AUTH_MODE=token (seen in benchmarks/scale/results/ray_start_e2e.txt); a driver
+    without a usable token gets Ray's AuthenticationError, which is no RuntimeError."""
+    import types
+
+    import ray
+
+    from workbench.pipeline.executors.ray import RayExecutor, check_cluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # what ray.init sets in the driver when it found a token
+    with pytest.raises(WorkbenchError) as e:
+        check_cluster([{"NodeID": "c", "Alive": True, "Resources": {"CPU": 1.0}}], "h:1")
+    assert "RAY_AUTH_MODE=token ray start --address=h:1 --num-cpus=0" in str(e.value)
+
+    def init(**kw):
+        raise ray.exceptions.AuthenticationError("Authentication token is missing or incorrect")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init, exceptions=ray.exceptions)
+    with pytest.raises(WorkbenchError) as e:
+        RayExecutor("auto").connect(fake, None)
+    msg = str(e.value)
+    assert "\n" not in msg and "token authentication" in msg and "~/.ray/auth_token" in msg
+
+
 def test_failure_summary_names_node_error_and_resume():
     from workbench.pipeline.executors.timing import Failed, failure_summary
 

@@ -77,12 +77,15 @@ def check_cluster(nodes: list[dict], address: str) -> list[str]:
     """Refuse a cluster that cannot run the graph (no node declaring ``bench``, no CPU for the other units)
     with one line saying how to fix it; return notes (bench nodes that also offer CPUs to other units)."""
     bench = bench_nodes(nodes)
+    # the driver runs with RAY_AUTH_MODE=token when the cluster uses token auth (ray.init sets it); Ray 2.60's
+    # `ray start --address` joins such a cluster only with that variable set
+    auth = "RAY_AUTH_MODE=token " if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else ""
     if not bench:
         raise WorkbenchError("the Ray cluster has no node declaring a `bench` resource, so nothing can be measured; "
-                             "start one (nothing else is scheduled there) with: " + BENCH_START.format(address=address))
+                             "start one (nothing else is scheduled there) with: " + auth + BENCH_START.format(address=address))
     if not sum((n.get("Resources") or {}).get("CPU", 0) for n in nodes if n.get("Alive")):
         raise WorkbenchError("the Ray cluster offers no CPUs for training and export units; add a worker with "
-                             f"`ray start --address={address}` (without --num-cpus=0)")
+                             f"`{auth}ray start --address={address}` (without --num-cpus=0)")
     return [f"bench node {short(n.get('NodeID'))} also offers {n['Resources']['CPU']:g} CPU(s): other units may run "
             f"there while it measures; start bench nodes with --num-cpus=0" for n in bench
             if (n.get("Resources") or {}).get("CPU", 0) > 0]
@@ -121,6 +124,10 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise WorkbenchError(f"cannot connect to a Ray cluster at {self.address} ({' '.join(str(e).split())[:200]}); "
                                      "start one with `ray start --head` and pass its HOST:PORT") from None
+            except ray.exceptions.AuthenticationError as e:  # a RayError, not a RuntimeError
+                raise WorkbenchError(f"the Ray cluster at {self.address} uses token authentication and this process has "
+                                     f"no usable token ({' '.join(str(e).split())[:120]}); put the cluster's token in "
+                                     "~/.ray/auth_token (or set RAY_AUTH_TOKEN) and re-run") from None
             own = True
         try:
             gcs = ray.get_runtime_context().gcs_address
