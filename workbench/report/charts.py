@@ -63,7 +63,7 @@ def accuracy_latency_figures(rep: Report) -> list[tuple[int, go.Figure]]:
             r = rep.recommended
             fig.add_annotation(x=math.log10(r.median), y=m.chart(r.accuracy), text="recommended",  # log axis: log10(x)
                                showarrow=True, arrowhead=2, ax=40, ay=40)
-        fig.update_layout(title=f"{m.name.capitalize()} vs median latency, {fmt_threads(th)}", **_LAYOUT)
+        fig.update_layout(title=f"{m.title} vs median latency, {fmt_threads(th)}", **_LAYOUT)
         fig.update_xaxes(type="log", title="median latency per inference (ms, log scale)")
         fig.update_yaxes(title=m.axis)
         figs.append((th, fig))
@@ -166,7 +166,7 @@ def tradeoff_figures(rep: Report) -> list[tuple[str, go.Figure]]:
         fig = go.Figure()
         _family_scatter(fig, sized, lambda r: r.size_bytes / 1e6, lambda r: m.chart(r.accuracy),
                         lambda r: f"{r.variant}@{r.runtime}<br>{r.size_bytes / 1e6:.3f} MB<br>{m.fmt(r.accuracy)}")
-        fig.update_layout(title=f"{m.name.capitalize()} vs artifact size", **_LAYOUT)
+        fig.update_layout(title=f"{m.title} vs artifact size", **_LAYOUT)
         fig.update_xaxes(type="log", title="artifact size (MB, log scale)")
         fig.update_yaxes(title=m.axis)
         figs.append(("size", fig))

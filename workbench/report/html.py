@@ -145,7 +145,7 @@ def _vs_quantized(rep: Report) -> list[str]:
 def _charts(rep: Report) -> list[str]:
     from workbench.report.charts import accuracy_latency_figures
 
-    out = [f'<section id="chart"><h2>{_e(rep.metric.name.capitalize())} vs latency</h2>',
+    out = [f'<section id="chart"><h2>{_e(rep.metric.title)} vs latency</h2>',
            '<p class="note">Whiskers: 95% CIs on both axes. Dotted step line: the Pareto front on point '
            "estimates. Markers: one shape per family.</p>"]
     figs = accuracy_latency_figures(rep)
@@ -194,7 +194,7 @@ def _runtimes(rep: Report) -> list[str]:
     details = detail_lines(v)
     if details:
         out.append("<h3>Runtime details</h3><ul>" + "".join(f"<li>{_e(d)}</li>" for d in details) + "</ul>")
-    out.append(f"<h3>{_e(rep.metric.name.capitalize())} through each runtime vs PyTorch</h3><ul>"
+    out.append(f"<h3>{_e(rep.metric.title)} through each runtime vs PyTorch</h3><ul>"
                + "".join(f"<li>{_e(g)}</li>" for g in gap_lines(v)) + "</ul>")
     return out + ["</section>"]
 

@@ -84,7 +84,7 @@ def vs_quantized_section(rep: Report) -> list[str]:
 def pareto_section(rep: Report) -> list[str]:
     """Markdown: the Pareto front (accuracy vs median latency) at the answer's thread count."""
     m = rep.metric
-    out = [f"## {m.name.capitalize()} vs latency", "",
+    out = [f"## {m.title} vs latency", "",
            f"The chart ({m.name} vs median latency, CI whiskers, Pareto step line) is in report.html. "
            "Pareto fronts on point estimates, fastest first:", ""]
     for th in sorted({r.threads for r in rep.rows if r.pareto}):
@@ -109,7 +109,7 @@ def runtimes_section(rep: Report) -> list[str]:
     details = detail_lines(v)
     if details:
         out += ["### Runtime details", ""] + [f"- {d}" for d in details] + [""]
-    out += [f"### {rep.metric.name.capitalize()} through each runtime vs PyTorch", ""] + [f"- {g}" for g in gap_lines(v)] + [""]
+    out += [f"### {rep.metric.title} through each runtime vs PyTorch", ""] + [f"- {g}" for g in gap_lines(v)] + [""]
     return out
 
 

@@ -36,6 +36,11 @@ class MetricStyle:
         return "points" if self.percent else ""
 
     @property
+    def title(self) -> str:
+        """The name at the start of a heading: first letter upper-cased, the rest as written ("Mean IoU")."""
+        return self.name[:1].upper() + self.name[1:]
+
+    @property
     def axis(self) -> str:
         """A chart axis title for the metric's values."""
         return f"{self.name} (%)" if self.percent else self.name

@@ -289,7 +289,7 @@ def runtime_figure(v: RuntimeView, rows):
                                  line=dict(shape="hv", dash="dot", color=c), name=f"{rt} Pareto front",
                                  hoverinfo="skip", showlegend=False))
     fig.update_layout(template="plotly_white",
-                      title=f"{m.name.capitalize()} vs latency per runtime ({fmt_threads(v.threads)})",
+                      title=f"{m.title} vs latency per runtime ({fmt_threads(v.threads)})",
                       xaxis=dict(title="median latency (ms, log)", type="log"), yaxis=dict(title=m.axis),
                       margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.18))
     return fig
