@@ -21,10 +21,10 @@ TEACHER_SHIFT = 2  # time / mel-band shift of the teacher's training views
 
 def teacher_fit(n_train: int):
     """The teacher's budget for ``n_train`` training clips: 25 passes over them in steps of 32 clips, at least
-    50 and at most 400 steps; AdamW lr 3e-3, weight decay 5e-4, cosine, seed 0."""
+    50 and at most 1,200 steps; AdamW lr 3e-3, weight decay 5e-4, cosine, seed 0."""
     from ...distill.engine import FitConfig
 
-    steps = min(400, max(50, -(-25 * int(n_train) // 32)))
+    steps = min(1200, max(50, -(-25 * int(n_train) // 32)))
     return FitConfig(steps=steps, batch_size=32, lr=3e-3, weight_decay=5e-4, seed=0)
 
 
