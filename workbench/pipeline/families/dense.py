@@ -1,7 +1,9 @@
 """The dense-prediction family: text detection as per-pixel text masks (workbench.tasks.dense).
 
 Teacher: ``dense:unet?width=16&depth=2`` (workbench.zoo.dense), with ``weights=FILE`` or trained once by this
-family and cached (workbench.pipeline.families.dense_train). Students: ``[[students]]`` with ``arch = "dense:fcn?width=8&depth=2&hint=1.0"``
+family and cached (workbench.pipeline.families.dense_train), or the user's own white-box network (``py:``,
+``torchscript:``, ...) checked on one page to return per-pixel logits (logit maps only, no hint, unless it has a
+``forward_with_neck``). Students: ``[[students]]`` with ``arch = "dense:fcn?width=8&depth=2&hint=1.0"``
 (or ``dense:unet?...``; ``hint`` = the weight of the neck's feature hint in the KD loss, default 0). KD: per-pixel KD on the teacher's logit maps (temperature, alpha) + cross-entropy with the
 true masks + the hint; the twin: the same student on the true masks only. Every model takes ``image``
 [B, 1, H, W] and returns ``logits`` [B, 2, H, W]: one input, so every runtime's exporter converts it
@@ -48,6 +50,45 @@ def _student_options(spec) -> tuple[str, dict, float]:
     return s.target, check_options(s.target, opts, f"student {spec.name}"), float(hint)
 
 
+def _own_teacher(source: str, recipe, task, base_dir: Path | None):
+    """A teacher the user owns in any white-box model source (``py:FILE:Class``, ``torchscript:``, ...): loaded
+    with its weights and checked on one training page to map ``image`` [1, C, H, W] to logits [1, classes, H, W].
+    Without a ``forward_with_neck`` (as dense: networks have) it gives no neck, so students with ``hint`` > 0
+    are refused. A black box (``onnx:``) is refused: ``workbench run`` exports and quantizes the teacher."""
+    import torch
+
+    from ...specs import parse_spec
+    from ...zoo.sources import SOURCES, load_model
+
+    kind = parse_spec(source, "teacher model").kind
+    black = kind in SOURCES and SOURCES.get(kind).black_box
+    loaded = None if black else load_model(source, in_channels=task.sample_shape[0], num_classes=task.num_classes,
+                                           base_dir=base_dir, role="teacher", task=task)
+    if loaded is None or loaded.module is None:
+        raise RecipeError(f"teacher {source} is a black box; workbench run exports and quantizes the teacher, so a "
+                          "dense task's teacher must be white-box: a PyTorch model (dense:unet?..., py:FILE:factory "
+                          "with weights=, torchscript:FILE)")
+    module = loaded.module.eval()
+    x = torch.from_numpy(np.ascontiguousarray(task.x_train[:1]))
+    try:
+        with torch.inference_mode():
+            y = module(x)
+    except Exception as e:  # noqa: BLE001 - the user's network: any failure is a wrong model for this task
+        raise RecipeError(f"teacher {source} failed on a page of {task.name} (input {tuple(x.shape)}): "
+                          f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    want = (1, task.num_classes, *x.shape[2:])
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise RecipeError(f"teacher {source} returns {got} for a page {tuple(x.shape)}; a dense teacher returns "
+                          f"per-pixel logits {want}")
+    if not hasattr(module, "forward_with_neck"):
+        hinted = [st.name for st in recipe.students if _student_options(st)[2] > 0]
+        if hinted:
+            raise RecipeError(f"students {hinted} set hint > 0, but teacher {source} has no forward_with_neck "
+                              "(image -> (logits, neck features)) to give the feature hint; set hint=0 or add one")
+    return loaded
+
+
 class DenseText:
     """Dense text detection (per-pixel masks), U-Net teacher -> FCN students (see the module docstring)."""
 
@@ -85,9 +126,7 @@ class DenseText:
             source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
         spec = parse_spec(source, "teacher model")
         if spec.kind != "dense":
-            raise RecipeError(f"teacher {source}: a dense task's teacher is a dense:ARCH network (e.g. "
-                              "dense:unet?width=16&depth=2, with weights=FILE or trained once here); "
-                              f"workbench run exports and quantizes the teacher, so it must be white-box")
+            return _own_teacher(source, recipe, task, base_dir)
         if "weights" in spec.options:
             w = Path(str(spec.options["weights"])).expanduser()
             if not w.is_absolute() and base_dir is not None and not w.exists():

@@ -72,7 +72,8 @@ def fit_dense(model, task, cfg, *, teacher=None, temperature: float = 1.0, alpha
     y = torch.from_numpy(task.mask_train.astype(np.int64))
     modules = {"student": model}
     if teacher is not None:
-        t_logits, t_neck = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in teacher)
+        t_logits, t_neck = (None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+                            for a in teacher)
         if hint > 0:
             modules["adapter"] = torch.nn.Conv2d(model.neck_channels, t_neck.shape[1], 1)
 
@@ -92,18 +93,22 @@ def fit_dense(model, task, cfg, *, teacher=None, temperature: float = 1.0, alpha
                    on_step=on_step)
 
 
-def teacher_maps(teacher, task, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, necks) of the teacher on every training page (eval mode, no grad)."""
+def teacher_maps(teacher, task, batch: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits, necks) of the teacher on every training page (eval mode, no grad); necks None for a teacher
+    without ``forward_with_neck`` (a user's own network: logit maps only)."""
     import torch
 
     teacher.eval()
+    with_neck = hasattr(teacher, "forward_with_neck")
     outs, necks = [], []
     with torch.inference_mode(), torch_threads(TRAIN_THREADS):
         for s in range(0, len(task.x_train), batch):
-            lo, ne = teacher.forward_with_neck(torch.from_numpy(task.x_train[s:s + batch]))
+            x = torch.from_numpy(task.x_train[s:s + batch])
+            lo, ne = teacher.forward_with_neck(x) if with_neck else (teacher(x), None)
             outs.append(lo.numpy())
-            necks.append(ne.numpy())
-    return np.concatenate(outs), np.concatenate(necks)
+            if ne is not None:
+                necks.append(ne.numpy())
+    return np.concatenate(outs), (np.concatenate(necks) if with_neck else None)
 
 
 def trained_teacher(spec, task, progress=None):
