@@ -154,6 +154,19 @@ def family_of(task) -> Family:
                       f"{', '.join(FAMILIES.names())}")
 
 
+class WeightsStudent:
+    """What every family's ``load_student`` is: a base class giving it. A trained student is the job's
+    untrained architecture (``new_student``) with the safetensors weights at ``weights`` loaded into it."""
+
+    def load_student(self, job: StudentJob, ctx: RunContext, weights: Path):
+        """A trained student: its architecture with the weights at ``weights``."""
+        from ..zoo.weights import load_weights
+
+        model = self.new_student(job, ctx)
+        load_weights(model, weights)
+        return model
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A PyTorch model by reference, so a unit in another process can load it: the teacher

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import RecipeError
-from ..family import FAMILIES, RunContext, StudentJob, recipe_of, task_of, teacher_of
+from ..family import FAMILIES, RunContext, StudentJob, WeightsStudent, recipe_of, task_of, teacher_of
 from .dense_train import TEACHER_VERSION, fit_dense, predict, split_quality, teacher_maps, trained_teacher
 
 _MAPS: dict = {}  # per process: (teacher sha, task fingerprint) -> the teacher's (logits, necks) of the training pages
@@ -89,7 +89,7 @@ def _own_teacher(source: str, recipe, task, base_dir: Path | None):
     return loaded
 
 
-class DenseText:
+class DenseText(WeightsStudent):
     """Dense text detection (per-pixel masks), U-Net teacher -> FCN students (see the module docstring)."""
 
     name = "dense-text"
@@ -192,13 +192,6 @@ class DenseText:
         """An untrained student of the job's spec."""
         return self.build_student(job.student, task_of(ctx), None)
 
-    def load_student(self, job: StudentJob, ctx: RunContext, weights: Path):
-        """A trained student: its architecture with the weights at ``weights``."""
-        from ...zoo.weights import load_weights
-
-        model = self.new_student(job, ctx)
-        load_weights(model, weights)
-        return model
 
     def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress=None) -> dict:
         """Train ``job`` (KD or the twin, fixed seed), write its weights (safetensors); the result row."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import RecipeError
 from ...zoo.graph import takes_graph
-from ..family import FAMILIES, RunContext, StudentJob, recipe_of, task_of, teacher_of
+from ..family import FAMILIES, RunContext, StudentJob, WeightsStudent, recipe_of, task_of, teacher_of
 from .graph_train import TEACHER_VERSION, fit_student, graph_logits, node_accuracy, trained_teacher
 
 GNN_INPUTS = ("x", "edge_index")
@@ -112,7 +112,7 @@ def export_gnn(module, task, out: Path, atol: float, rtol: float) -> float:
     return diff
 
 
-class NodeClassification:
+class NodeClassification(WeightsStudent):
     """Node classification on a graph, GNN teacher -> MLP student (see the module docstring)."""
 
     name = "node-classification"
@@ -224,13 +224,6 @@ class NodeClassification:
                               "takes one node's features: use pyg:mlp")
         return module
 
-    def load_student(self, job: StudentJob, ctx: RunContext, weights: Path):
-        """A trained student: its architecture with the weights at ``weights``."""
-        from ...zoo.weights import load_weights
-
-        model = self.new_student(job, ctx)
-        load_weights(model, weights)
-        return model
 
     def train(self, job: StudentJob, ctx: RunContext, weights_out: Path, progress=None) -> dict:
         """Train ``job`` (GLNN KD or the twin, fixed seed) and write its weights (safetensors); the result row."""

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..family import FAMILIES, RunContext, StudentJob, load_ref, recipe_of, rundir_of, task_of, teacher_of
+from ..family import (FAMILIES, RunContext, StudentJob, WeightsStudent, load_ref, recipe_of, rundir_of, task_of,
+                      teacher_of)
 
 _VIEWS: dict = {}  # per process: (task fingerprint, shift) -> ShiftViews
 _LOGITS: dict = {}  # per process: (run root, cache key) -> teacher logits
@@ -30,7 +31,7 @@ def _quiet(progress):
     return Progress(quiet=True)
 
 
-class ImageClassification:
+class ImageClassification(WeightsStudent):
     """Image (or fixed-shape array) classification with class labels: see the module docstring."""
 
     name = "image-classification"
@@ -89,13 +90,6 @@ class ImageClassification:
 
         return build_arch(spec.arch, c, n, **dict(spec.options))
 
-    def load_student(self, job: StudentJob, ctx: RunContext, weights: Path):
-        """A trained student: its architecture with the weights at ``weights``."""
-        from ...zoo.weights import load_weights
-
-        model = self.new_student(job, ctx)
-        load_weights(model, weights)
-        return model
 
     def views(self, ctx: RunContext):
         """The shifted views of the training images (per process)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from ...errors import RecipeError
 from ...registry import Registry
-from ..family import RunContext, StudentJob, recipe_of, task_of
+from ..family import RunContext, StudentJob, WeightsStudent, recipe_of, task_of
 
 MAX_LEN = 128  # tokens per text (teacher cache, training, evaluation, export parity)
 PARITY_TEXTS = 16  # test texts the export parity is checked on (a padded batch and each alone)
@@ -152,7 +152,7 @@ def student_source(arch: str):
 
 # --------------------------------------------------------------------------- the shared family base
 
-class TextFamily(abc.ABC):
+class TextFamily(WeightsStudent, abc.ABC):
     """What both transformer families share (see the module docstring); subclasses set ``name``,
     ``metric``, ``twin``, ``hf_task``, ``output_name``, ``task_type`` and the training and metric members."""
 
@@ -241,13 +241,6 @@ class TextFamily(abc.ABC):
         src, spec = student_source(job.student.arch)
         return src.build(spec, self.hf(ctx))
 
-    def load_student(self, job: StudentJob, ctx: RunContext, weights: Path):
-        """A trained student: its architecture with the safetensors weights at ``weights``."""
-        from ...zoo.weights import load_weights
-
-        model = self.new_student(job, ctx)
-        load_weights(model, weights)
-        return model
 
     def student_keep(self, job: StudentJob, ctx: RunContext) -> list[int]:
         """The teacher layers the job's student layers map to."""
