@@ -131,29 +131,28 @@ def _read_image(path: Path, size: int, grey: bool) -> np.ndarray:
     return a[None] if grey else a.transpose(2, 0, 1)
 
 
-def _scan(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+def _scan(folder: Path, suffixes) -> dict[str, list[Path]]:
+    return {d.name: sorted(f for f in d.rglob("*") if f.suffix.lower() in suffixes)
             for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
 
 
-def load_image_folder_task(path: str, size: int = 64, grey: bool = False) -> Task:
-    """The ``images:DIR`` task: one sub-folder per class, resized to ``size`` squares (see the module docstring)."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise TaskError(f"image folder {root} not found; give a folder with one sub-folder per class")
-    if not isinstance(size, int) or not 8 <= size <= 1024:
-        raise TaskError(f"images: size must be an integer between 8 and 1024, got {size!r}")
+def folder_splits(root: Path, suffixes, read_one, empty_shape: tuple, found: str, advice: str):
+    """(xs, ys, classes, how) of a folder of labelled files: one sub-folder per label under ``root`` (or
+    under its ``train/`` (``val/``, ``test/``) folders), files ending in ``suffixes`` read by ``read_one(path)``
+    into one array each (``empty_shape``: an empty split's per-example shape). A split the folder lacks is
+    carved out of train, stratified; no split folders: a stratified 70/10/20 split (seed 0). Fewer than 2 labels
+    with files: a TaskError saying "{root}: found N {found}; {advice}"."""
     has_splits = (root / "train").is_dir()
-    scans = {s: _scan(root / s) for s in ("train", "val", "test") if (root / s).is_dir()} if has_splits else {"all": _scan(root)}
+    scans = ({s: _scan(root / s, suffixes) for s in ("train", "val", "test") if (root / s).is_dir()} if has_splits
+             else {"all": _scan(root, suffixes)})
     classes = sorted({c for sc in scans.values() for c, files in sc.items() if files})
     if len(classes) < 2:
-        raise TaskError(f"{root}: found {len(classes)} class folder(s) with images; "
-                        "put each class's images in its own sub-folder (at least 2 classes)")
+        raise TaskError(f"{root}: found {len(classes)} {found}; {advice}")
     cid = {c: i for i, c in enumerate(classes)}
 
     def read(scan):
         files = [(f, cid[c]) for c, fs in scan.items() for f in fs if c in cid]
-        x = np.stack([_read_image(f, size, grey) for f, _ in files]) if files else np.zeros((0, 1 if grey else 3, size, size), np.float32)
+        x = np.stack([read_one(f) for f, _ in files]) if files else np.zeros((0, *empty_shape), np.float32)
         return x, np.array([c for _, c in files], dtype=np.int64)
 
     if has_splits:
@@ -169,13 +168,24 @@ def load_image_folder_task(path: str, size: int = 64, grey: bool = False) -> Tas
             xs.setdefault("val", x[i_va]), ys.setdefault("val", y[i_va])
             xs.setdefault("test", x[i_te]), ys.setdefault("test", y[i_te])
             xs["train"], ys["train"] = x[i_tr], y[i_tr]
-        how = "the folder's own splits"
-    else:
-        x, y = read(scans["all"])
-        parts = split_stratified(y)
-        xs = dict(zip(("train", "val", "test"), (x[i] for i in parts)))
-        ys = dict(zip(("train", "val", "test"), (y[i] for i in parts)))
-        how = "stratified 70/10/20 split (seed 0)"
+        return xs, ys, classes, "the folder's own splits"
+    x, y = read(scans["all"])
+    parts = split_stratified(y)
+    xs = dict(zip(("train", "val", "test"), (x[i] for i in parts)))
+    ys = dict(zip(("train", "val", "test"), (y[i] for i in parts)))
+    return xs, ys, classes, "stratified 70/10/20 split (seed 0)"
+
+
+def load_image_folder_task(path: str, size: int = 64, grey: bool = False) -> Task:
+    """The ``images:DIR`` task: one sub-folder per class, resized to ``size`` squares (see the module docstring)."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise TaskError(f"image folder {root} not found; give a folder with one sub-folder per class")
+    if not isinstance(size, int) or not 8 <= size <= 1024:
+        raise TaskError(f"images: size must be an integer between 8 and 1024, got {size!r}")
+    xs, ys, classes, how = folder_splits(root, IMAGE_SUFFIXES, lambda f: _read_image(f, size, grey),
+                                         (1 if grey else 3, size, size), "class folder(s) with images",
+                                         "put each class's images in its own sub-folder (at least 2 classes)")
     return _make_task(f"images:{root.name}", f"image folder {root} ({len(classes)} classes, {size}x{size}"
                       f"{', grey' if grey else ''}), {how}", xs, ys, classes,
                       {"folder": str(root), "size": size, "grey": bool(grey)})

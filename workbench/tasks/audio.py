@@ -104,11 +104,6 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _scan(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: sorted(f for f in d.rglob("*") if f.suffix.lower() == ".wav")
-            for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
-
-
 def make_audio_task(name: str, description: str, xs: dict, ys: dict, classes: list[str], options: dict) -> AudioTask:
     """An AudioTask from per-split waveforms ``xs`` (N, samples) and labels ``ys``; a one-line TaskError for an
     empty split or fewer than 2 classes."""
@@ -127,7 +122,7 @@ def make_audio_task(name: str, description: str, xs: dict, ys: dict, classes: li
 
 def load_audio_folder_task(path: str, seconds: float = 1.0, resample_rate: bool = True) -> AudioTask:
     """The ``audio:DIR`` task: one sub-folder of .wav files per label (see the module docstring)."""
-    from .arrays import split_stratified
+    from .arrays import folder_splits
 
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -135,46 +130,18 @@ def load_audio_folder_task(path: str, seconds: float = 1.0, resample_rate: bool 
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.1 <= seconds <= 10:
         raise TaskError(f"audio: seconds must be a number between 0.1 and 10, got {seconds!r}")
     n = int(round(seconds * SAMPLE_RATE))
-    has_splits = (root / "train").is_dir()
-    scans = {s: _scan(root / s) for s in ("train", "val", "test") if (root / s).is_dir()} if has_splits else {"all": _scan(root)}
-    classes = sorted({c for sc in scans.values() for c, files in sc.items() if files})
-    if len(classes) < 2:
-        raise TaskError(f"{root}: found {len(classes)} label folder(s) with .wav files; put each label's clips "
-                        "in its own sub-folder (at least 2 labels)")
-    cid = {c: i for i, c in enumerate(classes)}
 
-    def read(scan):
-        files = [(f, cid[c]) for c, fs in scan.items() for f in fs if c in cid]
-        clips = []
-        for f, _ in files:
-            x, rate = read_wav(f)
-            if rate != SAMPLE_RATE:
-                if not resample_rate:
-                    raise TaskError(f"{f} is sampled at {rate} Hz, not {SAMPLE_RATE}; resample it "
-                                    f"(ffmpeg -i {f.name} -ar 16000 out.wav) or drop resample=false")
-                x = resample(x, rate)
-            clips.append(fit_length(x, n))
-        x = np.stack(clips) if clips else np.zeros((0, n), np.float32)
-        return x, np.array([c for _, c in files], dtype=np.int64)
+    def read_one(f: Path) -> np.ndarray:
+        x, rate = read_wav(f)
+        if rate != SAMPLE_RATE:
+            if not resample_rate:
+                raise TaskError(f"{f} is sampled at {rate} Hz, not {SAMPLE_RATE}; resample it "
+                                f"(ffmpeg -i {f.name} -ar 16000 out.wav) or drop resample=false")
+            x = resample(x, rate)
+        return fit_length(x, n)
 
-    if has_splits:
-        xs, ys = {}, {}
-        for s in scans:
-            xs[s], ys[s] = read(scans[s])
-        for s in ("val", "test"):
-            if s not in xs:  # carve a missing split out of train, stratified
-                i_tr, i_va, i_te = split_stratified(ys["train"])
-                part = i_va if s == "val" else i_te
-                keep = np.setdiff1d(np.arange(len(ys["train"])), part)
-                xs[s], ys[s] = xs["train"][part], ys["train"][part]
-                xs["train"], ys["train"] = xs["train"][keep], ys["train"][keep]
-        how = "the folder's own splits"
-    else:
-        x, y = read(scans["all"])
-        parts = split_stratified(y)
-        xs = dict(zip(("train", "val", "test"), (x[i] for i in parts)))
-        ys = dict(zip(("train", "val", "test"), (y[i] for i in parts)))
-        how = "stratified 70/10/20 split (seed 0)"
+    xs, ys, classes, how = folder_splits(root, {".wav"}, read_one, (n,), "label folder(s) with .wav files",
+                                         "put each label's clips in its own sub-folder (at least 2 labels)")
     return make_audio_task(f"audio:{root.name}", f"audio folder {root} ({len(classes)} labels, {seconds:g} s clips "
                            f"at 16 kHz), {how}", xs, ys, classes, {"folder": str(root), "seconds": float(seconds)})
 
