@@ -41,6 +41,22 @@ def test_dense_nets_map_an_image_to_two_class_maps_and_expose_the_neck():
         assert logits.shape == (3, 2, 32, 32) and neck.shape == (3, m.neck_channels, 8, 8)
 
 
+@pytest.mark.parametrize("stride", [4, 8, 16])
+def test_a_torchvision_backbone_with_a_light_head_maps_back_to_full_resolution(stride):
+    """dense:mobilenet_v3_small: torchvision's MobileNetV3-Small features (first conv on the task's 1 channel) cut
+    at the output stride, a 1x1 head and a bilinear upsample; its neck is the backbone's last map."""
+    from workbench.errors import RecipeError
+    from workbench.zoo.dense import check_options
+
+    m = build_dense("mobilenet_v3_small", **check_options("mobilenet_v3_small", {"width_mult": 0.25, "stride": stride}, "s"))
+    logits, neck = m.eval().forward_with_neck(torch.rand(2, 1, 48, 48))
+    assert logits.shape == (2, 2, 48, 48) and neck.shape == (2, m.neck_channels, 48 // stride, 48 // stride)
+    assert m.body[0][0].in_channels == 1
+    for bad, said in (({"stride": 32}, "stride = 32 must be 4, 8 or 16"), ({"width": 4}, "unknown option 'width'")):
+        with pytest.raises(RecipeError, match=said):
+            check_options("mobilenet_v3_small", bad, "s")
+
+
 RECIPE = """schema_version = 1
 name = "dense-tiny"
 [task]

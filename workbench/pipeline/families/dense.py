@@ -4,7 +4,7 @@ Teacher: ``dense:unet?width=16&depth=2`` (workbench.zoo.dense), with ``weights=F
 family and cached (workbench.pipeline.families.dense_train), or the user's own white-box network (``py:``,
 ``torchscript:``, ...) checked on one page to return per-pixel logits (logit maps only, no hint, unless it has a
 ``forward_with_neck``). Students: ``[[students]]`` with ``arch = "dense:fcn?width=8&depth=2&hint=1.0"``
-(or ``dense:unet?...``; ``hint`` = the weight of the neck's feature hint in the KD loss, default 0). KD: per-pixel KD on the teacher's logit maps (temperature, alpha) + cross-entropy with the
+(or ``dense:unet?...``, or the torchvision backbone ``dense:mobilenet_v3_small?width_mult=..&stride=..``; ``hint`` = the weight of the neck's feature hint in the KD loss, default 0). KD: per-pixel KD on the teacher's logit maps (temperature, alpha) + cross-entropy with the
 true masks + the hint; the twin: the same student on the true masks only. Every model takes ``image``
 [B, 1, H, W] and returns ``logits`` [B, 2, H, W]: one input, so every runtime's exporter converts it
 (ONNX, ORT mobile, ExecuTorch, LiteRT). Metric: mean per-image IoU of the text mask on the test pages with a
