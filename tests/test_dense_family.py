@@ -52,6 +52,8 @@ def test_a_torchvision_backbone_with_a_light_head_maps_back_to_full_resolution(s
     logits, neck = m.eval().forward_with_neck(torch.rand(2, 1, 48, 48))
     assert logits.shape == (2, 2, 48, 48) and neck.shape == (2, m.neck_channels, 48 // stride, 48 // stride)
     assert m.body[0][0].in_channels == 1
+    # PyTorch's BatchNorm momentum, not torchvision's 0.01 (too slow for a few hundred steps: eval output collapses)
+    assert {b.momentum for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)} == {0.1}
     for bad, said in (({"stride": 32}, "stride = 32 must be 4, 8 or 16"), ({"width": 4}, "unknown option 'width'")):
         with pytest.raises(RecipeError, match=said):
             check_options("mobilenet_v3_small", bad, "s")
