@@ -63,6 +63,25 @@ def test_other_sample_rate_is_resampled_or_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+def test_workbench_distill_on_an_audio_folder(tmp_path, monkeypatch):
+    """`workbench distill` on audio:DIR: a kws: teacher without weights trained once on the task (cached), KD into
+    a DS-CNN on raw waveforms, student.onnx (log-mel inside) judged by ONNX Runtime on the test clips."""
+    import json
+
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "w", per=10)
+    assert main(["distill", "--teacher", "kws:cnn?width=4&depth=1", "--student", "kws:dscnn?width=4&depth=1",
+                 "--task", f"audio:{root}", "--steps", "4", "--out", str(tmp_path / "o")]) == 0
+    card = json.loads((tmp_path / "o" / "card.json").read_text())
+    q = card["metrics"]["test_accuracy_onnx"]
+    assert card["kind"] == "workbench distill card" and q["n"] == 4 and card["fit"]["steps_run"] == 4
+    assert q["ci95"][0] <= q["value"] <= q["ci95"][1] and "weights=" in card["job"]["teacher"]
+    assert len(list((tmp_path / "cache" / "kws-teachers").glob("*.safetensors"))) == 1
+
+
 @pytest.mark.parametrize("make, says", [
     (lambda root: root.mkdir(), "found 0 label folder"),
     (lambda root: None, "not found"),

@@ -135,12 +135,26 @@ def test_npz_with_bad_masks_is_refused(tmp_path):
         load_task(f"dense:{tmp_path / 'bad.npz'}")
 
 
-def test_workbench_distill_on_a_dense_task_points_to_workbench_run(capsys, tmp_path):
-    rc = main(["distill", "--task", "dense:pages?n_train=4&n_val=2&n_test=2&size=32", "--teacher",
-               "dense:unet?width=4", "--student", "dense:fcn?width=2", "--out", str(tmp_path / "d")])
+def test_workbench_distill_on_a_dense_task_distils_and_exports(capsys, tmp_path, monkeypatch):
+    """`workbench distill` on dense: the U-Net teacher trained once (cached), per-pixel KD + hint into an FCN,
+    student.onnx judged by ONNX Runtime (mean IoU with its CI, box F1); a student that is not dense: one line."""
+    import json
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    task = "dense:pages?n_train=8&n_val=2&n_test=4&size=32"
+    rc = main(["distill", "--task", task, "--teacher", "dense:unet?width=4&depth=1&steps=10", "--student",
+               "kws:cnn", "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "workbench run workbench/recipes/dense.toml" in err, err
-    assert not (tmp_path / "d").exists()
+    assert rc == 2 and len(err.splitlines()) == 1 and "must be an untrained dense network" in err, err
+    assert not (tmp_path / "bad").exists()
+    assert main(["distill", "--task", task, "--teacher", "dense:unet?width=4&depth=1&steps=10", "--student",
+                 "dense:fcn?width=2&depth=1", "--hint", "1", "--steps", "4", "--out", str(tmp_path / "d")]) == 0
+    card = json.loads((tmp_path / "d" / "card.json").read_text())
+    q = card["metrics"]["test_onnx"]
+    assert card["kind"] == "dense-distillation" and q["metric"] == "mean IoU" and q["n"] == 4
+    assert q["ci95"][0] <= q["value"] <= q["ci95"][1] and 0 <= q["box_f1"] <= 1
+    assert card["fit"]["steps_run"] == 4 and card["loss"]["hint"] == 1
+    assert (tmp_path / "d" / "student.onnx").is_file() and card["student"]["onnx_parity_max_abs"] < 1e-3
 
 
 def test_dense_folder_of_images_and_masks(tmp_path):

@@ -199,6 +199,32 @@ def _run_graph(job: DistillJob, task, base, progress) -> dict:
     return run_graph_job(job, task, base, progress)
 
 
+def _run_dense(job: DistillJob, task, base, progress) -> dict:
+    from .dense_run import run_dense_job
+
+    return run_dense_job(job, task, base, progress)
+
+
+def _dense_lines(card: dict) -> list[str]:
+    from .dense_run import summary_lines as dense_lines
+
+    return dense_lines(card)
+
+
+def _run_audio(job: DistillJob, task, base, progress) -> dict:
+    """An audio classifier distils as an image one does (arrays in, classes out); a ``kws:`` teacher without
+    ``weights=`` is first trained on the task once and cached, as in a run."""
+    from dataclasses import replace
+
+    from ..pipeline.families.audio_train import trained_teacher
+    from ..specs import parse_spec
+
+    spec = parse_spec(job.teacher, "teacher model")
+    if spec.kind == "kws" and "weights" not in spec.options:
+        job = replace(job, teacher=trained_teacher(spec, task, base, progress).spec.text)
+    return _run_image(job, task, base, progress)
+
+
 def _graph_lines(card: dict) -> list[str]:
     from .graph_run import summary_lines as graph_lines
 
@@ -332,8 +358,11 @@ RUNNERS.register("image-classification", _run_image)
 RUNNERS.register("text-classification", _run_text_classifier)
 RUNNERS.register("sentence-embedding", _run_embeddings)
 RUNNERS.register("node-classification", _run_graph)
+RUNNERS.register("dense-text", _run_dense)
+RUNNERS.register("audio-classification", _run_audio)
 SUMMARIES.register("workbench distill card", _image_lines)
 SUMMARIES.register("workbench qat card", _qat_lines)
 SUMMARIES.register("classifier-distillation", _transformer_lines)
 SUMMARIES.register("embedding-distillation", _transformer_lines)
 SUMMARIES.register("graph-distillation", _graph_lines)
+SUMMARIES.register("dense-distillation", _dense_lines)

@@ -50,7 +50,7 @@ def _student_options(spec) -> tuple[str, dict, float]:
     return s.target, check_options(s.target, opts, f"student {spec.name}"), float(hint)
 
 
-def _own_teacher(source: str, recipe, task, base_dir: Path | None):
+def _own_teacher(source: str, task, base_dir: Path | None, hinted: list[str]):
     """A teacher the user owns in any white-box model source (``py:FILE:Class``, ``torchscript:``, ...): loaded
     with its weights and checked on one training page to map ``image`` [1, C, H, W] to logits [1, classes, H, W].
     Without a ``forward_with_neck`` (as dense: networks have) it gives no neck, so students with ``hint`` > 0
@@ -82,11 +82,39 @@ def _own_teacher(source: str, recipe, task, base_dir: Path | None):
         raise RecipeError(f"teacher {source} returns {got} for a page {tuple(x.shape)}; a dense teacher returns "
                           f"per-pixel logits {want}")
     if not hasattr(module, "forward_with_neck"):
-        hinted = [st.name for st in recipe.students if _student_options(st)[2] > 0]
         if hinted:
             raise RecipeError(f"students {hinted} set hint > 0, but teacher {source} has no forward_with_neck "
                               "(image -> (logits, neck features)) to give the feature hint; set hint=0 or add one")
     return loaded
+
+
+def dense_teacher(source: str, task, base_dir: Path | None, hinted: list[str]):
+    """A dense task's teacher from its source spec: ``dense:ARCH?...`` with ``weights=`` loaded, or without them
+    trained once and cached; any other white-box source is the user's own network (:func:`_own_teacher`;
+    ``hinted``: the students that want its neck). A zoo.sources.LoadedModel."""
+    from ...specs import parse_spec
+    from ...zoo.dense import build_dense, check_options
+    from ...zoo.sources import LoadedModel, file_sha256
+    from ...zoo.weights import load_weights
+
+    spec = parse_spec(source, "teacher model")
+    if spec.kind != "dense":
+        return _own_teacher(source, task, base_dir, hinted)
+    if "weights" in spec.options:
+        w = Path(str(spec.options["weights"])).expanduser()
+        if not w.is_absolute() and base_dir is not None and not w.exists():
+            w = base_dir / w
+        if not w.is_file():
+            raise RecipeError(f"teacher weights {w} not found; give a safetensors file of the {spec.target}")
+        module = build_dense(spec.target, **check_options(spec.target, dict(spec.options), f"teacher {spec}"))
+        load_weights(module, w)
+        module.eval()
+        return LoadedModel(spec=spec, module=module, sha256=file_sha256(w), weights=w, trained=True,
+                           description=f"{spec.target} with weights {w.name}")
+    from ...progress import Progress
+
+    module, sha, what = trained_teacher(spec, task, Progress())
+    return LoadedModel(spec=spec, module=module, sha256=sha, trained=True, description=what)
 
 
 class DenseText(WeightsStudent):
@@ -114,34 +142,12 @@ class DenseText(WeightsStudent):
             _student_options(st)
 
     def load_teacher(self, recipe, task, base_dir: Path | None):
-        """The recipe's teacher: ``dense:ARCH?...`` with weights loaded, or trained once and cached."""
-        from ...specs import parse_spec
-        from ...zoo.dense import build_dense, check_options
-        from ...zoo.sources import LoadedModel, file_sha256
-        from ...zoo.weights import load_weights
-
+        """The recipe's teacher (see :func:`dense_teacher`), after the recipe's own checks."""
         self.check_recipe(recipe)
         source = recipe.teacher.source
         if recipe.teacher.weights:
             source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
-        spec = parse_spec(source, "teacher model")
-        if spec.kind != "dense":
-            return _own_teacher(source, recipe, task, base_dir)
-        if "weights" in spec.options:
-            w = Path(str(spec.options["weights"])).expanduser()
-            if not w.is_absolute() and base_dir is not None and not w.exists():
-                w = base_dir / w
-            if not w.is_file():
-                raise RecipeError(f"teacher weights {w} not found; give a safetensors file of the {spec.target}")
-            module = build_dense(spec.target, **check_options(spec.target, dict(spec.options), f"teacher {spec}"))
-            load_weights(module, w)
-            module.eval()
-            return LoadedModel(spec=spec, module=module, sha256=file_sha256(w), weights=w, trained=True,
-                               description=f"{spec.target} with weights {w.name}")
-        from ...progress import Progress
-
-        module, sha, what = trained_teacher(spec, task, Progress())
-        return LoadedModel(spec=spec, module=module, sha256=sha, trained=True, description=what)
+        return dense_teacher(source, task, base_dir, [st.name for st in recipe.students if _student_options(st)[2] > 0])
 
     def maps(self, ctx: RunContext):
         """The teacher's logit maps and necks of every training page (once per process)."""
