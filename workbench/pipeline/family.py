@@ -154,6 +154,34 @@ def family_of(task) -> Family:
                       f"{', '.join(FAMILIES.names())}")
 
 
+def teacher_source(recipe) -> str:
+    """The recipe's ``[teacher] source`` with its ``weights`` folded in as the ``weights=`` option."""
+    source = recipe.teacher.source
+    if recipe.teacher.weights:
+        source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
+    return source
+
+
+def white_box_teacher(recipe, task, base_dir: Path | None, *, train=None, in_channels: int | None = None):
+    """The recipe's teacher as a zoo.sources.LoadedModel: ``train(spec)`` when that gives one (a family's teacher
+    trained once on the task and cached, for a spec it trains), else the source loaded as given; a one-line
+    RecipeError for a black box (the run exports and quantizes its teacher)."""
+    from ..errors import RecipeError
+    from ..specs import parse_spec
+    from ..zoo.sources import load_model
+
+    source = teacher_source(recipe)
+    loaded = train(parse_spec(source, "teacher model")) if train is not None else None
+    if loaded is None:
+        loaded = load_model(source, in_channels=in_channels, num_classes=task.num_classes, base_dir=base_dir,
+                            role="teacher", task=task)
+    if loaded.module is None:
+        raise RecipeError(f"workbench run exports and quantizes the teacher, so it needs a PyTorch teacher; "
+                          f"{recipe.teacher.source} is a black box (use `workbench distill` for black-box "
+                          f"teachers)")
+    return loaded
+
+
 class WeightsStudent:
     """What every family's ``load_student`` is: a base class giving it. A trained student is the job's
     untrained architecture (``new_student``) with the safetensors weights at ``weights`` loaded into it."""

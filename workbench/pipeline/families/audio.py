@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..family import FAMILIES, RunContext, recipe_of, task_of
+from ..family import FAMILIES, RunContext, recipe_of, task_of, white_box_teacher
 from .images import ImageClassification
 
 _FEATURE_VIEWS: dict = {}  # per process: (task fingerprint, shift) -> ShiftViews over log-mel features
@@ -37,25 +37,14 @@ class AudioClassification(ImageClassification):
     def load_teacher(self, recipe, task, base_dir: Path | None):
         """The recipe's teacher: a ``kws:`` model without weights is trained on the task once and cached
         (audio_train.trained_teacher); any other source is loaded as given (it must read raw audio)."""
-        from ...errors import RecipeError
-        from ...specs import parse_spec
-        from ...zoo.sources import load_model
+        from ...progress import Progress
+        from .audio_train import trained_teacher
 
-        source = recipe.teacher.source
-        if recipe.teacher.weights:
-            source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
-        spec = parse_spec(source, "teacher model")
-        if spec.kind == "kws" and "weights" not in spec.options:
-            from ...progress import Progress
-            from .audio_train import trained_teacher
+        def train(spec):
+            return (trained_teacher(spec, task, base_dir, Progress())
+                    if spec.kind == "kws" and "weights" not in spec.options else None)
 
-            loaded = trained_teacher(spec, task, base_dir, Progress())
-        else:
-            loaded = load_model(source, num_classes=task.num_classes, base_dir=base_dir, role="teacher", task=task)
-        if loaded.module is None:
-            raise RecipeError(f"workbench run exports and quantizes the teacher, so it needs a PyTorch teacher; "
-                              f"{recipe.teacher.source} is a black box")
-        return loaded
+        return white_box_teacher(recipe, task, base_dir, train=train)
 
     def build_student(self, spec, task, base_dir: Path | None):
         """An untrained ``kws:`` student of the recipe's StudentSpec ``spec``; a one-line RecipeError for an

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import RecipeError
-from ..family import FAMILIES, RunContext, StudentJob, WeightsStudent, recipe_of, task_of, teacher_of
+from ..family import (FAMILIES, RunContext, StudentJob, WeightsStudent, recipe_of, task_of, teacher_of,
+                      teacher_source)
 from .dense_train import TEACHER_VERSION, fit_dense, predict, split_quality, teacher_maps, trained_teacher
 
 _MAPS: dict = {}  # per process: (teacher sha, task fingerprint) -> the teacher's (logits, necks) of the training pages
@@ -144,10 +145,7 @@ class DenseText(WeightsStudent):
     def load_teacher(self, recipe, task, base_dir: Path | None):
         """The recipe's teacher (see :func:`dense_teacher`), after the recipe's own checks."""
         self.check_recipe(recipe)
-        source = recipe.teacher.source
-        if recipe.teacher.weights:
-            source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
-        return dense_teacher(source, task, base_dir, [st.name for st in recipe.students if _student_options(st)[2] > 0])
+        return dense_teacher(teacher_source(recipe), task, base_dir, [st.name for st in recipe.students if _student_options(st)[2] > 0])
 
     def maps(self, ctx: RunContext):
         """The teacher's logit maps and necks of every training page (once per process)."""

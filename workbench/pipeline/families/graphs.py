@@ -31,7 +31,8 @@ import numpy as np
 
 from ...errors import RecipeError
 from ...zoo.graph import takes_graph
-from ..family import FAMILIES, RunContext, StudentJob, WeightsStudent, recipe_of, task_of, teacher_of
+from ..family import (FAMILIES, RunContext, StudentJob, WeightsStudent, recipe_of, task_of, teacher_of,
+                      white_box_teacher)
 from .graph_train import TEACHER_VERSION, fit_student, graph_logits, node_accuracy, trained_teacher
 
 GNN_INPUTS = ("x", "edge_index")
@@ -145,24 +146,15 @@ class NodeClassification(WeightsStudent):
     def load_teacher(self, recipe, task, base_dir: Path | None):
         """The recipe's teacher: with weights, loaded; a ``pyg:`` / ``py:`` GNN without weights is trained on
         the task once and cached (trained_teacher). A black box is refused in one line."""
-        from ...specs import parse_spec
-        from ...zoo.sources import load_model
+        from ...progress import Progress
 
         self.check_recipe(recipe)
-        source = recipe.teacher.source
-        if recipe.teacher.weights:
-            source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
-        spec = parse_spec(source, "teacher model")
-        if "weights" not in spec.options and spec.kind in ("pyg", "py"):
-            from ...progress import Progress
 
-            loaded = trained_teacher(spec, task, base_dir, Progress())
-        else:
-            loaded = load_model(source, num_classes=task.num_classes, base_dir=base_dir, role="teacher", task=task)
-        if loaded.module is None:
-            raise RecipeError(f"workbench run exports and quantizes the teacher, so it needs a PyTorch teacher; "
-                              f"{recipe.teacher.source} is a black box")
-        return loaded
+        def train(spec):
+            return (trained_teacher(spec, task, base_dir, Progress())
+                    if "weights" not in spec.options and spec.kind in ("pyg", "py") else None)
+
+        return white_box_teacher(recipe, task, base_dir, train=train)
 
     def soft_labels(self, ctx: RunContext) -> np.ndarray:
         """The teacher's logits of every node (once per process)."""

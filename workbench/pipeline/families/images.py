@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..family import (FAMILIES, RunContext, StudentJob, WeightsStudent, load_ref, recipe_of, rundir_of, task_of,
-                      teacher_of)
+                      teacher_of, white_box_teacher)
 
 _VIEWS: dict = {}  # per process: (task fingerprint, shift) -> ShiftViews
 _LOGITS: dict = {}  # per process: (run root, cache key) -> teacher logits
@@ -49,19 +49,7 @@ class ImageClassification(WeightsStudent):
     def load_teacher(self, recipe, task, base_dir: Path | None):
         """The recipe's teacher (with its weights option) for this task; a one-line RecipeError when it is
         a black box (the run exports and quantizes it)."""
-        from ...errors import RecipeError
-        from ...zoo.sources import load_model
-
-        source = recipe.teacher.source
-        if recipe.teacher.weights:
-            source += ("&" if "?" in source else "?") + f"weights={recipe.teacher.weights}"
-        loaded = load_model(source, in_channels=task.sample_shape[0], num_classes=task.num_classes,
-                            base_dir=base_dir, role="teacher", task=task)
-        if loaded.module is None:
-            raise RecipeError(f"workbench run exports and quantizes the teacher, so it needs a PyTorch teacher; "
-                              f"{recipe.teacher.source} is a black box (use `workbench distill` for black-box "
-                              f"teachers)")
-        return loaded
+        return white_box_teacher(recipe, task, base_dir, in_channels=task.sample_shape[0])
 
     def inputs(self, task, split: str, n: int, ctx: RunContext | None = None) -> dict[str, np.ndarray]:
         """The first ``n`` examples of ``split`` ("train", "val", "test") by input name (``ctx`` unused:
